@@ -1,0 +1,2 @@
+"""Pure autoscaling policies: metrics window in, replica count out.
+"""

@@ -1,0 +1,2 @@
+"""The `corral` command.
+"""

@@ -1,0 +1,22 @@
+"""The ``corral`` command: one click group, one module per subcommand family.
+
+Each subcommand lives in its own module under ``corral.cli`` and is attached
+here, so commands can grow without touching each other.
+"""
+
+from __future__ import annotations
+
+import click
+
+from corral import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="corral")
+def cli() -> None:
+    """corral: the AI layer of Kubernetes — GPUs, queues, training and inference on one machine or a cluster."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,2 @@
+"""Level-triggered reconcilers, one package per kind, run by `controllers.runtime`.
+"""

@@ -1,0 +1,2 @@
+"""Inference gateway: routing, load balancing, activator and metrics.
+"""

@@ -1,0 +1,2 @@
+"""Simulation: simulated nodes registered through the API, and in-process trace replay.
+"""

@@ -1,0 +1,2 @@
+"""Small dependency-free helpers shared by every layer (clocks, quantities, names).
+"""

@@ -510,7 +510,7 @@ class Scheduler:
         diagnosis = result.failure
         assert diagnosis is not None
         if self.preemption and diagnosis.status.code is not Code.UNRESOLVABLE:
-            preempt = self._try_preempt(key, pods, reqs, priority, diagnosis, podgroup)
+            preempt = self._try_preempt(key, pods, reqs, priority=priority, diagnosis=diagnosis, podgroup=podgroup)
             if preempt is not None:
                 return preempt
         self.q.unschedulable(key)
@@ -555,22 +555,22 @@ class Scheduler:
         return units, unit_of
 
     def _try_preempt(
-        self, key: str, pods: Sequence[Obj], reqs: Sequence[PodRequest], priority: int,
+        self, key: str, pods: Sequence[Obj], reqs: Sequence[PodRequest], *, priority: int,
         diagnosis: Diagnosis, podgroup: Obj | None,
     ) -> PreemptDecision | None:
         units, unit_of = self.victim_units()
         plan: PreemptionPlan | None = plan_preemption(
-            self.snapshot, self.framework, reqs, priority, units, unit_of, diagnosis,
+            self.snapshot, self.framework, reqs, priority, units=units, unit_of_pod=unit_of, diagnosis=diagnosis,
             new_state=lambda: CycleState(self.rng),
         )
         if plan is None:
             return None
         victims: list[Obj] = []
-        for victim in plan.victim_pods:
-            held = self._release(victim)
+        for victim_key in plan.victim_pods:
+            held = self._release(victim_key)
             if held is not None:
                 victims.append(held.obj)
-                self._evicting[victim] = key
+                self._evicting[victim_key] = key
         result = schedule_group(self.snapshot, reqs, self.framework, state=CycleState(self.rng), assume=True)
         if not result.ok:  # cannot happen: the plan was checked on this very snapshot
             log.error("preemption plan for %s did not hold; restoring victims", key)

@@ -98,10 +98,10 @@ def plan_preemption(
     framework: Framework,
     pods: Sequence[PodRequest],
     priority: int,
+    *,
     units: Mapping[str, VictimUnit],
     unit_of_pod: Mapping[str, str],
     diagnosis: Diagnosis,
-    *,
     new_state: Callable[[], CycleState] = CycleState,
     max_candidates: int = 128,
     max_units: int = 64,
@@ -126,8 +126,9 @@ def plan_preemption(
     if not by_node:
         return None
     if len(pods) == 1:
-        return _plan_single(snapshot, framework, pods[0], units, by_node, new_state, max_candidates)
-    return _plan_group(snapshot, framework, pods, units, by_node, new_state, max_units)
+        return _plan_single(snapshot, framework, pods[0], units=units, by_node=by_node, new_state=new_state,
+                            max_candidates=max_candidates)
+    return _plan_group(snapshot, framework, pods, units=units, by_node=by_node, new_state=new_state, max_units=max_units)
 
 
 def _fits_on(snapshot: Snapshot, framework: Framework, pod: PodRequest, node: int, new_state: Callable[[], CycleState]) -> bool:
@@ -146,6 +147,7 @@ def _plan_single(
     snapshot: Snapshot,
     framework: Framework,
     pod: PodRequest,
+    *,
     units: Mapping[str, VictimUnit],
     by_node: dict[int, set[str]],
     new_state: Callable[[], CycleState],
@@ -183,6 +185,7 @@ def _plan_group(
     snapshot: Snapshot,
     framework: Framework,
     pods: Sequence[PodRequest],
+    *,
     units: Mapping[str, VictimUnit],
     by_node: dict[int, set[str]],
     new_state: Callable[[], CycleState],

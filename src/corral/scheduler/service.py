@@ -334,7 +334,7 @@ class SchedulerService:
                 if not _transient(error) or attempt == self.config.bind_retries:
                     log.warning("binding %s to %s failed: %s", binding.key, binding.node, error)
                     return "failed"
-            except (OSError, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError) as error:
                 if attempt == self.config.bind_retries:
                     log.warning("binding %s to %s failed: %s", binding.key, binding.node, error)
                     return "failed"

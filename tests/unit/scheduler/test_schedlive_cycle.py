@@ -149,3 +149,19 @@ def test_running_gang_counts_whole() -> None:
     # evicting the gang frees one GPU per node, not two on one node; the cheapest single-node
     # set is {old-*, solo} on n-0 (max priority 2) rather than {old-*, mid} on n-1 (3)
     assert names == ["old-0", "old-1", "solo"]
+
+
+def test_explain_names_nearest_misses_and_preemption() -> None:
+    from corral.scheduler.explain import explain_group
+
+    sched = brain(nodes(3, gpus=8))
+    sched.pod_upsert(pod("r0", gpus=6, priority=1, node_name="n-0", devices="0,1,2,3,4,5"))
+    sched.pod_upsert(pod("r1", gpus=7, priority=1, node_name="n-1", devices="0,1,2,3,4,5,6"))
+    sched.pod_upsert(pod("r2", gpus=8, priority=1, node_name="n-2", devices="0,1,2,3,4,5,6,7"))
+    sched.pod_upsert(pod("big", gpus=4, priority=5))
+    text = explain_group(sched, "pod:default/big").render()
+    assert "0/3 nodes are available: 3 Insufficient nvidia.com/gpu." in text
+    lines = text.splitlines()
+    nearest = lines.index("nearest misses:")
+    assert lines[nearest + 1].strip().startswith("n-0:") and "2 whole GPU(s) free, needs 4" in lines[nearest + 1]
+    assert any("preempt 1 lower-priority pod(s): default/r0" in line for line in lines)

@@ -462,7 +462,7 @@ def test_invariants_hold_for_any_sequence_of_events(actions: list[str], limit: i
         before = world.status.get("phase")
         plan = world.step()
         status = world.status
-        assert status["phase"] in policy.PHASE_CONDITIONS + ("Pending",)
+        assert status["phase"] in (*policy.PHASE_CONDITIONS, "Pending")
         assert 1 <= status["worldSize"] <= 2
         assert status["failures"] <= limit + 1
         assert status["restarts"] >= status["failures"] - 1

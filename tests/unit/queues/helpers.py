@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.scheduler.admission import PodSet, QueueConfig, Workload, milli, parse_queue
+from corral.scheduler.quota import PodSet, QueueConfig, Workload, milli, parse_queue
 
 GPU = "nvidia.com/gpu"
 

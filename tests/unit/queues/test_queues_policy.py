@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from corral.scheduler.admission import (
+from corral.scheduler.quota import (
     ADMIT,
     BLOCKED,
     HELD,
@@ -18,7 +18,7 @@ from corral.scheduler.admission import (
     plan_cycle,
     resolve_queue,
 )
-from corral.scheduler.admission.workload import pod_sets_of
+from corral.scheduler.quota.workload import pod_sets_of
 
 from .helpers import GPU, queue, wl
 

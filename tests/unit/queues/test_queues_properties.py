@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corral.scheduler.admission import ADMIT, PREEMPT, Mode, QueueConfig, QuotaBook, Workload, plan_cycle
-from corral.scheduler.admission.preemption import within_nominal
+from corral.scheduler.quota import ADMIT, PREEMPT, Mode, QueueConfig, QuotaBook, Workload, plan_cycle
+from corral.scheduler.quota.preemption import within_nominal
 
 from .helpers import GPU, queue, wl
 
@@ -144,7 +144,7 @@ def test_fair_share_converges_under_steady_demand(weights: tuple[float, float], 
 def test_victims_are_sufficient_minimal_and_allowed(params: list[dict[str, Any]],
                                                     running: list[tuple[int, int, int]],
                                                     preemptor_spec: tuple[int, int, int]) -> None:
-    from corral.scheduler.admission import Admitted, find_victims
+    from corral.scheduler.quota import Admitted, find_victims
 
     configs = make_configs(params)
     book = QuotaBook.build(configs)

@@ -19,7 +19,7 @@ One kind plays the part of Kueue's ClusterQueue and LocalQueue together:
 - ``stopPolicy``: None | Hold (admit nothing new) | HoldAndDrain (also evict admitted work).
 
 The status is written by the queue status controller from the scheduler's decisions.
-The pure quota and fair-share policy lives in ``corral.scheduler.admission``.
+The pure quota and fair-share policy lives in ``corral.scheduler.quota``.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from corral.scheduler.admission.quota import FR, Admitted, Mode, QuotaBook
-from corral.scheduler.admission.workload import Workload
+from corral.scheduler.quota.quota import FR, Admitted, Mode, QuotaBook
+from corral.scheduler.quota.workload import Workload
 
 
 def _fits(book: QuotaBook, queue: str, usage: dict[FR, int]) -> bool:

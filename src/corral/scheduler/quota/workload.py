@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.scheduler.admission.quota import QueueConfig, milli
+from corral.scheduler.quota.quota import QueueConfig, milli
 from corral.util.clock import parse_timestamp
 
 QUEUE_LABEL = "corral.dev/queue"

@@ -1,6 +1,6 @@
-"""Queue admission: quota, flavors, fair share, ordering, preemption and explanations.
+"""Queue admission policy: quota, flavors, fair share, ordering, preemption, explanations.
 
-Pure policy, no I/O. The live scheduler builds a :class:`QuotaBook` from its Queue and
+Pure policy, no I/O. (``corral.scheduler.admission`` is the scheduler's seam that calls it.) The live scheduler builds a :class:`QuotaBook` from its Queue and
 PodGroup caches, calls :func:`plan_cycle` (or :func:`candidates` + ``QuotaBook.add`` from its
 own cycle) with a placement function, and applies the decisions: admit and bind together,
 evict victims, write conditions. The simulator and the benchmark call the same functions.
@@ -12,8 +12,8 @@ evict victims, write conditions. The simulator and the benchmark call the same f
 - :mod:`.cycle`: ordering (priority, age, fair share, StrictFIFO/BestEffortFIFO, ageing).
 """
 
-from corral.scheduler.admission.assign import Assignment, Candidates, candidates
-from corral.scheduler.admission.cycle import (
+from corral.scheduler.quota.assign import Assignment, Candidates, candidates
+from corral.scheduler.quota.cycle import (
     ADMIT,
     BLOCKED,
     HELD,
@@ -26,8 +26,8 @@ from corral.scheduler.admission.cycle import (
     Policy,
     plan_cycle,
 )
-from corral.scheduler.admission.preemption import find_victims
-from corral.scheduler.admission.quota import (
+from corral.scheduler.quota.preemption import find_victims
+from corral.scheduler.quota.quota import (
     FR,
     Admitted,
     Fit,
@@ -37,7 +37,7 @@ from corral.scheduler.admission.quota import (
     milli,
     parse_queue,
 )
-from corral.scheduler.admission.workload import PodSet, Workload, pod_sets_of, resolve_queue
+from corral.scheduler.quota.workload import PodSet, Workload, pod_sets_of, resolve_queue
 
 __all__ = [
     "ADMIT", "BLOCKED", "FR", "HELD", "NO_QUEUE", "PREEMPT", "UNPLACEABLE", "WAIT",

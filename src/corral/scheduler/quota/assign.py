@@ -18,8 +18,8 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from corral.scheduler.admission.quota import FR, Fit, Flavor, Mode, QuotaBook
-from corral.scheduler.admission.workload import Workload
+from corral.scheduler.quota.quota import FR, Fit, Flavor, Mode, QuotaBook
+from corral.scheduler.quota.workload import Workload
 
 MAX_COMBINATIONS = 16
 

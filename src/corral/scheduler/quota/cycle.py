@@ -26,10 +26,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.scheduler.admission.assign import Assignment, Candidates, candidates
-from corral.scheduler.admission.preemption import find_victims
-from corral.scheduler.admission.quota import Admitted, Mode, QuotaBook
-from corral.scheduler.admission.workload import Workload
+from corral.scheduler.quota.assign import Assignment, Candidates, candidates
+from corral.scheduler.quota.preemption import find_victims
+from corral.scheduler.quota.quota import Admitted, Mode, QuotaBook
+from corral.scheduler.quota.workload import Workload
 
 ADMIT = "Admitted"
 PREEMPT = "Preempting"

@@ -131,7 +131,7 @@ def test_never_over_allocate_and_gangs_all_or_none(
     drain(sched, fail_every)
     check_devices(sched, node_objs)
     held = sched.held()
-    for group, pods in work:
+    for _group, pods in work:
         placed = [p for p in pods if f"default/{p['metadata']['name']}" in held]
         if fail_every == 0:
             assert len(placed) in (0, len(pods)), f"gang {group_key(pods[0])} partly placed: {len(placed)}/{len(pods)}"

@@ -129,11 +129,11 @@ async def test_unschedulable_message_and_explain(tmp_path: Path) -> None:
 
     specs = [SimNodeSpec(count=3, gpus=4, gpu_model="H100-80GB", name_prefix="n")]
     async with cluster(tmp_path, specs) as c:
-        await c.create_pod("fill", gpus=3)
-        await c.wait_running("fill")
+        await c.create_pod("fill-a", gpus=3)
+        await c.create_pod("fill-b", gpus=3)
         await c.create_pod("wide", gpus=4)
         await c.create_pod("huge", gpus=6)
-        await c.wait_running("wide")
+        await c.wait_running("fill-a", "fill-b", "wide")
 
         async def condition(name: str) -> dict[str, Any] | None:
             pod = await c.pod(name)
@@ -142,13 +142,15 @@ async def test_unschedulable_message_and_explain(tmp_path: Path) -> None:
 
         cond = await c.wait(lambda: condition("huge"), message="huge gets PodScheduled=False")
         assert cond["reason"] == "Unschedulable"
-        assert cond["message"].startswith("0/3 nodes are available:")
-        await c.create_pod("four", gpus=4)
-        cond = await c.wait(lambda: condition("four"), message="four gets PodScheduled=False")
-        assert cond["message"] == "0/3 nodes are available: 2 Insufficient nvidia.com/gpu, 1 Insufficient nvidia.com/gpu." \
-            or cond["message"].startswith("0/3 nodes are available: 3 Insufficient nvidia.com/gpu")
-        text = await explain(c.client, "pod", "four", "default")
-        assert "nearest misses:" in text and "needs 4" in text
+        assert cond["message"] == "0/3 nodes are available: no node has 6 nvidia.com/gpu."
+        await c.create_pod("two", gpus=2)
+        cond = await c.wait(lambda: condition("two"), message="two gets PodScheduled=False")
+        assert cond["message"] == "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+        events = (await c.client.list("v1", "events", "default"))["items"]
+        assert any(e["reason"] == "FailedScheduling" and e["involvedObject"]["name"] == "two" for e in events)
+        text = await explain(c.client, "pod", "two", "default")
+        assert "scheduler says: Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu." in text
+        assert "nearest misses:" in text and "1 whole GPU(s) free, needs 2" in text
         assert "what would change it:" in text
 
 
@@ -183,7 +185,8 @@ async def test_gang_is_placed_whole_or_not_at_all(tmp_path: Path) -> None:
 
         status = (await c.wait(group_status, message="PodGroup big Unschedulable"))["status"]
         assert status["scheduled"] == 0 and "0/2 nodes are available" in status["conditions"][0]["message"]
-        assert all(not (await c.pod(f"big-{i}"))["spec"].get("nodeName") for i in range(3))
+        big = [await c.pod(f"big-{i}") for i in range(3)]
+        assert all(not p["spec"].get("nodeName") for p in big), "no member of a gang that does not fit is bound"
         train = await c.wait(lambda: _phase(c, "train", "Running"), message="PodGroup train Running")
         assert train["status"]["running"] == 3
 

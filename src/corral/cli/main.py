@@ -9,12 +9,18 @@ from __future__ import annotations
 import click
 
 from corral import __version__
+from corral.cli.demo import demo
+from corral.cli.up import up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="corral")
 def cli() -> None:
     """corral: the AI layer of Kubernetes — GPUs, queues, training and inference on one machine or a cluster."""
+
+
+cli.add_command(up)
+cli.add_command(demo)
 
 
 def main() -> None:

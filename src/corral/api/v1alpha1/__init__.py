@@ -1,0 +1,1 @@
+"""corral.dev/v1alpha1 kinds: one module per kind, each exporting ``resource_type()``."""

@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import Field
 
 from corral.api.kinds import core_kinds
 from corral.api.meta import CorralObject, StrictModel
@@ -213,7 +212,7 @@ async def test_binding_and_graceful_pod_deletion_contract(client: Client) -> Non
     assert bound["spec"]["nodeName"] == "n1"
     assert bound["metadata"]["annotations"]["corral.dev/gpu-devices"] == "0"
     assert any(c["type"] == "PodScheduled" and c["status"] == "True" for c in bound["status"]["conditions"])
-    status, body = await client.call("POST", f"{POD}/a/binding", binding)
+    status, _body = await client.call("POST", f"{POD}/a/binding", binding)
     assert status == 409
     # bound pod: graceful, stays with deletionTimestamp until the agent deletes with grace 0
     status, deleting = await client.call("DELETE", f"{POD}/a")
@@ -306,7 +305,7 @@ async def test_strict_kind_field_validation_modes(client: Client) -> None:
         assert "colour" not in (await response.json())["spec"]
     status, _ = await client.call("POST", path + "?fieldValidation=Ignore", {**widget, "metadata": {"name": "w2"}})
     assert status == 201
-    status, body = await client.call("POST", path + "?fieldValidation=Bogus", {**widget, "metadata": {"name": "w3"}})
+    status, _body = await client.call("POST", path + "?fieldValidation=Bogus", {**widget, "metadata": {"name": "w3"}})
     assert status == 400
 
 
@@ -389,5 +388,5 @@ async def test_pod_log_from_data_dir(client: Client) -> None:
     assert status == 200 and text == "one\ntwo\nthree\n"
     status, text = await client.call("GET", f"{POD}/a/log?tailLines=1")
     assert text == "three\n"
-    status, body = await client.call("GET", f"{POD}/a/log?container=nope")
+    status, _body = await client.call("GET", f"{POD}/a/log?container=nope")
     assert status == 400

@@ -10,6 +10,7 @@ from __future__ import annotations
 from corral.api import columns as c
 from corral.api import core
 from corral.api.registry import PrinterColumn, Registry, ResourceType
+from corral.api.v1alpha1 import podgroup, queue, trainingjob
 
 
 def core_kinds() -> list[ResourceType]:
@@ -108,7 +109,11 @@ def core_kinds() -> list[ResourceType]:
 
 def corral_kinds() -> list[ResourceType]:
     """corral.dev/v1alpha1 kinds: one ``resource_type()`` per module under ``corral.api.v1alpha1``."""
-    return []
+    return [
+        podgroup.resource_type(),
+        queue.resource_type(),
+        trainingjob.resource_type(),
+    ]
 
 
 def default_registry() -> Registry:

@@ -10,6 +10,9 @@ import click
 
 from corral import __version__
 from corral.cli.demo import demo
+from corral.cli.explain import explain_command
+from corral.cli.scheduler import scheduler_command
+from corral.cli.sim import sim
 from corral.cli.up import up
 
 
@@ -21,6 +24,9 @@ def cli() -> None:
 
 cli.add_command(up)
 cli.add_command(demo)
+cli.add_command(scheduler_command)
+cli.add_command(explain_command)
+cli.add_command(sim)
 
 
 def main() -> None:

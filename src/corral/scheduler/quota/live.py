@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from corral.scheduler.admission import AdmissionResult
+from corral.scheduler.quota.assign import candidates
 from corral.scheduler.quota.cycle import Policy, order_key
 from corral.scheduler.quota.preemption import find_victims
 from corral.scheduler.quota.quota import FR, Admitted, Mode, QueueConfig, QuotaBook, fmt_milli, parse_queue
@@ -77,13 +79,8 @@ class PlacementLike(Protocol):
     def node(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Same fields as the scheduler's ``AdmissionResult``."""
-
-    allowed: bool
-    reason: str = ""
-    message: str = ""
+Verdict = AdmissionResult
+"""The scheduler's ``AdmissionResult``: ``allowed``, ``reason``, ``message``."""
 
 
 @dataclass
@@ -136,6 +133,7 @@ class QueueAdmission:
         self._evictions: list[tuple[Admitted, str]] = []
         self._admissions: list[tuple[str, float]] = []  # (queue, seconds waited) for metrics
         self._admitted_pods: dict[str, tuple[str, ...]] = {}
+        self._blocked: dict[tuple[str, int, int], list[tuple[int, dict[str, int], str]]] = {}
 
     # -- queues ------------------------------------------------------------------------------
 
@@ -208,6 +206,48 @@ class QueueAdmission:
                               + ", ".join(v.key for v in victims), usage)
         verdict = self._deny(workload, now, "QuotaExceeded", fit.reason, usage)
         self.pending[workload.key].never = fit.mode == Mode.NOFIT
+        return verdict
+
+    def precheck(self, group: GroupLike) -> Verdict | None:
+        """Before placement: a denial when quota or queue order rules the group out whatever
+        its placement (so the scheduler spends no placement on it), else None."""
+        now = self.clock.now().timestamp()
+        queue = self.queue_of(group.namespace, group.queue or _named_queue(group.pod_objs))
+        if queue is None:
+            return None
+        config = self.queues.get(queue)
+        workload = Workload(key=group.key, queue=queue, priority=group.priority,
+                            created=min((timestamp(p) for p in group.pod_objs), default=now),
+                            pod_sets=pod_sets_of(group.pod_objs))
+        if config is None:
+            return self._deny(workload, now, "QueueNotFound", f'queue "{queue}" does not exist')
+        if config.stop_policy != "None":
+            return self._deny(workload, now, "QueueHeld", f'queue "{queue}" is stopped (stopPolicy {config.stop_policy})')
+        ahead = self._ahead(workload, config, now)
+        if ahead is not None:
+            return self._deny(workload, now, "QueueOrder", ahead)
+        if workload.key in self.nominations:
+            return None
+        book = self._reserved_view(exclude=workload.key)
+        cache_key = (queue, book.version(queue), len(self.nominations))
+        total = workload.total()
+        for priority, shape, reason in self._blocked.get(cache_key, ()):
+            if priority >= workload.priority and all(total.get(r, 0) >= a for r, a in shape.items()):
+                return self._deny(workload, now, "QuotaExceeded", reason)
+        found = candidates(book, workload)
+        if any(a.mode <= Mode.BORROW for a in found.assignments):
+            return None
+        preemptible = [a for a in found.assignments if a.mode == Mode.PREEMPT]
+        for assignment in preemptible:
+            if find_victims(self.book, workload, dict(assignment.usage), evicting=set(self.evicting)):
+                return None  # placement first; admit() nominates the victims
+        reason = "; ".join(found.reasons) or f'no flavor of queue "{queue}" can hold it'
+        if len(self._blocked) > 64:
+            self._blocked.clear()
+        self._blocked.setdefault(cache_key, []).append((workload.priority, total, reason))
+        verdict = self._deny(workload, now, "QuotaExceeded", reason,
+                             dict(preemptible[0].usage) if preemptible else None)
+        self.pending[workload.key].never = not found.assignments
         return verdict
 
     def forget(self, group_key: str) -> None:

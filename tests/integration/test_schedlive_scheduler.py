@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corral.apiserver.server import start_server
 
+from corral.apiserver.server import start_server
 from corral.client import ApiClient, ApiError
 from corral.scheduler.cycle import Binding
 from corral.scheduler.service import ApiBinder, SchedulerConfig, SchedulerService

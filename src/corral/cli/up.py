@@ -43,11 +43,16 @@ class UpContext:
     token: str
     kubeconfig: Path
     clock: Clock
+    scheduler_config: Path | None = None
 
 
 def extra_components(context: UpContext) -> list[Component]:
     """Components started after the API server, in order (one line per area)."""
-    return []
+    from corral.cli.scheduler import scheduler_component
+
+    return [
+        scheduler_component(context.kubeconfig, context.scheduler_config, context.clock),
+    ]
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Running:
 
 async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6443, tls_cert: Path | None = None,
                        tls_key: Path | None = None, clock: Clock | None = None, tls: bool = True,
+                       scheduler_config: Path | None = None,
                        components: Callable[[UpContext], list[Component]] = extra_components) -> Running:
     """Start the API server and every component; returns a handle to stop them."""
     clock = clock or SystemClock()
@@ -75,7 +81,7 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
     await api.start()
     kubeconfig = data_dir / "kubeconfig"
     api.write_kubeconfig(kubeconfig)
-    context = UpContext(data_dir, api.url, api.token, kubeconfig, clock)
+    context = UpContext(data_dir, api.url, api.token, kubeconfig, clock, scheduler_config)
     running = Running(api, context, [api])
     try:
         for component in components(context):
@@ -111,8 +117,10 @@ async def run_until_signal(running: Running, after_ready: Callable[[Running], Aw
         await running.stop()
 
 
-async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, tls: bool) -> None:
-    running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls)
+async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, tls: bool,
+              scheduler_config: Path | None = None) -> None:
+    running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls,
+                                 scheduler_config=scheduler_config)
     print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
     await run_until_signal(running)
 
@@ -125,11 +133,19 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
 @click.option("--tls-cert", type=click.Path(path_type=Path, exists=True), default=None, help="Serve HTTPS with this certificate.")
 @click.option("--tls-key", type=click.Path(path_type=Path, exists=True), default=None, help="Private key of --tls-cert.")
 @click.option("--no-tls", is_flag=True, help="Serve plain HTTP (kubectl then sends no token: use raw HTTP clients).")
-def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, no_tls: bool) -> None:  # noqa: PLR0917
+@click.option("--scheduler-config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="SchedulerConfiguration YAML: profiles, plugins, weights, bind concurrency (docs/scheduling.md).")
+def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, no_tls: bool,  # noqa: PLR0917
+       scheduler_config: Path | None) -> None:
     """Run corral in the foreground (API server and components); Ctrl-C stops it."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     try:
-        asyncio.run(_up(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=not no_tls))
+        if scheduler_config is not None:
+            from corral.cli.scheduler import check_scheduler_config
+
+            check_scheduler_config(scheduler_config)
+        asyncio.run(_up(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=not no_tls,
+                        scheduler_config=scheduler_config))
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None

@@ -55,6 +55,12 @@ def dangling(obj: Obj, owner_present: Mapping[tuple[str, str], Container[str]]) 
     return True
 
 
+def _updated(handle: Callable[[Obj], None]) -> Callable[[Obj, Obj], None]:
+    def on_update(_old: Obj, new: Obj) -> None:
+        handle(new)
+    return on_update
+
+
 class GarbageCollector:
     """Reconciler for keys ``<apiVersion>|<plural>|<namespace/name>``."""
 
@@ -76,7 +82,7 @@ class GarbageCollector:
             on_change = self._on_change(api_version, plural, uids)
             informer.add_handler(
                 on_add=on_change,
-                on_update=lambda _old, new, handle=on_change: handle(new),
+                on_update=_updated(on_change),
                 on_delete=self._on_delete(uids),
             )
 

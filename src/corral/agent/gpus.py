@@ -35,10 +35,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-GPU_DEVICES_ANNOTATION = "corral.dev/gpu-devices"
-DEVICES_ANNOTATION = "corral.dev/devices"
-SIMULATED_LABEL = "corral.dev/simulated-gpus"
-GPU_RESOURCE = "nvidia.com/gpu"
+from corral.api.gpu import (
+    DEVICES_ANNOTATION,
+    GPU_DEVICES_ANNOTATION,
+    GPU_RESOURCE,
+    SIMULATED_GPUS_LABEL,
+    DeviceSpecError,
+    parse_gpu_devices,
+)
+
+SIMULATED_LABEL = SIMULATED_GPUS_LABEL
+__all__ = ["DEVICES_ANNOTATION", "GPU_DEVICES_ANNOTATION", "GPU_RESOURCE", "SIMULATED_LABEL"]
 
 # Memory (MiB) of well-known models, for simulated devices whose name carries no size.
 _KNOWN_MEMORY_MIB = {
@@ -222,49 +229,8 @@ def devices_annotation(devices: list[GpuDevice]) -> str:
     return json.dumps([d.to_json() for d in devices], separators=(",", ":"))
 
 
-@dataclass(frozen=True)
-class Assignment:
-    """One entry of ``corral.dev/gpu-devices``: a whole GPU, a share, or a MIG slice."""
-
-    index: int
-    fraction: float | None = None
-    mig_profile: str | None = None
-    mig_slot: int | None = None
-
-
 class AssignmentError(ValueError):
-    """A ``corral.dev/gpu-devices`` annotation that cannot be read."""
-
-
-def parse_assignment(text: str) -> list[Assignment]:
-    """Parse ``0,1`` / ``3:0.5`` / ``2:mig-1g.10gb:0`` entries."""
-    entries: list[Assignment] = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        parts = item.split(":")
-        try:
-            index = int(parts[0])
-            if len(parts) == 1:
-                entries.append(Assignment(index=index))
-            elif len(parts) == 2:
-                fraction = float(parts[1])
-                if not 0 < fraction <= 1:
-                    raise AssignmentError(f"{GPU_DEVICES_ANNOTATION}: share {parts[1]!r} of device {index} "
-                                          "must be in (0, 1]")
-                entries.append(Assignment(index=index, fraction=fraction))
-            elif len(parts) == 3 and parts[1].startswith("mig-"):
-                entries.append(Assignment(index=index, mig_profile=parts[1][4:], mig_slot=int(parts[2])))
-            else:
-                raise AssignmentError(f"{GPU_DEVICES_ANNOTATION}: entry {item!r} is not IDX, IDX:FRACTION "
-                                      "or IDX:mig-PROFILE:SLOT")
-        except ValueError as error:
-            if isinstance(error, AssignmentError):
-                raise
-            raise AssignmentError(f"{GPU_DEVICES_ANNOTATION}: entry {item!r} is not IDX, IDX:FRACTION "
-                                  "or IDX:mig-PROFILE:SLOT") from None
-    return entries
+    """A ``corral.dev/gpu-devices`` annotation this node cannot honour."""
 
 
 def gpu_environment(annotation: str | None, devices: list[GpuDevice]) -> dict[str, str]:
@@ -280,7 +246,11 @@ def gpu_environment(annotation: str | None, devices: list[GpuDevice]) -> dict[st
     visible: list[str] = []
     fractions: list[float] = []
     memory_limits: list[int] = []
-    for entry in parse_assignment(annotation):
+    try:
+        entries = parse_gpu_devices(annotation)
+    except DeviceSpecError as error:
+        raise AssignmentError(str(error)) from None
+    for entry in entries:
         device = by_index.get(entry.index)
         if device is None:
             raise AssignmentError(f"{GPU_DEVICES_ANNOTATION}: device {entry.index} does not exist on this node")
@@ -292,8 +262,8 @@ def gpu_environment(annotation: str | None, devices: list[GpuDevice]) -> dict[st
             visible.append(match[0].uuid)
         else:
             visible.append(str(entry.index))
-            if entry.fraction is not None:
-                fractions.append(entry.fraction)
+            if not entry.whole:
+                fractions.append(float(entry.fraction))
                 memory_limits.append(int(device.memory_mib * entry.fraction))
     env["CUDA_VISIBLE_DEVICES"] = ",".join(visible)
     env["NVIDIA_VISIBLE_DEVICES"] = ",".join(visible)

@@ -446,17 +446,17 @@ class PodWorker:
                     return
                 if result is False:
                     self._kill_reasons[str(container["name"])] = f"Startup probe failed: {message}"
-                    await self._kill(str(container["name"]), handle, self._grace_seconds(), container)
+                    await self._kill(str(container["name"]), handle, self.grace_seconds(), container)
                     return
             elif kind == "liveness" and result is False and before is not False:
                 self._kill_reasons[str(container["name"])] = f"Liveness probe failed: {message}"
-                await self._kill(str(container["name"]), handle, self._grace_seconds(), container)
+                await self._kill(str(container["name"]), handle, self.grace_seconds(), container)
                 return
             await asyncio.sleep(timing.period)
 
     # ----------------------------------------------------------------- termination
 
-    def _grace_seconds(self) -> float:
+    def grace_seconds(self) -> float:
         meta = self.pod.get("metadata", {})
         value = meta.get("deletionGracePeriodSeconds")
         if value is None:
@@ -490,7 +490,7 @@ class PodWorker:
         self._terminating = True
         self._stop.set()
         if grace is None:
-            grace = self._grace_seconds()
+            grace = self.grace_seconds()
         spec = self.pod.get("spec", {})
         by_name = {c["name"]: c for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or [])}
         kills = [self._kill(name, handle, grace, by_name.get(name))

@@ -70,7 +70,7 @@ class AgentConfig:
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
     backoff_reset: float = 600.0
-    log_index_period: float = 0.2
+    log_index_period: float = 1.0
     listen_host: str = "127.0.0.1"
     listen_port: int = 0
     max_pods: int = 250

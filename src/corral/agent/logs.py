@@ -4,8 +4,8 @@ A container run writes to ``<pod dir>/<container>/<restartCount>.log`` (the
 process's stdout and stderr, appended by the kernel). Next to it,
 ``<restartCount>.log.idx`` records when the agent saw the file grow: lines of
 ``<size> <unix time>``. A line's timestamp is the first moment the agent saw the
-file reach the line's end — accurate to the indexing period (0.2 s by
-default), and, for output written while the agent was down, the moment it came
+file reach the line's end — accurate to the indexing period (1 s by
+default, ``log_index_period``), and, for output written while the agent was down, the moment it came
 back. ``timestamps`` and ``sinceSeconds`` use these times.
 
 ``previous`` reads the run before the current one (``restartCount - 1``).

@@ -66,7 +66,7 @@ class RuntimeConfig:
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
     backoff_reset: float = 600.0
-    log_index_period: float = 0.2
+    log_index_period: float = 1.0
     host_env: dict[str, str] = field(default_factory=dict)
 
     @property

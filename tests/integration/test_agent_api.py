@@ -185,7 +185,7 @@ async def test_two_pods_serve_the_same_port_on_their_own_ips(cluster: Cluster) -
               "        self.send_response(200); self.end_headers(); self.wfile.write(os.environ['HOSTNAME'].encode())\n"
               "    def log_message(self, *a): pass\n"
               "http.server.HTTPServer((os.environ['POD_IP'], 8000), H).serve_forever()\n")
-    probe = {"httpGet": {"port": 8000, "path": "/"}, "periodSeconds": 0.2}
+    probe = {"httpGet": {"port": 8000, "path": "/"}, "periodSeconds": 1}
     for name in ("web-a", "web-b"):
         await cluster.client.create(pod(name, server, restart="Always", readinessProbe=probe))
     ips = {}

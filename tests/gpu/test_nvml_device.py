@@ -76,7 +76,7 @@ async def _run_pod(tmp_path: Path, annotation: str | None) -> dict[str, Any]:
            "spec": {"restartPolicy": "Never", "nodeName": "gpu-node",
                     "containers": [{"name": "torch", "image": "pytorch", "command": [sys.executable, "-c", code]}]}}
     config = RuntimeConfig(data_dir=tmp_path, node_name="gpu-node", devices=DEVICES, host_env=dict(os.environ))
-    worker = PodWorker(pod, "127.200.0.2", config, SystemClock(), on_change=lambda: None)
+    worker = PodWorker(pod, "127.200.0.2", config, clock=SystemClock(), on_change=lambda: None)
     worker.start()
     try:
         await asyncio.wait_for(worker.finished.wait(), 240)

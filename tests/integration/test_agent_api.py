@@ -141,6 +141,9 @@ async def test_crash_restarts_are_counted_in_the_api(cluster: Cluster) -> None:
     assert phase(crashed) == "Running"
     chunks = [c async for c in cluster.client.pod_log("default", "crash", previous=True)]
     assert b"".join(chunks) == b"boom\n"
+    events = (await cluster.client.list("v1", "events", "default"))["items"]
+    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "crash"}
+    assert {"Started", "BackOff"} <= reasons
 
 
 async def test_bound_pod_gets_exactly_its_assigned_gpus(cluster: Cluster) -> None:

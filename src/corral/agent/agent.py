@@ -36,7 +36,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -79,6 +79,7 @@ class AgentConfig:
     enforce_limits: bool = True
     shutdown_grace: float = 5.0
     status_writers: int = 8
+    pod_events: bool = True
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -99,6 +100,7 @@ class Agent:
         self._written: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._terminations: dict[str, asyncio.Task[None]] = {}
+        self._event_tasks: set[asyncio.Task[None]] = set()
         self._informer: Informer | None = None
         self._runner: web.AppRunner | None = None
         self._ips: PodIPAllocator | None = None
@@ -188,6 +190,9 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.workers.clear()
+        for event_task in list(self._event_tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(event_task, 2)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -249,11 +254,25 @@ class Agent:
         assert self._runtime is not None and self._ips is not None
         key = pod_key(pod)
         ip = pod_ip or self._ips.allocate()
-        worker = PodWorker(pod, ip, self._runtime, self.clock, on_change=lambda: self._mark_dirty(key))
+        worker = PodWorker(pod, ip, self._runtime, clock=self.clock, on_change=lambda: self._mark_dirty(key),
+                           on_event=lambda kind, reason, message: self._record(key, kind, reason, message))
         self.workers[key] = worker
         worker.start(adopt_existing=adopt_existing)
         self._mark_dirty(key)
         return worker
+
+    def _record(self, key: str, kind: str, reason: str, message: str) -> None:
+        """Record an Event about a pod in the background (events never block the pod)."""
+        if not self.config.pod_events:
+            return
+        worker = self.workers.get(key)
+        pod = worker.pod if worker is not None else (self._informer.get(key) if self._informer else None)
+        if pod is None:
+            return
+        event_type: Literal["Normal", "Warning"] = "Warning" if kind == "Warning" else "Normal"
+        task = asyncio.create_task(self.events.record(pod, event_type, reason, message))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     def _begin_termination(self, key: str, worker: PodWorker, *, delete_after: bool,
                            grace: float | None = None) -> None:

@@ -74,6 +74,10 @@ class RuntimeConfig:
         return self.data_dir / "pods"
 
 
+EventSink = Callable[[str, str, str], None]
+"""``(type, reason, message)`` of a Kubernetes Event about the pod (``Normal``/``Warning``)."""
+
+
 def backoff_delay(config: RuntimeConfig, consecutive_crashes: int) -> float:
     """CrashLoopBackOff delay before restart number ``consecutive_crashes`` (1-based)."""
     if consecutive_crashes <= 0:
@@ -89,14 +93,15 @@ def pod_key(pod: Obj) -> str:
 class PodWorker:
     """Runs one pod's containers; see the module docstring."""
 
-    def __init__(self, pod: Obj, pod_ip: str, config: RuntimeConfig, clock: Clock,
-                 on_change: Callable[[], None]) -> None:
+    def __init__(self, pod: Obj, pod_ip: str, config: RuntimeConfig, *, clock: Clock,
+                 on_change: Callable[[], None], on_event: EventSink | None = None) -> None:
         self.pod = pod
         self.key = pod_key(pod)
         self.uid = str(pod.get("metadata", {}).get("uid") or self.key.replace("/", "_"))
         self.config = config
         self.clock = clock
         self._on_change = on_change
+        self._on_event = on_event
         self.dir = config.pods_dir / self.uid
         spec = pod.get("spec", {})
         self.restart_policy = str(spec.get("restartPolicy") or "Always")
@@ -124,6 +129,10 @@ class PodWorker:
 
     def _changed(self) -> None:
         self._on_change()
+
+    def _event(self, kind: str, reason: str, message: str) -> None:
+        if self._on_event is not None:
+            self._on_event(kind, reason, message)
 
     @property
     def terminating(self) -> bool:
@@ -248,6 +257,7 @@ class PodWorker:
         rt.message = (f"back-off {delay:g}s restarting failed container={container['name']} "
                       f"pod={self.pod['metadata'].get('name')}")
         self._changed()
+        self._event("Warning", "BackOff", f"Back-off restarting failed container {container['name']}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), delay)
         if not self._terminating:
@@ -357,6 +367,7 @@ class PodWorker:
             started_at = self.clock.now()
             write_pid_file(self.container_dir(name) / f"{rt.restart_count}.pid", handle,
                            {"startedAt": started_at.isoformat()})
+            self._event("Normal", "Started", f"Started container {name}")
         self._handles[name] = handle
         rt.state, rt.reason, rt.message = "running", "", None
         rt.started_at = started_at
@@ -403,6 +414,7 @@ class PodWorker:
         return info
 
     def _fail_to_start(self, rt: ContainerRuntime, reason: str, message: str, code: int = 1) -> ExitInfo:
+        self._event("Warning", "Failed", f"Error: {reason}: {message}")
         now = self.clock.now()
         rt.state = "terminated"
         rt.ready = False
@@ -436,6 +448,8 @@ class PodWorker:
                 if rt.ready != bool(result):
                     rt.ready = bool(result)
                     self._changed()
+                    if not result:
+                        self._event("Warning", "Unhealthy", f"Readiness probe failed: {message}")
             elif kind == "startup":
                 if result is True:
                     rt.started = True
@@ -446,10 +460,14 @@ class PodWorker:
                     return
                 if result is False:
                     self._kill_reasons[str(container["name"])] = f"Startup probe failed: {message}"
+                    self._event("Warning", "Unhealthy", f"Startup probe failed: {message}")
                     await self._kill(str(container["name"]), handle, self.grace_seconds(), container)
                     return
             elif kind == "liveness" and result is False and before is not False:
                 self._kill_reasons[str(container["name"])] = f"Liveness probe failed: {message}"
+                self._event("Warning", "Unhealthy", f"Liveness probe failed: {message}")
+                self._event("Normal", "Killing", f"Container {container['name']} failed liveness probe, will be "
+                            "restarted")
                 await self._kill(str(container["name"]), handle, self.grace_seconds(), container)
                 return
             await asyncio.sleep(timing.period)
@@ -495,6 +513,9 @@ class PodWorker:
         by_name = {c["name"]: c for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or [])}
         kills = [self._kill(name, handle, grace, by_name.get(name))
                  for name, handle in list(self._handles.items()) if handle.running]
+        for name, handle in list(self._handles.items()):
+            if handle.running:
+                self._event("Normal", "Killing", f"Stopping container {name}")
         await asyncio.gather(*kills)
         if self._task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):

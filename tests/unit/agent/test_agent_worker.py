@@ -39,7 +39,7 @@ async def workers() -> AsyncIterator[list[PodWorker]]:
 
 def run(workers: list[PodWorker], pod: dict[str, Any], config: RuntimeConfig, ip: str = "127.9.0.2",
         adopt: bool = False) -> PodWorker:
-    worker = PodWorker(pod, ip, config, SystemClock(), on_change=lambda: None)
+    worker = PodWorker(pod, ip, config, clock=SystemClock(), on_change=lambda: None)
     worker.start(adopt_existing=adopt)
     workers.append(worker)
     return worker
@@ -251,7 +251,7 @@ async def test_bad_gpu_assignment_is_a_config_error(config: RuntimeConfig, worke
 async def test_a_new_worker_adopts_the_running_process(config: RuntimeConfig, workers: list[PodWorker]) -> None:
     pod = make_pod("long", [py("c", "import time\nprint('up', flush=True)\ntime.sleep(60)")],
                    restart_policy="Always")
-    worker = PodWorker(pod, "127.9.0.4", config, SystemClock(), on_change=lambda: None)
+    worker = PodWorker(pod, "127.9.0.4", config, clock=SystemClock(), on_change=lambda: None)
     worker.start()
     rt = worker.runtime.containers[0]
     await wait_for(lambda: rt.state == "running", what="running")
@@ -270,7 +270,7 @@ async def test_a_new_worker_adopts_the_running_process(config: RuntimeConfig, wo
 async def test_adoption_of_a_vanished_process_reports_it_and_restarts(config: RuntimeConfig,
                                                                       workers: list[PodWorker]) -> None:
     pod = make_pod("gone", [py("c", "import time\ntime.sleep(60)")], restart_policy="Always")
-    worker = PodWorker(pod, "127.9.0.5", config, SystemClock(), on_change=lambda: None)
+    worker = PodWorker(pod, "127.9.0.5", config, clock=SystemClock(), on_change=lambda: None)
     worker.start()
     rt = worker.runtime.containers[0]
     await wait_for(lambda: rt.state == "running", what="running")

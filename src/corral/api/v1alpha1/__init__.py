@@ -1,0 +1,1 @@
+"""corral.dev/v1alpha1 kinds: Queue, PodGroup, TrainingJob, InferenceService, Pipeline."""

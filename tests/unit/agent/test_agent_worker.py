@@ -203,7 +203,8 @@ async def test_terminate_sends_sigterm_then_sigkill_after_grace(config: RuntimeC
 async def test_two_pods_listen_on_the_same_port_at_different_ips(config: RuntimeConfig,
                                                                  workers: list[PodWorker]) -> None:
     server = ("import os, socket\n"
-              "s = socket.socket(); s.bind((os.environ['POD_IP'], 9090)); s.listen()\n"
+              "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+              "s.bind((os.environ['POD_IP'], 9090)); s.listen()\n"
               "while True:\n"
               "    c, _ = s.accept(); c.sendall(os.environ['POD_NAME'].encode()); c.close()\n")
     first = run(workers, make_pod("a", [py("s", server)]), config, ip="127.9.1.1")

@@ -51,6 +51,7 @@ from corral.agent.worker import PodWorker, RuntimeConfig, pod_key
 from corral.api.registry import Obj
 from corral.client import ApiClient, ApiError, EventRecorder, Informer, WorkQueue
 from corral.client.workqueue import QueueClosedError
+from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -513,3 +514,36 @@ def _kill_leftovers(directory: Path) -> None:
         if proc_start_ticks(handle_pid) == ticks:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(handle_pid, SIGKILL)
+
+
+class AgentComponent:
+    """This machine's agent plus the node lifecycle controller, as one ``corral up`` component.
+
+    It owns its API client (from the kubeconfig ``corral up`` wrote), so it talks to
+    the API server over HTTP like any other component.
+    """
+
+    def __init__(self, kubeconfig: Path, config: AgentConfig, clock: Clock | None = None,
+                 lifecycle: NodeLifecycleConfig | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.config = config
+        self.clock = clock
+        self.lifecycle_config = lifecycle or NodeLifecycleConfig()
+        self.client: ApiClient | None = None
+        self.agent: Agent | None = None
+        self.lifecycle: NodeLifecycleController | None = None
+
+    async def start(self) -> None:
+        self.client = ApiClient.from_kubeconfig(self.kubeconfig, user_agent="corral-agent")
+        self.agent = Agent(self.client, self.config, self.clock)
+        await self.agent.start()
+        self.lifecycle = NodeLifecycleController(self.client, self.lifecycle_config, self.clock)
+        await self.lifecycle.start()
+
+    async def stop(self) -> None:
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
+        if self.agent is not None:
+            await self.agent.stop()
+        if self.client is not None:
+            await self.client.close()

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Container, Iterable, Mapping
+from pathlib import Path
 
 from corral.api.registry import Obj
 from corral.client import ApiClient, ApiError, Informer, InformerFactory, object_key
-from corral.controllers.runtime import Controller, Result
+from corral.controllers.runtime import Controller, Manager, Result
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +121,26 @@ class GarbageCollector:
             if error.code not in (404, 409):
                 raise
         return None
+
+
+class GarbageCollectorComponent:
+    """The collector as a ``corral up`` component (its own client and informers)."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.client: ApiClient | None = None
+        self.manager: Manager | None = None
+
+    async def start(self) -> None:
+        self.client = ApiClient.from_kubeconfig(self.kubeconfig, user_agent="corral-garbage-collector")
+        factory = InformerFactory(self.client)
+        collector = GarbageCollector(self.client, factory)
+        self.manager = Manager(factory)
+        self.manager.add(collector.controller)
+        await self.manager.start()
+
+    async def stop(self) -> None:
+        if self.manager is not None:
+            await self.manager.stop()
+        if self.client is not None:
+            await self.client.close()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import click
 
 from corral import __version__
+from corral.cli.demo import demo
 from corral.cli.explain import explain_command
 from corral.cli.scheduler import scheduler_command
 from corral.cli.sim import sim
+from corral.cli.up import up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +22,8 @@ def cli() -> None:
     """corral: the AI layer of Kubernetes — GPUs, queues, training and inference on one machine or a cluster."""
 
 
+cli.add_command(up)
+cli.add_command(demo)
 cli.add_command(scheduler_command)
 cli.add_command(explain_command)
 cli.add_command(sim)

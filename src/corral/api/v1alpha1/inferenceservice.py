@@ -19,14 +19,13 @@ Both models are strict: unknown fields are an error naming the field.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from corral.api.columns import age_column
 from corral.api.meta import Condition, CorralObject, StrictModel
 from corral.api.registry import Obj, PrinterColumn, ResourceType
-from corral.util.clock import parse_timestamp
 
 GROUP = "corral.dev"
 VERSION = "v1alpha1"
@@ -226,22 +225,6 @@ def _status(obj: Obj) -> Obj:
     return status if isinstance(status, dict) else {}
 
 
-def _age(obj: Obj) -> str:
-    created = (obj.get("metadata") or {}).get("creationTimestamp")
-    if not created:
-        return "<unknown>"
-    seconds = max(0, int((datetime.now(UTC) - parse_timestamp(created)).total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 600:
-        return f"{seconds // 60}m{seconds % 60}s"
-    if seconds < 3 * 3600:
-        return f"{seconds // 60}m"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
 def _ready(obj: Obj) -> str:
     for condition in _status(obj).get("conditions") or []:
         if condition.get("type") == "Ready":
@@ -274,13 +257,12 @@ def resource_type() -> ResourceType:
         categories=("all", "corral"),
         strict=True,
         columns=(
-            PrinterColumn("Name", "string", lambda obj: obj["metadata"]["name"], format="name"),
             PrinterColumn("URL", "string", lambda obj: _status(obj).get("url") or ""),
             PrinterColumn("Ready", "string", _ready),
             PrinterColumn("Replicas", "string", _replicas),
             PrinterColumn("Latest", "string", lambda obj: _status(obj).get("latestRevision") or ""),
             PrinterColumn("Canary%", "integer", _canary),
-            PrinterColumn("Age", "date", _age),
+            age_column(),
         ),
     )
 
@@ -298,11 +280,10 @@ def revision_resource_type() -> ResourceType:
         categories=("corral",),
         strict=True,
         columns=(
-            PrinterColumn("Name", "string", lambda obj: obj["metadata"]["name"], format="name"),
             PrinterColumn("Service", "string", lambda obj: (obj.get("spec") or {}).get("service") or ""),
             PrinterColumn("Ready", "string",
                           lambda obj: f"{_status(obj).get('readyReplicas', 0)}/{_status(obj).get('replicas', 0)}"),
             PrinterColumn("Failed", "string", lambda obj: _status(obj).get("failureReason") or ""),
-            PrinterColumn("Age", "date", _age),
+            age_column(),
         ),
     )

@@ -17,7 +17,7 @@ informers, and:
 Autoscaling runs beside it: every ``tick`` the controller reads the gateway's
 metrics feed (an injected coroutine — in-process from ``corral up``, or HTTP
 ``GET <gateway>/_corral/feed`` via :func:`http_feed`, so it works the same on a
-real cluster), feeds :class:`~corral.controllers.inferenceservice.autoscaler.Autoscaler`
+real cluster), feeds the injected autoscaler (:class:`corral.autoscaling.autoscaler.Autoscaler`)
 and enqueues the services whose desired count changed. The gateway's activator
 calls :meth:`InferenceServiceController.activate` to scale a service from zero
 without waiting for a tick.
@@ -29,8 +29,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -43,7 +43,6 @@ from corral.api.v1alpha1.inferenceservice import (
     SERVICE_LABEL,
 )
 from corral.client import ApiClient, ApiError, EventRecorder, InformerFactory, split_key
-from corral.controllers.inferenceservice.autoscaler import Autoscaler
 from corral.controllers.inferenceservice.plan import (
     RevisionCounters,
     new_revision,
@@ -64,6 +63,33 @@ from corral.util.clock import Clock, SystemClock, format_timestamp
 log = logging.getLogger(__name__)
 
 FeedFn = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class ScaleDecision(Protocol):
+    @property
+    def replicas(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class ScaleAdvisor(Protocol):
+    """What the controller needs from the autoscaler (``corral.autoscaling.autoscaler.Autoscaler``).
+
+    Injected by whoever composes the process (``corral up``), since controllers and the
+    autoscaling policies are sibling layers.
+    """
+
+    revision_counters: dict[str, dict[str, dict[str, int]]]
+
+    def observe(self, feed: dict[str, Any], services: dict[str, Obj],
+                replicas: dict[str, tuple[int, int, float | None]]) -> Mapping[str, ScaleDecision]: ...
+
+    def desired(self, key: str) -> ScaleDecision | None: ...
+
+    def activate(self, key: str, service: Obj | None = None) -> object: ...
+
+    def forget(self, key: str) -> None: ...
 
 
 def http_feed(gateway_url: str) -> FeedFn:
@@ -106,6 +132,7 @@ class InferenceServiceController:
     def __init__(
         self,
         client: ApiClient,
+        autoscaler: ScaleAdvisor,
         *,
         gateway_url: str = "",
         feed: FeedFn | None = None,
@@ -122,7 +149,7 @@ class InferenceServiceController:
         self.services = self.factory.informer(API_VERSION, PLURAL, namespace)
         self.revisions = self.factory.informer(API_VERSION, REVISION_PLURAL, namespace)
         self.pods = self.factory.informer("v1", "pods", namespace, label_selector=SERVICE_LABEL)
-        self.autoscaler = Autoscaler(tick=tick)
+        self.autoscaler = autoscaler
         self.recorder = EventRecorder(client, "inferenceservice-controller", clock=self.clock)
         self.controller = Controller("inferenceservice", InferenceServiceReconciler(self), workers=2,
                                      resync_seconds=30)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from corral import __version__
+from corral.cli.agent import agent_command
 from corral.cli.demo import demo
 from corral.cli.explain import explain_command
 from corral.cli.scheduler import scheduler_command
@@ -27,6 +28,7 @@ cli.add_command(demo)
 cli.add_command(scheduler_command)
 cli.add_command(explain_command)
 cli.add_command(sim)
+cli.add_command(agent_command)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 async def test_corral_up_schedules_with_a_config_file(tmp_path: Path) -> None:
     config = tmp_path / "sched.yaml"
     config.write_text("apiVersion: corral.dev/v1alpha1\nkind: SchedulerConfiguration\nbindConcurrency: 4\n")
-    running = await asyncio.wait_for(start_corral(tmp_path / "data", port=0, tls=False, scheduler_config=config), 20)
+    running = await asyncio.wait_for(start_corral(tmp_path / "data", port=0, tls=False, agent=False, scheduler_config=config), 20)
     client = ApiClient(running.context.url, running.context.token)
     sim = SimNodes(client, [SimNodeSpec(count=1, gpus=2, gpu_model="L4", name_prefix="up")], workers=2)
     try:

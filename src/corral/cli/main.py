@@ -9,12 +9,16 @@ from __future__ import annotations
 import click
 
 from corral import __version__
+from corral.cli.sim import sim
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="corral")
 def cli() -> None:
     """corral: the AI layer of Kubernetes — GPUs, queues, training and inference on one machine or a cluster."""
+
+
+cli.add_command(sim)
 
 
 def main() -> None:

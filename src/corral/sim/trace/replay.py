@@ -94,7 +94,7 @@ def replay(trace: Trace, policy: str, seed: int, *, ratio: float = TUNE_RATIO,
         args = {"workload": typical} if policy in WORKLOAD_POLICIES else {}
         profile = Profile.for_policy(policy, args=args)
     fw = Framework(profile, default_registry())
-    metric = FragModel(typical, memo_key="replay-metrics")
+    metric = FragModel(typical)
     n = len(pods)
     arrived = np.zeros(n, dtype=np.int64)
     used = np.zeros(n, dtype=np.int64)

@@ -27,7 +27,7 @@ def sim() -> None:
 @click.option("--ratio", "ratio", default=1.3, show_default=True, type=click.FloatRange(0.1, 10.0),
               help="Inflate (or trim) the workload to this multiple of GPU capacity.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
-def trace_cmd(nodes: str, pods: str, policy: str, seeds: str, jobs: int, out: str | None, ratio: float, as_json: bool) -> None:
+def trace_cmd(*, nodes: str, pods: str, policy: str, seeds: str, jobs: int, out: str | None, ratio: float, as_json: bool) -> None:
     """Replay a GPU-sharing trace (FGD protocol) for each policy and seed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -51,7 +51,8 @@ def trace_cmd(nodes: str, pods: str, policy: str, seeds: str, jobs: int, out: st
         load_trace(nodes, pods)  # fail fast on a bad file, before spawning workers
     except TraceFormatError as exc:
         raise click.ClickException(str(exc)) from None
-    console = Console(stderr=True) if as_json else Console()
+    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, width=max(console.width, 150))
     total = len(policies) * len(seed_list)
     with Progress(TextColumn("[bold]replay[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=Console(stderr=True), transient=as_json) as progress:

@@ -34,8 +34,13 @@ def discretise(run: RunResult, xs: range | tuple[int, ...] = tuple(range(131))) 
         sel = arrive == x
         if not sel.any():
             sel = (arrive >= x - 1) & (arrive <= x + 1)
-            if not sel.any():
+        if not sel.any():
+            # sparse (tiny) traces: the state after the last record below x, if x was reached
+            below = np.flatnonzero(arrive < x)
+            if len(below) == 0 or arrive.max() < x:
                 continue
+            sel = np.zeros(len(arrive), dtype=np.bool_)
+            sel[below[-1]] = True
         a = round(float(alloc[sel].mean()), 2)
         out["alloc_ratio"][x] = a
         out["frag_amount"][x] = round(float(amount[sel].mean()), 2)

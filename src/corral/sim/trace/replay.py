@@ -25,7 +25,6 @@ from numpy.typing import NDArray
 from corral.scheduler.cache import Snapshot
 from corral.scheduler.fragmentation import FragModel, Workload
 from corral.scheduler.framework import CycleState, Framework, PodRequest, Profile, schedule_group
-from corral.scheduler.framework.types import MILLI
 from corral.scheduler.plugins import default_registry
 from corral.sim.trace.loaders import Trace
 

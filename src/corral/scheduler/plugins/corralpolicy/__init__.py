@@ -39,9 +39,13 @@ def reweight(wl: Workload, weighting: str) -> Workload:
 class CorralPolicy:
     name = NAME
 
-    def __init__(self, workload: Workload | None = None, weighting: str = "count", exact: bool = True,
-                 tiebreak: str = "bestfit", learn: bool = False, quantum: float = 0.0, cpu_mode: str = "fgd", kind: str = "fgd") -> None:
+    def __init__(self, workload: Workload | None = None, *, weighting: str = "count", exact: bool = True,
+                 tiebreak: str = "bestfit", learn: bool = False, quantum: float = 0.0, cpu_mode: str = "fgd", kind: str = "fgd", share_mode: str = "frag", rank_bonus: float = 0.0, pack: float = 0.0, cpu_bal: float = 0.0) -> None:
+        self.pack = pack
+        self.cpu_bal = cpu_bal
+        self.rank_bonus = rank_bonus
         self.kind = kind
+        self.share_mode = share_mode
         self.quantum = quantum
         self.cpu_mode = cpu_mode
         self._fixed = workload is not None and not learn
@@ -62,7 +66,11 @@ class CorralPolicy:
                 self.model = FragModel(reweight(Workload.from_counts(self._seen), self.weighting), self.kind)
         return Status.success()
 
-    def _transform(self, delta: FloatArray) -> FloatArray:
+    def _transform(self, delta: FloatArray, share: bool = False) -> FloatArray:
+        if self.share_mode == "exact" and share:
+            return np.asarray(50.0 + 50.0 * np.tanh(delta / 4000.0), dtype=np.float64)
+        if self.share_mode == "exact-other" and not share:
+            return np.asarray(50.0 + 50.0 * np.tanh(delta / 4000.0), dtype=np.float64)
         if self.quantum > 0:
             return np.asarray(50.0 + 50.0 * np.tanh(np.floor(delta / self.quantum) * self.quantum / 4000.0), dtype=np.float64)
         if self.exact:
@@ -83,7 +91,14 @@ class CorralPolicy:
             if pod.gpu_count and pod.is_share:
                 need = snapshot.gpu_need_milli(pod)[stale]
                 after = model.after_share(snapshot, stale, need, pod.cpu_milli)
-                s = self._transform((before[:, None] - after) / total)
+                s = self._transform((before[:, None] - after) / total, share=True)
+                if self.pack or self.cpu_bal:
+                    cap = np.maximum(snapshot.gpu_cap[stale].sum(axis=1), 1)
+                    used_after = (cap - snapshot.gpu_free[stale].sum(axis=1) + need.max(axis=1)) / cap
+                    s = s + (self.pack * used_after)[:, None]
+                    s = s + self.cpu_bal * self._cpu_balance(snapshot, stale, pod, need.max(axis=1))[:, None]
+                if self.share_mode == "spread":
+                    s = np.trunc(100.0 * (snapshot.gpu_free[stale] - need) / MILLI)
                 if self.tiebreak == "bestfit":
                     idle = snapshot.gpu_free[stale]
                     left_dev = (idle - need) / MILLI
@@ -103,6 +118,11 @@ class CorralPolicy:
             else:
                 after1 = model.after_whole(snapshot, stale, pod.gpu_count, pod.cpu_milli)
                 s1 = self._transform((before - after1) / total)
+                if (self.pack or self.cpu_bal) and pod.gpu_count:
+                    cap = np.maximum(snapshot.gpu_cap[stale].sum(axis=1), 1)
+                    used_after = (cap - snapshot.gpu_free[stale].sum(axis=1) + pod.gpu_total_milli) / cap
+                    s1 = s1 + self.pack * used_after
+                    s1 = s1 + self.cpu_bal * self._cpu_balance(snapshot, stale, pod, np.full(len(stale), pod.gpu_total_milli))
                 if self.tiebreak == "bestfit":
                     idle_left = (snapshot.gpu_free[stale].sum(axis=1) - pod.gpu_total_milli) / maxgpu
                     s1 = s1 - 1e-4 * (0.5 * idle_left + 0.5 * cpu_left)
@@ -110,9 +130,23 @@ class CorralPolicy:
             ver[stale] = snapshot.node_version[stale]
         return score, dev
 
+    def _cpu_balance(self, snapshot: Snapshot, rows: IntArray, pod: PodRequest, milli: Any) -> FloatArray:
+        """1 when the node's cpu left per idle GPU after placement is at least the workload's
+        cpu per GPU; lower (down to 0) as idle GPUs lose the cpu they need."""
+        wl = self.model.workload
+        gpu_w = float((wl.counts * wl.milli * wl.count).sum())
+        rho = float((wl.counts * wl.cpu)[wl.milli > 0].sum()) / max(gpu_w, 1.0)
+        idle = snapshot.gpu_free[rows].sum(axis=1) - milli
+        cpu_left = snapshot.cpu_cap[rows] - snapshot.cpu_used[rows] - pod.cpu_milli
+        need = rho * idle
+        return np.asarray(np.where(need > 0, np.minimum(cpu_left / np.maximum(need, 1), 1.0), 1.0), dtype=np.float64)
+
     def score(self, state: CycleState, snapshot: Snapshot, pod: PodRequest, nodes: IntArray) -> FloatArray:
         score, _ = self._refresh(snapshot, pod, nodes)
-        return np.clip(score[nodes], 0.0, 100.0)
+        out = score[nodes]
+        if self.rank_bonus:
+            out = out + self.rank_bonus * (1.0 - snapshot.rank[nodes] / max(len(snapshot), 1))
+        return np.clip(out, 0.0, 100.0)
 
     def choose_devices(self, state: CycleState, snapshot: Snapshot, pod: PodRequest, node: int) -> tuple[DeviceAssignment, ...] | None:
         if not (pod.gpu_count and pod.is_share):
@@ -131,4 +165,6 @@ def new(args: Mapping[str, Any]) -> CorralPolicy:
         raise TypeError("corral: args.workload must be a corral.scheduler.fragmentation.Workload")
     return CorralPolicy(wl, weighting=str(args.get("weighting", "count")), exact=bool(args.get("exact", True)),
                         tiebreak=str(args.get("tiebreak", "bestfit")), learn=bool(args.get("learn", False)), quantum=float(args.get("quantum", 0.0)),
-                        cpu_mode=str(args.get("cpu_mode", "fgd")), kind=str(args.get("kind", "fgd")))
+                        cpu_mode=str(args.get("cpu_mode", "fgd")), kind=str(args.get("kind", "fgd")),
+                        share_mode=str(args.get("share_mode", "frag")), rank_bonus=float(args.get("rank_bonus", 0.0)),
+                        pack=float(args.get("pack", 0.0)), cpu_bal=float(args.get("cpu_bal", 0.0)))

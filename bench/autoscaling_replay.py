@@ -1,0 +1,132 @@
+"""Autoscaling replay: corral's policy vs Knative's default KPA vs a fixed peak-sized pool.
+
+Replays the real arrivals and execution times of the GenTD26 trace
+(``../shared/data/alibaba-genai-2026/lora_request_trace.csv``, 26,823 requests over
+23 days) on a virtual clock, one request per replica at a time, cold starts drawn
+(seeded) from the trace's base-model load latencies
+(``basemodel_update_latency_anon``). Prints one JSON line:
+``slo_attainment`` (share of requests that wait < 10 s before starting) and
+``replica_hours`` per policy, and corral's savings against KPA.
+
+Usage: ``python bench/autoscaling_replay.py [--requests N] [--seed S]``.
+The shared data is found via ``$CORRAL_SHARED`` or by walking up to a directory
+that has ``shared/``; without it the benchmark exits 0 with ``{"skipped": ...}``
+(exit 1 under ``CI=true``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import random
+import sys
+import tarfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from corral.autoscaling.policy import ScalerSpec, kpa, predictive
+from corral.autoscaling.replay import ReplayResult, peak_concurrency, replay
+
+TRACE = "data/alibaba-genai-2026/lora_request_trace.csv"
+COLD = "data/alibaba-genai-2026/basemodel_update_latency_anon.tar.gz"
+
+
+def find_shared() -> Path | None:
+    env = os.environ.get("CORRAL_SHARED")
+    if env:
+        return Path(env) if Path(env, TRACE).exists() else None
+    here = Path(__file__).resolve().parent
+    for directory in (here, *here.parents):
+        candidate = directory / "shared"
+        if (candidate / TRACE).exists():
+            return candidate
+    return None
+
+
+def load_trace(shared: Path) -> tuple[list[float], list[float]]:
+    arrivals: list[float] = []
+    exec_times: list[float] = []
+    with open(shared / TRACE, newline="") as handle:
+        for row in csv.DictReader(handle):
+            arrivals.append(datetime.fromisoformat(row["gmt_create"]).timestamp())
+            exec_times.append(float(row["exec_time_seconds"] or 0.0))
+    return arrivals, exec_times
+
+
+def load_cold_starts(shared: Path) -> list[float]:
+    with tarfile.open(shared / COLD) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith(".csv"))
+        extracted = archive.extractfile(member)
+        if extracted is None:
+            raise RuntimeError(f"{COLD}: {member.name} is not a file")
+        reader = csv.DictReader(io.TextIOWrapper(extracted))
+        return [float(row["value"]) / 1000.0 for row in reader if row["value"] not in ("", "NULL", "None")]
+
+
+def summarize(result: ReplayResult) -> dict[str, float]:
+    return {
+        "slo_attainment": round(result.slo_attainment, 4),
+        "replica_hours": round(result.replica_hours, 1),
+        "wait_p99_s": round(result.wait_percentile(99), 1),
+        "replicas_created": result.replicas_created,
+        "peak_replicas": result.peak_replicas,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=0, help="replay only the first N requests (0 = all)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    shared = find_shared()
+    if shared is None:
+        reason = f"shared data not found ({TRACE}); set CORRAL_SHARED or run from a checkout beside shared/"
+        print(json.dumps({"bench": "autoscaling_replay", "skipped": reason}))
+        return 1 if os.environ.get("CI") == "true" else 0
+    arrivals, exec_times = load_trace(shared)
+    if args.requests:
+        arrivals, exec_times = arrivals[: args.requests], exec_times[: args.requests]
+    cold_starts = load_cold_starts(shared)
+
+    def sampler() -> random.Random:
+        return random.Random(args.seed)
+
+    def draw(rng: random.Random) -> float:
+        return rng.choice(cold_starts)
+
+    started = time.perf_counter()
+    peak = peak_concurrency(arrivals, exec_times)
+    big = max(1000, peak * 4)
+    out: dict[str, object] = {"bench": "autoscaling_replay", "requests": len(arrivals)}
+    rng = sampler()
+    fixed = replay(arrivals, exec_times, lambda: draw(rng), None, ScalerSpec(max_replicas=big), fixed_replicas=peak)
+    rng_kpa = sampler()
+    knative = replay(
+        arrivals, exec_times, lambda: draw(rng_kpa), kpa,
+        # Knative defaults: containerConcurrency 1 → target 1 at 70 % utilisation,
+        # stable 60 s, panic 6 s at 200 %, scale-to-zero grace 30 s, rates 1000× up / 2× down.
+        ScalerSpec(max_replicas=big, target=1.0, target_utilization=0.7, stable_window=60.0,
+                   panic_window=6.0, panic_threshold=2.0, scale_to_zero_grace=30.0),
+    )
+    rng_corral = sampler()
+    corral = replay(
+        arrivals, exec_times, lambda: draw(rng_corral), predictive,
+        ScalerSpec(max_replicas=big, target=1.0, stable_window=60.0, scale_to_zero_grace=30.0),
+    )
+    out["fixed_peak"] = {**summarize(fixed), "replicas": peak}
+    out["knative_kpa"] = summarize(knative)
+    out["corral"] = summarize(corral)
+    out["corral_replica_hours_saving_vs_kpa"] = round(1 - corral.replica_hours / knative.replica_hours, 4)
+    out["corral_attainment_minus_kpa"] = round(corral.slo_attainment - knative.slo_attainment, 4)
+    out["cold_start_median_s"] = round(sorted(cold_starts)[len(cold_starts) // 2], 1)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

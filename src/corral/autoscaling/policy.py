@@ -1,0 +1,281 @@
+"""Autoscaling policies: pure functions from a metrics window to a replica count.
+
+Three policies share one signature — ``(window, ready, current, spec, state) ->
+Decision`` — and keep whatever memory they need in an immutable
+:class:`ScalerState` that the caller stores and passes back, so the controller,
+the unit tests and the replay benchmark drive the very same code.
+
+``kpa``
+    Knative's KPA as documented and implemented in ``knative/serving``
+    (``pkg/autoscaler/scaling/autoscaler.go``): the desired count is the mean
+    concurrency (or request rate) over the *stable* window divided by
+    ``target × target_utilization``; when the *panic* window's count reaches
+    ``panic_threshold`` × the ready replicas the policy panics — it follows the
+    panic window and never scales down until the panic condition has been absent
+    for a whole stable window. Scale-up and scale-down are bounded by
+    ``max_scale_up_rate × ready`` and ``ready / max_scale_down_rate``. The count
+    only reaches zero after it has wanted zero for ``scale_to_zero_grace``.
+
+``hpa``
+    The Kubernetes HPA ratio rule: ``ceil(current × observed / target)``, with a
+    10 % tolerance band and a scale-down stabilisation window (the highest
+    recommendation of the window wins).
+
+``predictive``
+    corral's default: queue-aware and predictive. Each replica serves
+    ``target`` requests, so every request in the system right now (in flight or
+    queued, as the gateway sees it, not a lagging average) needs a slot at once.
+    On top of that it keeps *warm spares* for what a scale-up could not catch
+    in time: requests arriving within one cold start (``cold_start``, the
+    replica time-to-ready the controller measures). Their number is the
+    ``spare_quantile`` of a Poisson count at the arrival rate measured over the
+    stable window. A replica costs a cold start to bring back, so by the
+    ski-rental argument it is kept until it has been surplus for twice that
+    (``scale_down_delay``); the last replica goes after the stable window plus
+    ``scale_to_zero_grace`` with no traffic, as KPA's does. Nothing is fitted to
+    a trace: the inputs are live measurements and two quantiles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from corral.autoscaling.metrics import MetricsWindow
+
+Metric = Literal["concurrency", "rps"]
+PolicyName = Literal["kpa", "hpa", "predictive"]
+
+
+@dataclass(frozen=True)
+class ScalerSpec:
+    """The knobs of a service's autoscaling (the InferenceService ``autoscaling`` block)."""
+
+    min_replicas: int = 0
+    max_replicas: int = 10
+    metric: Metric = "concurrency"
+    target: float = 1.0
+    """Per-replica target: concurrent requests (concurrency) or requests/second (rps)."""
+    target_utilization: float = 0.7
+    stable_window: float = 60.0
+    panic_window: float = 6.0
+    panic_threshold: float = 2.0
+    """Panic when the panic window wants ``panic_threshold`` × the ready replicas (2.0 = 200 %)."""
+    scale_to_zero_grace: float = 30.0
+    max_scale_up_rate: float = 1000.0
+    max_scale_down_rate: float = 2.0
+    default_service_time: float = 1.0
+    """predictive: service time assumed until the gateway has measured one (seconds)."""
+    service_time_window: float = 600.0
+    cold_start: float = 20.0
+    """predictive: a replica's time from creation to ready (the controller measures it)."""
+    spare_quantile: float = 0.5
+    """predictive: warm spares cover this quantile of the arrivals expected within ``cold_start``."""
+    scale_down_delay: float | None = None
+    """predictive: scale-down stabilisation (default: twice ``cold_start``, the ski-rental bound)."""
+    tolerance: float = 0.1
+    """hpa: no change while observed/target is within this band of 1."""
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 0:
+            raise ValueError("minReplicas must be >= 0")
+        if self.max_replicas < max(1, self.min_replicas):
+            raise ValueError("maxReplicas must be >= max(1, minReplicas)")
+        if self.target <= 0:
+            raise ValueError("autoscaling.target must be > 0")
+        if not 0 < self.target_utilization <= 1:
+            raise ValueError("autoscaling.targetUtilization must be in (0, 1]")
+        if self.stable_window <= 0 or self.panic_window <= 0 or self.panic_window > self.stable_window:
+            raise ValueError("autoscaling windows must satisfy 0 < panicWindow <= stableWindow")
+        if self.max_scale_up_rate <= 1 or self.max_scale_down_rate <= 1:
+            raise ValueError("autoscaling scale rates must be > 1")
+        if not 0 < self.spare_quantile < 1:
+            raise ValueError("autoscaling.spareQuantile must be in (0, 1)")
+        if self.cold_start < 0:
+            raise ValueError("autoscaling.coldStartSeconds must be >= 0")
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """What a policy remembers between decisions; the caller stores and passes it back."""
+
+    panic_since: float | None = None
+    max_panic_pods: int = 0
+    zero_since: float | None = None
+    recommendations: tuple[tuple[float, int], ...] = field(default=())
+    service_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int
+    state: ScalerState
+    reason: str
+    panic: bool = False
+
+
+def _observed(window: MetricsWindow, spec: ScalerSpec, seconds: float) -> float:
+    if spec.metric == "rps":
+        return window.arrival_rate(seconds)
+    return window.mean_concurrency(seconds)
+
+
+def _rate_bounds(ready: int, spec: ScalerSpec) -> tuple[int, int]:
+    base = max(1, ready)
+    up = math.ceil(spec.max_scale_up_rate * base)
+    down = math.floor(base / spec.max_scale_down_rate)
+    return down, up
+
+
+def _clamp(value: int, spec: ScalerSpec) -> int:
+    return max(spec.min_replicas, min(spec.max_replicas, value))
+
+
+def _apply_zero_grace(
+    desired: int, current: int, now: float, state: ScalerState, spec: ScalerSpec
+) -> tuple[int, ScalerState, str | None]:
+    """Hold at least one replica until the policy has wanted zero for the grace period."""
+    if desired > 0:
+        return desired, replace(state, zero_since=None), None
+    if current == 0:
+        return 0, replace(state, zero_since=state.zero_since if state.zero_since is not None else now), None
+    zero_since = state.zero_since if state.zero_since is not None else now
+    if now - zero_since >= spec.scale_to_zero_grace:
+        return 0, replace(state, zero_since=zero_since), "ScaleToZero"
+    return max(1, min(current, 1)), replace(state, zero_since=zero_since), "ScaleToZeroGrace"
+
+
+def kpa(window: MetricsWindow, ready: int, current: int, spec: ScalerSpec, state: ScalerState) -> Decision:
+    """Knative's KPA (see the module docstring)."""
+    now = window.now
+    per_pod = spec.target * spec.target_utilization
+    stable = _observed(window, spec, spec.stable_window)
+    panic = _observed(window, spec, spec.panic_window)
+    # Requests waiting at the activator count as concurrency (Knative's activator reports them).
+    latest = window.latest
+    if latest is not None and ready == 0 and latest.queued + latest.in_flight > 0:
+        stable = max(stable, float(latest.queued + latest.in_flight))
+        panic = max(panic, float(latest.queued + latest.in_flight))
+    down, up = _rate_bounds(ready, spec)
+    desired_stable = min(max(math.ceil(stable / per_pod), down), up)
+    desired_panic = min(max(math.ceil(panic / per_pod), down), up)
+    if stable == 0:
+        desired_stable = 0
+    if panic == 0:
+        desired_panic = 0
+    base = max(1, ready)
+    over = (panic / per_pod) / base >= spec.panic_threshold
+    panic_since = state.panic_since
+    max_panic = state.max_panic_pods
+    if over:
+        panic_since = now
+    elif panic_since is not None and now - panic_since >= spec.stable_window:
+        panic_since = None
+        max_panic = 0
+    if panic_since is not None:
+        desired = max(desired_panic, max_panic, desired_stable)
+        max_panic = desired
+        reason = "Panic"
+    else:
+        desired = desired_stable
+        reason = "Stable"
+    state = replace(state, panic_since=panic_since, max_panic_pods=max_panic)
+    desired, state, zero_reason = _apply_zero_grace(desired, current, now, state, spec)
+    return Decision(_clamp(desired, spec), state, zero_reason or reason, panic=panic_since is not None)
+
+
+def hpa(window: MetricsWindow, ready: int, current: int, spec: ScalerSpec, state: ScalerState) -> Decision:
+    """The Kubernetes HPA ratio rule with scale-down stabilisation."""
+    now = window.now
+    observed = _observed(window, spec, spec.panic_window)
+    base = max(1, ready)
+    per_pod = observed / base
+    ratio = per_pod / (spec.target * spec.target_utilization)
+    if ready == 0:
+        raw = math.ceil(observed / (spec.target * spec.target_utilization))
+    elif abs(ratio - 1.0) <= spec.tolerance:
+        raw = ready
+    else:
+        raw = math.ceil(ready * ratio)
+    down, up = _rate_bounds(ready, spec)
+    raw = min(max(raw, down if observed > 0 else 0), up)
+    recs = (*tuple((t, r) for t, r in state.recommendations if now - t < spec.stable_window), (now, raw))
+    desired = max(r for _, r in recs)
+    state = replace(state, recommendations=recs)
+    if window.idle_for() < spec.stable_window:
+        desired = max(desired, 1)
+    desired, state, zero_reason = _apply_zero_grace(desired, current, now, state, spec)
+    return Decision(_clamp(desired, spec), state, zero_reason or "Ratio")
+
+
+def poisson_quantile(mean: float, level: float) -> int:
+    """Smallest k with P(Poisson(mean) <= k) >= level."""
+    if mean <= 0:
+        return 0
+    k = 0
+    term = math.exp(-mean)
+    total = term
+    while total < level and k < 10_000:
+        k += 1
+        term *= mean / k
+        total += term
+    return k
+
+
+def predictive(
+    window: MetricsWindow, ready: int, current: int, spec: ScalerSpec, state: ScalerState
+) -> Decision:
+    """corral's queue-aware, predictive policy (see the module docstring)."""
+    now = window.now
+    latest = window.latest
+    measured = window.mean_service_time(spec.service_time_window)
+    service_time = measured if measured is not None else (state.service_time or spec.default_service_time)
+    state = replace(state, service_time=service_time)
+    in_system = (latest.in_flight + latest.queued) if latest is not None else 0
+    slots = max(spec.target, 1e-9)
+    demand = math.ceil(in_system / slots)
+    if spec.metric == "rps":
+        demand = max(demand, math.ceil(window.arrival_rate(spec.panic_window) / spec.target))
+    # Requests that arrive before a replica started now could be ready must find a warm
+    # spare; size the spares for the spare_quantile of Poisson arrivals over that horizon.
+    rate = window.arrival_rate(spec.stable_window)
+    cold_start = window.time_to_ready()
+    if cold_start is None:
+        cold_start = spec.cold_start
+    spare = math.ceil(poisson_quantile(rate * cold_start, spec.spare_quantile) / slots)
+    raw = min(demand + spare, math.ceil(spec.max_scale_up_rate * max(1, ready)))
+    horizon = spec.scale_down_delay if spec.scale_down_delay is not None else 2 * cold_start
+    recs = (*tuple((t, r) for t, r in state.recommendations if now - t < horizon), (now, raw))
+    state = replace(state, recommendations=recs, zero_since=None)
+    desired = max(r for _, r in recs)
+    down, _ = _rate_bounds(ready, spec)
+    if desired < current:
+        desired = max(desired, down)
+    reason = "Queue" if spare == 0 else "Predictive"
+    idle = window.idle_for()
+    if in_system == 0 and idle >= spec.stable_window + spec.scale_to_zero_grace:
+        desired = 0
+        reason = "ScaleToZero" if current > 0 else "Idle"
+    elif desired == 0:
+        desired = 1
+    return Decision(_clamp(desired, spec), state, reason)
+
+
+def decide(
+    policy: PolicyName,
+    window: MetricsWindow,
+    ready: int,
+    current: int,
+    spec: ScalerSpec,
+    *,
+    state: ScalerState,
+) -> Decision:
+    """Run the named policy."""
+    if policy == "kpa":
+        return kpa(window, ready, current, spec, state)
+    if policy == "hpa":
+        return hpa(window, ready, current, spec, state)
+    if policy == "predictive":
+        return predictive(window, ready, current, spec, state)
+    raise ValueError(f"unknown autoscaling policy {policy!r} (kpa, hpa or predictive)")

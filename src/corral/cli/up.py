@@ -27,6 +27,7 @@ import click
 from corral.agent.agent import AgentComponent, AgentConfig
 from corral.apiserver.server import ApiServer, ServerConfig
 from corral.cli.agent import validate_simulated
+from corral.controllers.gc import GarbageCollectorComponent
 from corral.util.clock import Clock, SystemClock
 
 
@@ -55,6 +56,7 @@ def extra_components(context: UpContext) -> list[Component]:
     components: list[Component] = []
     if context.agent:
         components.append(agent_component(context))
+    components.append(GarbageCollectorComponent(context.kubeconfig))
     return components
 
 
@@ -64,6 +66,11 @@ def agent_component(context: UpContext) -> Component:
     if context.node_name:
         config.node_name = context.node_name
     return AgentComponent(context.kubeconfig, config, context.clock)
+
+
+def dashboard_url(context: UpContext) -> str:
+    """The dashboard's address with the token in the fragment (browsers never send fragments)."""
+    return f"{context.url}/dashboard/#token={context.token}"
 
 
 @dataclass
@@ -135,6 +142,7 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
     running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls,
                                  node_name=node_name, simulated_gpus=simulated_gpus, agent=agent)
     print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
+    print(f"dashboard: {dashboard_url(running.context)}", flush=True)
     await run_until_signal(running)
 
 

@@ -45,8 +45,18 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from corral.api.registry import Obj
+from corral.api.v1alpha1.inferenceservice import API_VERSION as ISVC_API_VERSION
+from corral.api.v1alpha1.inferenceservice import PLURAL as ISVC_PLURAL
+from corral.client import ApiClient, InformerFactory
 from corral.gateway.metrics import GatewayMetrics
-from corral.gateway.routing import RESERVED_PREFIX, Backend, Route, RouteTable, build_route_table
+from corral.gateway.routing import (
+    RESERVED_PREFIX,
+    SERVICE_LABEL,
+    Backend,
+    Route,
+    RouteTable,
+    build_route_table,
+)
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -158,6 +168,17 @@ class Gateway:
     def set_objects(self, services: list[Obj], pods: list[Obj]) -> None:
         """Rebuild the table from InferenceService and pod objects."""
         self.set_table(build_route_table(services, pods))
+
+    async def watch_api(self, client: ApiClient, namespace: str | None = None) -> None:
+        """Keep the table current from the API (InferenceServices and their pods), list+watch."""
+        factory = InformerFactory(client)
+        services = factory.informer(ISVC_API_VERSION, ISVC_PLURAL, namespace)
+        pods = factory.informer("v1", "pods", namespace, label_selector=SERVICE_LABEL)
+        self.watch(services, pods)
+        self._sources.append(factory)
+        await factory.start()
+        await factory.wait_synced(60)
+        self.set_objects(services.list(), pods.list())
 
     def watch(self, services: Any, pods: Any) -> None:
         """Rebuild the table whenever either informer changes (``Informer`` objects)."""

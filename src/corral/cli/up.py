@@ -27,6 +27,7 @@ import click
 from corral.agent.agent import AgentComponent, AgentConfig
 from corral.apiserver.server import ApiServer, ServerConfig
 from corral.cli.agent import validate_simulated
+from corral.controllers.gc import GarbageCollectorComponent
 from corral.gateway.component import InferenceComponent
 from corral.util.clock import Clock, SystemClock
 
@@ -59,6 +60,7 @@ def extra_components(context: UpContext) -> list[Component]:
         components.append(agent_component(context))
     if context.gateway_port is not None:
         components.append(InferenceComponent(context.kubeconfig, port=context.gateway_port, clock=context.clock))
+    components.append(GarbageCollectorComponent(context.kubeconfig))
     return components
 
 
@@ -68,6 +70,11 @@ def agent_component(context: UpContext) -> Component:
     if context.node_name:
         config.node_name = context.node_name
     return AgentComponent(context.kubeconfig, config, context.clock)
+
+
+def dashboard_url(context: UpContext) -> str:
+    """The dashboard's address with the token in the fragment (browsers never send fragments)."""
+    return f"{context.url}/dashboard/#token={context.token}"
 
 
 @dataclass
@@ -144,6 +151,7 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
     for component in running.components:
         if isinstance(component, InferenceComponent):
             print(f"corral gateway: {component.url}", flush=True)
+    print(f"dashboard: {dashboard_url(running.context)}", flush=True)
     await run_until_signal(running)
 
 

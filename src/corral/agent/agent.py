@@ -102,6 +102,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._terminations: dict[str, asyncio.Task[None]] = {}
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self._termination_grace: dict[str, float] = {}
         self._finished: dict[str, Path] = {}  # pods that ended before this agent started: their files
         self._informer: Informer | None = None
         self._runner: web.AppRunner | None = None
@@ -281,9 +282,17 @@ class Agent:
 
     def _begin_termination(self, key: str, worker: PodWorker, *, delete_after: bool,
                            grace: float | None = None) -> None:
+        wanted = worker.grace_seconds() if grace is None else grace
         if key in self._terminations:
+            if wanted < self._termination_grace.get(key, wanted):
+                # a later delete shortened the grace period (or force-deleted the pod): hurry up
+                self._termination_grace[key] = wanted
+                hurry = asyncio.create_task(worker.terminate(wanted))
+                self._event_tasks.add(hurry)
+                hurry.add_done_callback(self._event_tasks.discard)
             return
-        self._terminations[key] = asyncio.create_task(self._terminate(key, worker, delete_after, grace))
+        self._termination_grace[key] = wanted
+        self._terminations[key] = asyncio.create_task(self._terminate(key, worker, delete_after, wanted))
 
     async def _terminate(self, key: str, worker: PodWorker, delete_after: bool, grace: float | None) -> None:
         try:
@@ -301,6 +310,7 @@ class Agent:
             worker.cleanup()
             self._written.pop(key, None)
             self._terminations.pop(key, None)
+            self._termination_grace.pop(key, None)
             self._queue.add(key)
 
     async def _delete_now(self, pod: Obj) -> None:

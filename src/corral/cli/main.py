@@ -17,6 +17,11 @@ def cli() -> None:
     """corral: the AI layer of Kubernetes — GPUs, queues, training and inference on one machine or a cluster."""
 
 
+from corral.cli.logs import logs  # noqa: E402
+
+cli.add_command(logs)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

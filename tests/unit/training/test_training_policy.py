@@ -478,3 +478,25 @@ def test_invariants_hold_for_any_sequence_of_events(actions: list[str], limit: i
             assert not plan.create_pods
         running = [r for r in status.get("replicas") or [] if r["phase"] == "Running"]
         assert len(running) <= status["worldSize"]
+
+
+def test_preemption_seen_only_through_the_schedulers_event_is_not_a_failure() -> None:
+    world = running_world()
+    uid = "pod-uid-1"
+    world.pod(1)["metadata"]["uid"] = uid
+    world.step()  # the status learns the pod's uid
+    del world.pods["ddp-worker-1"]
+    suspects = policy.disrupted_pods(world.job, list(world.pods.values()))
+    assert suspects == ["ddp-worker-1"]
+    events = [
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-1", "uid": uid}},
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-0", "uid": "x"}},
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-1", "uid": "older"}},
+    ]
+    preempted = policy.preempted_from_events(world.job, suspects, events)
+    assert preempted == {"ddp-worker-1"}
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, preempted=preempted)
+    assert plan.status["preemptions"] == 1 and plan.status["failures"] == 0
+    assert "worker 1 was preempted" in plan.events[0].message
+    # An event about an earlier pod of the same name does not count.
+    assert policy.preempted_from_events(world.job, suspects, events[2:]) == set()

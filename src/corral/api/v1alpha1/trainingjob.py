@@ -110,6 +110,7 @@ class TrainingJobSpec(StrictModel):
 class ReplicaStatus(StrictModel):
     index: int
     pod: str
+    uid: str | None = None
     phase: str = "Pending"
     node: str | None = None
     pod_ip: str | None = Field(default=None, alias="podIP")

@@ -9,6 +9,10 @@ from __future__ import annotations
 import click
 
 from corral import __version__
+from corral.cli.explain import explain_command
+from corral.cli.logs import logs
+from corral.cli.scheduler import scheduler_command
+from corral.cli.sim import sim
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,8 +21,9 @@ def cli() -> None:
     """corral: the AI layer of Kubernetes — GPUs, queues, training and inference on one machine or a cluster."""
 
 
-from corral.cli.logs import logs  # noqa: E402
-
+cli.add_command(scheduler_command)
+cli.add_command(explain_command)
+cli.add_command(sim)
 cli.add_command(logs)
 
 

@@ -1,0 +1,67 @@
+"""``corral scheduler``: run corral's scheduler alone against any Kubernetes API.
+
+``corral up`` runs the scheduler as one of its components; this command runs it by
+itself, e.g. beside kube-scheduler on a real cluster (pods naming another
+``schedulerName`` are left alone), until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import click
+
+from corral.client import ApiClient, KubeconfigError
+from corral.scheduler.framework.profile import ConfigError
+from corral.scheduler.service import SchedulerConfig, SchedulerService
+
+
+async def run_until_stopped(start: object, stop: object) -> None:
+    """Await ``start()``, then wait for SIGINT/SIGTERM, then await ``stop()``."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stopped.set)
+    await start()  # type: ignore[operator]
+    try:
+        await stopped.wait()
+    finally:
+        await stop()  # type: ignore[operator]
+
+
+@click.command("scheduler")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), envvar="KUBECONFIG", default=None,
+              help="kubeconfig of the API server (default $KUBECONFIG, ~/.kube/config, or in-cluster).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="SchedulerConfiguration YAML (profiles, plugins, weights, bind concurrency).")
+@click.option("--scheduler-name", default="corral", show_default=True,
+              help="Pods with this spec.schedulerName (or none) are ours.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def scheduler_command(kubeconfig: str | None, config_path: str | None, scheduler_name: str, verbose: bool) -> None:
+    """Run corral's GPU-aware scheduler until interrupted."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = SchedulerConfig.load(config_path, scheduler_name) if config_path else SchedulerConfig()
+    except ConfigError as error:
+        raise click.ClickException(f"--config: {error}") from None
+
+    async def main() -> None:
+        try:
+            client = ApiClient.from_kubeconfig(kubeconfig)
+        except KubeconfigError as error:
+            raise click.ClickException(str(error)) from None
+        service = SchedulerService(client, config=config, scheduler_name=scheduler_name)
+
+        async def stop() -> None:
+            await service.stop()
+            await client.close()
+
+        click.echo(f"corral scheduler ({scheduler_name}) running against {client.server}; Ctrl-C stops it", err=True)
+        await run_until_stopped(service.start, stop)
+
+    asyncio.run(main())

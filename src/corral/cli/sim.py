@@ -1,0 +1,15 @@
+"""``corral sim``: simulation commands (simulated nodes; trace replay)."""
+
+from __future__ import annotations
+
+import click
+
+from corral.cli.sim_nodes import nodes_command
+
+
+@click.group("sim")
+def sim() -> None:
+    """Simulation: simulated nodes through the API, trace replay in-process."""
+
+
+sim.add_command(nodes_command)

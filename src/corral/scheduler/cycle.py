@@ -1,0 +1,600 @@
+"""The live scheduler's brain: cluster state in, decisions out, no I/O.
+
+:class:`Scheduler` is fed the informers' events (nodes, pods, PodGroups, PriorityClasses)
+and answers :meth:`Scheduler.schedule_next` with one :class:`Decision` at a time. The
+service (:mod:`corral.scheduler.service`) does the I/O: it writes bindings, status,
+deletions and Events, and reports bind outcomes back. Because the brain is synchronous
+and pure of I/O, the property tests and the simulator drive the very same code.
+
+State and invariants:
+
+- **The snapshot** (schedcore's :class:`~corral.scheduler.cache.snapshot.Snapshot`) holds
+  every pod that holds resources: bound pods seen in the informer, and pods *assumed* by
+  this scheduler (reserved, binding in flight). Node changes are batched and applied
+  before the next cycle in one rebuild (a watch burst of 5,000 nodes costs one build);
+  pod changes are applied incrementally (assume/forget). Nothing is ever re-listed.
+- **Pending groups**: pods that are ours (``schedulerName`` empty or ``corral``), unbound
+  and not terminating, keyed by group (:func:`~corral.scheduler.pods.group_key`). A bare
+  pod is a group of one; a PodGroup waits until ``minMember`` pods exist (pending plus
+  already bound).
+- **One decision per group**: all pending members are placed by
+  :func:`~corral.scheduler.framework.runtime.schedule_group` (assumed whole), admitted by
+  the :class:`~corral.scheduler.admission.Admission` seam, then bound; or none are.
+- **Preemption**: when a group fits nowhere for reasons eviction can fix, the cheapest
+  lower-priority victims are chosen (:mod:`corral.scheduler.preemption`); victims leave
+  the snapshot at once and the preemptor is reserved in their place (a *nomination*), so
+  nothing else takes the room and nothing is preempted twice. The preemptor is bound
+  when every victim is gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from corral.api.registry import Obj
+from corral.scheduler.admission import Admission, AllowAll, GroupInfo
+from corral.scheduler.cache.snapshot import NodeSpec, Snapshot, node_spec_from_obj
+from corral.scheduler.framework.cycle_state import CycleState
+from corral.scheduler.framework.interfaces import Diagnosis
+from corral.scheduler.framework.runtime import Framework, schedule_group
+from corral.scheduler.framework.status import Code
+from corral.scheduler.framework.types import (
+    DeviceAssignment,
+    Placement,
+    PodRequest,
+    PodSpecError,
+    parse_gpu_devices,
+    pod_request_from_obj,
+)
+from corral.scheduler.pods import (
+    SCHEDULER_NAME,
+    creation_seconds,
+    group_key,
+    group_priority,
+    holds_resources,
+    is_pending,
+    meta,
+    min_member,
+    pod_priority,
+    spec,
+    split_group_key,
+)
+from corral.scheduler.preemption import PreemptionPlan, VictimUnit, plan_preemption
+from corral.scheduler.queue import SchedulingQueue
+from corral.util.clock import Clock
+
+log = logging.getLogger(__name__)
+
+QUEUE_LABEL = "corral.dev/queue"
+
+
+def pod_key(pod: Obj) -> str:
+    md = meta(pod)
+    return f"{md.get('namespace') or 'default'}/{md.get('name')}"
+
+
+# -- decisions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One pod to bind: where, and with which devices (``corral.dev/gpu-devices``)."""
+
+    pod: Obj
+    key: str
+    node: str
+    devices: str
+
+    @property
+    def namespace(self) -> str:
+        return self.key.partition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.partition("/")[2]
+
+
+@dataclass(frozen=True)
+class BindDecision:
+    group: str
+    bindings: tuple[Binding, ...]
+    podgroup: Obj | None = None
+    nominated: bool = False
+
+
+@dataclass(frozen=True)
+class UnschedulableDecision:
+    """The group waits: its pods get ``PodScheduled=False`` with ``reason`` and ``message``."""
+
+    group: str
+    pods: tuple[Obj, ...]
+    reason: str
+    message: str
+    podgroup: Obj | None = None
+    diagnosis: Diagnosis | None = None
+
+
+@dataclass(frozen=True)
+class PreemptDecision:
+    """Evict ``victims`` gracefully; the preemptors are reserved on ``nominated`` nodes."""
+
+    group: str
+    preemptors: tuple[Binding, ...]
+    victims: tuple[Obj, ...]
+    priority: int
+    message: str
+    podgroup: Obj | None = None
+
+
+Decision = BindDecision | UnschedulableDecision | PreemptDecision
+
+
+# -- bookkeeping ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Held:
+    """A pod that holds resources: bound (seen in the informer) or assumed by us."""
+
+    req: PodRequest
+    node: str
+    devices: tuple[DeviceAssignment, ...]
+    group: str
+    priority: int
+    obj: Obj
+    assumed: bool = False
+    nominated: bool = False
+
+
+@dataclass
+class _Nomination:
+    group: str
+    bindings: tuple[Binding, ...]
+    victims: set[str]
+    podgroup: Obj | None
+
+
+@dataclass
+class SchedulerStats:
+    cycles: int = 0
+    scheduled_groups: int = 0
+    scheduled_pods: int = 0
+    unschedulable: int = 0
+    preemptions: int = 0
+    bind_failures: int = 0
+    snapshot_rebuilds: int = 0
+
+
+@dataclass
+class Scheduler:
+    """See the module docstring. Feed events, call :meth:`schedule_next`, report bind outcomes."""
+
+    framework: Framework
+    clock: Clock
+    scheduler_name: str = SCHEDULER_NAME
+    admission: Admission = field(default_factory=AllowAll)
+    preemption: bool = True
+    seed: int = 0
+    queue: SchedulingQueue | None = None
+    stats: SchedulerStats = field(default_factory=SchedulerStats)
+
+    def __post_init__(self) -> None:
+        if self.queue is None:
+            self.queue = SchedulingQueue(clock=self.clock)
+        self.rng = np.random.default_rng(self.seed)
+        self.snapshot = Snapshot([])
+        self._node_specs: dict[str, NodeSpec] = {}
+        self._node_dirty = False
+        self._held: dict[str, _Held] = {}
+        self._group_held: dict[str, set[str]] = {}
+        self._pending: dict[str, dict[str, Obj]] = {}
+        self._podgroups: dict[str, Obj] = {}
+        self._classes: dict[str, Obj] = {}
+        self._evicting: dict[str, str] = {}  # victim pod key -> preemptor group
+        self._nominations: dict[str, _Nomination] = {}
+        self._ready: list[str] = []  # nominated groups whose victims are gone
+
+    @property
+    def q(self) -> SchedulingQueue:
+        assert self.queue is not None
+        return self.queue
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def node_upsert(self, node: Obj) -> None:
+        try:
+            node_spec = node_spec_from_obj(node)
+        except PodSpecError as error:
+            log.warning("ignoring node %s: %s", meta(node).get("name"), error)
+            return
+        if self._node_specs.get(node_spec.name) != node_spec:
+            self._node_specs[node_spec.name] = node_spec
+            self._node_dirty = True
+            self.q.move_all_to_active()
+
+    def node_delete(self, node: Obj) -> None:
+        name = str(meta(node).get("name"))
+        if self._node_specs.pop(name, None) is not None:
+            self._node_dirty = True
+
+    def sync_nodes(self) -> None:
+        """Apply batched node changes: one rebuild of the snapshot, every held pod re-assumed."""
+        if not self._node_dirty:
+            return
+        self._node_dirty = False
+        self.stats.snapshot_rebuilds += 1
+        names = sorted(self._node_specs)
+        snapshot = Snapshot([self._node_specs[n] for n in names])
+        for key, held in self._held.items():
+            self._assume_into(snapshot, key, held)
+        self.snapshot = snapshot
+
+    @staticmethod
+    def _assume_into(snapshot: Snapshot, key: str, held: _Held) -> None:
+        node = snapshot.index.get(held.node)
+        if node is None:
+            return
+        try:
+            snapshot.assume(held.req, node, held.devices)
+        except ValueError:
+            # over-committed by someone else (another scheduler): count cpu/memory, not devices
+            snapshot.assume(held.req, node, ())
+
+    # -- priority classes and pod groups ------------------------------------------------------
+
+    def priority_class_upsert(self, obj: Obj) -> None:
+        self._classes[str(meta(obj).get("name"))] = obj
+
+    def priority_class_delete(self, obj: Obj) -> None:
+        self._classes.pop(str(meta(obj).get("name")), None)
+
+    def podgroup_upsert(self, obj: Obj) -> None:
+        md = meta(obj)
+        ns, name = md.get("namespace") or "default", md.get("name")
+        self._podgroups[f"{ns}/{name}"] = obj
+        key = f"group:{ns}/{name}"
+        if key in self._pending:
+            self._enqueue(key)
+
+    def podgroup_delete(self, obj: Obj) -> None:
+        md = meta(obj)
+        self._podgroups.pop(f"{md.get('namespace') or 'default'}/{md.get('name')}", None)
+
+    def podgroup(self, group: str) -> Obj | None:
+        kind, ns, name = split_group_key(group)
+        return self._podgroups.get(f"{ns}/{name}") if kind == "group" else None
+
+    # -- pods -----------------------------------------------------------------------------------
+
+    def pod_upsert(self, pod: Obj) -> None:
+        key = pod_key(pod)
+        if key in self._evicting:
+            if not holds_resources(pod):
+                self._victim_gone(key)
+            return
+        held = self._held.get(key)
+        if holds_resources(pod):
+            self._drop_pending(key, pod)
+            node = str(spec(pod).get("nodeName"))
+            if held is not None and held.node == node:
+                held.assumed = False
+                held.obj = pod
+                return
+            if held is not None:
+                self._release(key)
+            self._hold_bound(key, pod, node)
+            return
+        if held is not None:
+            if held.assumed:
+                # our binding is in flight (or the pod is a nominated preemptor): the binder
+                # reports the outcome, and a deletion cancels a nomination (pod_delete)
+                held.obj = pod
+                return
+            self._release(key)  # it was bound and has finished
+            self.q.move_all_to_active()
+            return
+        if is_pending(pod, self.scheduler_name):
+            gkey = group_key(pod)
+            self._pending.setdefault(gkey, {})[key] = pod
+            self._enqueue(gkey)
+        else:
+            self._drop_pending(key, pod)
+
+    def pod_delete(self, pod: Obj) -> None:
+        key = pod_key(pod)
+        self._drop_pending(key, pod)
+        if key in self._evicting:
+            self._victim_gone(key)
+            return
+        held = self._held.get(key)
+        if held is None:
+            return
+        if held.nominated:
+            self._cancel_nomination(held.group)
+        elif not held.assumed:
+            self._release(key)
+            self.q.move_all_to_active()
+
+    def _cancel_nomination(self, group: str) -> None:
+        """A nominated preemptor went away: give its reservation back, send the rest to the queue."""
+        nomination = self._nominations.pop(group, None)
+        if nomination is None:
+            return
+        for binding in nomination.bindings:
+            self._release(binding.key)
+        for victim, owner in list(self._evicting.items()):
+            if owner == group:
+                self._evicting[victim] = ""
+        self.admission.forget(group)
+        self._enqueue(group)
+        self.q.move_all_to_active()
+
+    def _hold_bound(self, key: str, pod: Obj, node: str) -> None:
+        try:
+            req = pod_request_from_obj(pod)
+            devices = parse_gpu_devices((meta(pod).get("annotations") or {}).get("corral.dev/gpu-devices", ""))
+        except PodSpecError as error:
+            log.warning("bound pod %s: %s; counting it without devices", key, error)
+            req = PodRequest(key=key)
+            devices = ()
+        priority = pod_priority(pod, self._classes)
+        if not devices and req.wants_gpu:
+            index = self.snapshot.index.get(node)
+            if index is not None and not self._node_dirty:
+                devices = self.snapshot.default_devices(req, index)
+        held = _Held(dataclasses.replace(req, priority=priority), node, tuple(devices), group_key(pod), priority, pod)
+        self._add_held(key, held)
+
+    def _add_held(self, key: str, held: _Held) -> None:
+        self._held[key] = held
+        self._group_held.setdefault(held.group, set()).add(key)
+        if not self._node_dirty:
+            self._assume_into(self.snapshot, key, held)
+
+    def _release(self, key: str) -> _Held | None:
+        held = self._held.pop(key, None)
+        if held is None:
+            return None
+        members = self._group_held.get(held.group)
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del self._group_held[held.group]
+        self.snapshot.forget(key)
+        return held
+
+    def _drop_pending(self, key: str, pod: Obj) -> None:
+        gkey = group_key(pod)
+        members = self._pending.get(gkey)
+        if members is not None and members.pop(key, None) is not None and not members:
+            del self._pending[gkey]
+            if gkey not in self._nominations:
+                self.q.remove(gkey)
+
+    def _enqueue(self, gkey: str) -> None:
+        if gkey in self._nominations:
+            return
+        members = self._pending.get(gkey)
+        if not members:
+            return
+        pods = list(members.values())
+        self.q.add(gkey, group_priority(self.podgroup(gkey), pods, self._classes),
+                   min(creation_seconds(p) for p in pods))
+
+    def _victim_gone(self, key: str) -> None:
+        group = self._evicting.pop(key, None)
+        nomination = self._nominations.get(group) if group else None
+        if nomination is not None:
+            nomination.victims.discard(key)
+            if not nomination.victims:
+                self._ready.append(nomination.group)
+
+    # -- feedback from the binder ----------------------------------------------------------------
+
+    def bind_succeeded(self, key: str) -> None:
+        held = self._held.get(key)
+        if held is not None:
+            held.nominated = False
+
+    def bind_failed(self, group: str, keys: Sequence[str], *, gone: Sequence[str] = ()) -> None:
+        """Unreserve members whose binding failed and send the group back to the queue.
+
+        ``gone`` are members that no longer exist (or were bound by someone else): they are
+        dropped; the others wait in the queue again with backoff. Members already bound
+        stay bound and count towards ``minMember`` when the rest is placed again.
+        """
+        self.stats.bind_failures += len(keys)
+        self.admission.forget(group)
+        for key in keys:
+            held = self._release(key)
+            if held is None or key in gone:
+                continue
+            obj = held.obj
+            if is_pending(obj, self.scheduler_name):
+                self._pending.setdefault(group, {})[key] = obj
+        members = self._pending.get(group)
+        if members:
+            pods = list(members.values())
+            self.q.add(group, group_priority(self.podgroup(group), pods, self._classes),
+                       min(creation_seconds(p) for p in pods))
+            self.q.retry(group)
+
+    # -- the cycle -----------------------------------------------------------------------------
+
+    def schedule_next(self) -> Decision | None:
+        """The next decision: a nominated group whose victims are gone, else the queue's next group."""
+        self.sync_nodes()
+        while self._ready:
+            group = self._ready.pop(0)
+            nomination = self._nominations.pop(group, None)
+            if nomination is None:
+                continue
+            for binding in nomination.bindings:
+                self._drop_pending(binding.key, binding.pod)
+            return BindDecision(group, nomination.bindings, nomination.podgroup, nominated=True)
+        while True:
+            key = self.q.pop_nowait()
+            if key is None:
+                return None
+            decision = self.schedule_group(key)
+            if decision is not None:
+                return decision
+
+    def pending_groups(self) -> int:
+        return len(self._pending)
+
+    def requeue(self) -> None:
+        """Retry every parked group (e.g. a quota changed)."""
+        self.q.move_all_to_active()
+
+    def group_info(self, key: str, pods: Sequence[Obj], reqs: Sequence[PodRequest], priority: int) -> GroupInfo:
+        _, ns, name = split_group_key(key)
+        podgroup = self.podgroup(key)
+        queue = (spec(podgroup).get("queue") if podgroup is not None else None) or next(
+            ((meta(p).get("labels") or {}).get(QUEUE_LABEL) for p in pods if (meta(p).get("labels") or {}).get(QUEUE_LABEL)),
+            None,
+        )
+        return GroupInfo(key, ns, name, priority, queue, tuple(reqs), tuple(pods), podgroup)
+
+    def schedule_group(self, key: str) -> Decision | None:
+        """One scheduling cycle for group ``key`` (popped from the queue)."""
+        self.stats.cycles += 1
+        self.sync_nodes()
+        members = self._pending.get(key)
+        if not members:
+            self.q.remove(key)
+            return None
+        pods = sorted(members.values(), key=lambda p: (creation_seconds(p), str(meta(p).get("name"))))
+        kind, ns, name = split_group_key(key)
+        podgroup = self.podgroup(key)
+        if kind == "group":
+            if podgroup is None:
+                self.q.park(key)
+                return UnschedulableDecision(key, tuple(pods), "PodGroupNotFound",
+                                             f"waiting for PodGroup {ns}/{name} to exist")
+            need = min_member(podgroup)
+            have = len(pods) + len(self._group_held.get(key, ()))
+            if have < need:
+                self.q.park(key)
+                return UnschedulableDecision(
+                    key, tuple(pods), "WaitingForMembers",
+                    f"PodGroup {ns}/{name} has {have}/{need} pods; waiting for {need - have} more before placing it",
+                    podgroup,
+                )
+        priority = group_priority(podgroup, pods, self._classes)
+        try:
+            reqs = [dataclasses.replace(pod_request_from_obj(p), priority=priority) for p in pods]
+        except PodSpecError as error:
+            self.q.park(key)
+            return UnschedulableDecision(key, tuple(pods), "InvalidPod", str(error), podgroup)
+        result = schedule_group(self.snapshot, reqs, self.framework, state=CycleState(self.rng), assume=True)
+        if result.ok:
+            info = self.group_info(key, pods, reqs, priority)
+            verdict = self.admission.admit(info, result.placements)
+            if not verdict.allowed:
+                for placement in result.placements:
+                    self.snapshot.forget(placement.pod)
+                self.q.unschedulable(key)
+                return UnschedulableDecision(key, tuple(pods), verdict.reason or "NotAdmitted",
+                                             verdict.message or "not admitted", podgroup)
+            bindings = self._commit(key, pods, reqs, result.placements, priority, nominated=False)
+            self.q.done(key)
+            self.stats.scheduled_groups += 1
+            self.stats.scheduled_pods += len(bindings)
+            return BindDecision(key, bindings, podgroup)
+        diagnosis = result.failure
+        assert diagnosis is not None
+        if self.preemption and diagnosis.status.code is not Code.UNRESOLVABLE:
+            preempt = self._try_preempt(key, pods, reqs, priority=priority, diagnosis=diagnosis, podgroup=podgroup)
+            if preempt is not None:
+                return preempt
+        self.q.unschedulable(key)
+        self.stats.unschedulable += 1
+        message = diagnosis.message()
+        if kind == "group":
+            index = next((i for i, r in enumerate(reqs) if r.key == diagnosis.pod), 0)
+            message = (f"PodGroup {ns}/{name}: {index} of {len(reqs)} pods fit, then pod "
+                       f"{diagnosis.pod.partition('/')[2]} did not: {message}")
+        return UnschedulableDecision(key, tuple(pods), "Unschedulable", message, podgroup, diagnosis)
+
+    def _commit(
+        self, key: str, pods: Sequence[Obj], reqs: Sequence[PodRequest], placements: Sequence[Placement],
+        priority: int, *, nominated: bool,
+    ) -> tuple[Binding, ...]:
+        """Record the assumed placements (already in the snapshot) and drop the pods from pending."""
+        bindings = []
+        for pod, req, placement in zip(pods, reqs, placements, strict=True):
+            pkey = req.key
+            held = _Held(req, placement.node, placement.devices, key, priority, pod, assumed=True, nominated=nominated)
+            self._held[pkey] = held
+            self._group_held.setdefault(key, set()).add(pkey)
+            if not nominated:
+                self._drop_pending(pkey, pod)
+            bindings.append(Binding(pod, pkey, placement.node, placement.gpu_devices))
+        return tuple(bindings)
+
+    # -- preemption ----------------------------------------------------------------------------
+
+    def victim_units(self) -> tuple[dict[str, VictimUnit], dict[str, str]]:
+        """Evictable units from held pods: gangs whole, bare pods alone; nominated preemptors excluded."""
+        groups: dict[str, list[str]] = {}
+        prio: dict[str, int] = {}
+        for key, held in self._held.items():
+            if held.nominated:
+                continue
+            unit = held.group if held.group.startswith("group:") else f"pod:{key}"
+            groups.setdefault(unit, []).append(key)
+            prio[unit] = max(prio.get(unit, held.priority), held.priority)
+        units = {u: VictimUnit(u, prio[u], tuple(sorted(keys))) for u, keys in groups.items()}
+        unit_of = {k: u for u, keys in groups.items() for k in keys}
+        return units, unit_of
+
+    def _try_preempt(
+        self, key: str, pods: Sequence[Obj], reqs: Sequence[PodRequest], *, priority: int,
+        diagnosis: Diagnosis, podgroup: Obj | None,
+    ) -> PreemptDecision | None:
+        units, unit_of = self.victim_units()
+        plan: PreemptionPlan | None = plan_preemption(
+            self.snapshot, self.framework, reqs, priority, units=units, unit_of_pod=unit_of, diagnosis=diagnosis,
+            new_state=lambda: CycleState(self.rng),
+        )
+        if plan is None:
+            return None
+        victims: list[Obj] = []
+        for victim_key in plan.victim_pods:
+            held = self._release(victim_key)
+            if held is not None:
+                victims.append(held.obj)
+                self._evicting[victim_key] = key
+        result = schedule_group(self.snapshot, reqs, self.framework, state=CycleState(self.rng), assume=True)
+        if not result.ok:  # cannot happen: the plan was checked on this very snapshot
+            log.error("preemption plan for %s did not hold; restoring victims", key)
+            for victim in victims:
+                self._evicting.pop(pod_key(victim), None)
+                self.pod_upsert(victim)
+            return None
+        bindings = self._commit(key, pods, reqs, result.placements, priority, nominated=True)
+        still = {pod_key(v) for v in victims}
+        self._nominations[key] = _Nomination(key, bindings, still, podgroup)
+        self.q.remove(key)
+        self.stats.preemptions += 1
+        nodes = sorted({b.node for b in bindings})
+        message = (f"preempting {len(victims)} lower-priority pod(s) on {', '.join(nodes)} "
+                   f"(victim priority at most {plan.cost[0]})")
+        if not still:
+            self._ready.append(key)
+        return PreemptDecision(key, bindings, tuple(victims), priority, message, podgroup)
+
+    # -- introspection (tests, explain) ---------------------------------------------------------
+
+    def held(self) -> Mapping[str, tuple[str, str, bool]]:
+        """Pod key → (node, gpu-devices, assumed) for every pod holding resources."""
+        return {k: (h.node, ",".join(d.format() for d in h.devices), h.assumed) for k, h in self._held.items()}
+
+    def nominations(self) -> Mapping[str, set[str]]:
+        return {k: set(n.victims) for k, n in self._nominations.items()}

@@ -1,0 +1,114 @@
+"""Victim selection for quota: reclaim within the cohort, then lower priority in the queue.
+
+Given a workload that fits its queue's limits but not the quota in use now, find a
+minimal set of admitted workloads whose eviction makes room:
+
+- *Reclaim* (``reclaimWithinCohort``): workloads of other queues in the cohort, only
+  while their queue borrows in a contested ``(flavor, resource)`` and only when the
+  preemptor would stay within its own nominal quota (it takes back what it lent).
+  ``Any`` takes any priority, ``LowerPriority`` only lower priorities.
+- *Borrow within cohort* (``borrowWithinCohort: LowerPriority``): when the preemptor would
+  borrow, other queues' borrowing workloads of lower priority (at most
+  ``maxPriorityThreshold``).
+- *Within the queue* (``withinQueue``): the queue's own workloads of lower priority, or
+  also equal priority and newer (``LowerOrNewerEqualPriority``).
+
+Candidates are ordered other-queue first (borrowed capacity is reclaimed first), then
+lowest priority, then most recently admitted; they are removed one by one until the
+preemptor fits, then every victim that turns out unnecessary is put back (newest first
+tried last), so the set is minimal. A victim is a whole workload: a gang goes whole.
+Workloads already being evicted are never chosen twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from corral.scheduler.quota.quota import FR, Admitted, Mode, QuotaBook
+from corral.scheduler.quota.workload import Workload
+
+
+def _fits(book: QuotaBook, queue: str, usage: dict[FR, int]) -> bool:
+    return book.fits(queue, usage).mode <= Mode.BORROW
+
+
+def within_nominal(book: QuotaBook, queue: str, usage: dict[FR, int]) -> bool:
+    config = book.queues[queue]
+    return all(book.used(queue, fr) + amount <= config.quota(*fr).nominal for fr, amount in usage.items())
+
+
+def eligible(book: QuotaBook, preemptor: Workload, usage: dict[FR, int], victim: Admitted) -> str | None:
+    """Why ``victim`` may be preempted for ``preemptor`` ("reclaim", "borrow", "queue"), or None."""
+    config = book.queues[preemptor.queue]
+    if not any(fr in usage for fr in victim.usage):
+        return None
+    if victim.queue == preemptor.queue:
+        if config.within_queue == "LowerPriority" and victim.priority < preemptor.priority:
+            return "queue"
+        if config.within_queue == "LowerOrNewerEqualPriority" and (
+                victim.priority < preemptor.priority
+                or (victim.priority == preemptor.priority and victim.created > preemptor.created)):
+            return "queue"
+        return None
+    victim_config = book.queues.get(victim.queue)
+    if victim_config is None or config.cohort is None or victim_config.cohort != config.cohort:
+        return None
+    if within_nominal(book, preemptor.queue, usage):
+        if config.reclaim_within_cohort == "Any":
+            return "reclaim"
+        if config.reclaim_within_cohort == "LowerPriority" and victim.priority < preemptor.priority:
+            return "reclaim"
+        return None
+    if config.borrow_within_cohort == "LowerPriority" and victim.priority < preemptor.priority:
+        threshold = config.borrow_priority_threshold
+        if threshold is None or victim.priority <= threshold:
+            return "borrow"
+    return None
+
+
+def find_victims(book: QuotaBook, preemptor: Workload, usage: dict[FR, int],
+                 evicting: Collection[str] = (), reserved: Collection[str] = ()) -> list[Admitted] | None:
+    """A minimal list of admitted workloads to evict so ``usage`` fits, or None if none exists.
+
+    ``evicting`` are on their way out already and are never chosen again; ``reserved`` are
+    those among them this preemptor nominated earlier: their room counts as its own.
+    """
+    if preemptor.queue not in book.queues or book.fits(preemptor.queue, usage).mode == Mode.NOFIT:
+        return None
+    scored: list[tuple[int, int, float, str, Admitted]] = []
+    for victim in book.admitted.values():
+        if victim.key in evicting:
+            continue
+        why = eligible(book, preemptor, usage, victim)
+        if why is None:
+            continue
+        scored.append((0 if why != "queue" else 1, victim.priority, -victim.admitted_at, victim.key, victim))
+    if not scored:
+        return None
+    scored.sort(key=lambda item: item[:4])
+    trial = book.copy()
+    # This preemptor's earlier victims will be gone soon: that room is its own.
+    for key in reserved:
+        trial.remove(key)
+    if _fits(trial, preemptor.queue, usage):
+        return []
+    victims: list[Admitted] = []
+    for _, _, _, _, victim in scored:
+        if victim.queue != preemptor.queue and not any(
+                trial.borrowed(victim.queue, fr) > 0 for fr in victim.usage if fr in usage):
+            continue  # that queue no longer borrows: what it uses now is its own
+        trial.remove(victim.key)
+        victims.append(victim)
+        if _fits(trial, preemptor.queue, usage):
+            break
+    else:
+        return None
+    # Minimise: put back every victim the preemptor does not need (last removed first).
+    for victim in list(reversed(victims[:-1])):
+        trial.add(victim)
+        if _fits(trial, preemptor.queue, usage):
+            victims.remove(victim)
+        else:
+            trial.remove(victim.key)
+    return victims
+

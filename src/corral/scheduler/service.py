@@ -1,0 +1,486 @@
+"""The live scheduler service: informers in, bindings out.
+
+``SchedulerService`` is the I/O shell around the :class:`~corral.scheduler.cycle.Scheduler`
+brain. It runs as a component of ``corral up`` (``async start()``/``async stop()``) or
+alone (``corral scheduler --kubeconfig``), always through the API:
+
+- **Informers** on nodes, pods, PodGroups and PriorityClasses feed the brain's handlers;
+  the snapshot follows their events incrementally and is never re-listed in steady state.
+- **The loop** takes one decision at a time and yields to the event loop between
+  cycles, so watch events and bind responses are handled while the queue drains.
+- **Binding** (the Bind extension point, :class:`Binder`; default ``pods/binding`` with
+  annotation ``corral.dev/gpu-devices`` in the same request) runs concurrently, bounded
+  by ``bind_concurrency``. A gang is reserved whole, then its members are bound; a bind
+  that fails for a passing reason (conflict, 5xx, timeout) is retried with the
+  reservation kept, so the gang completes on the devices reserved for it; a member that
+  cannot be bound (it was deleted or bound elsewhere) is unreserved and the group goes
+  back to the queue (:meth:`~corral.scheduler.cycle.Scheduler.bind_failed`).
+- **Status**: pending pods get ``PodScheduled=False`` with reason ``Unschedulable`` and
+  kube-scheduler's message (``0/5000 nodes are available: ...``), written only when it
+  changes; PodGroups get ``status.phase``, member counts and a ``Scheduled`` condition.
+- **Preemption**: victims are deleted gracefully with an Event (``Preempted``) on each;
+  the preemptors get ``status.nominatedNodeName`` and an Event (``Preempting``); they are
+  bound when the victims are gone.
+- **Admission** (quota) is the :class:`~corral.scheduler.admission.Admission` passed in;
+  the default admits everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from corral.api.registry import Obj
+from corral.client import ApiClient, ApiError, EventRecorder, Informer
+from corral.scheduler.admission import Admission, AllowAll
+from corral.scheduler.cycle import (
+    BindDecision,
+    Binding,
+    Decision,
+    PreemptDecision,
+    Scheduler,
+    UnschedulableDecision,
+    pod_key,
+)
+from corral.scheduler.framework.profile import ConfigError, Profile, profiles_from_config
+from corral.scheduler.framework.runtime import Framework
+from corral.scheduler.pods import GPU_DEVICES_ANNOTATION, SCHEDULER_NAME, meta, status
+from corral.scheduler.queue import SchedulingQueue
+from corral.util.clock import Clock, SystemClock, format_timestamp
+
+log = logging.getLogger(__name__)
+
+PODGROUP_API = "corral.dev/v1alpha1"
+
+
+class Binder(Protocol):
+    """The Bind extension point: write one binding; raise ``ApiError`` on failure."""
+
+    async def bind(self, binding: Binding) -> None: ...
+
+
+class ApiBinder:
+    """``POST pods/binding`` with the device assignment in the same request."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    async def bind(self, binding: Binding) -> None:
+        annotations = {GPU_DEVICES_ANNOTATION: binding.devices} if binding.devices else None
+        uid = meta(binding.pod).get("uid")
+        await self.client.bind(binding.namespace, binding.name, binding.node, annotations, uid=uid)
+
+
+@dataclass
+class SchedulerConfig:
+    """``corral up --scheduler-config FILE`` / ``corral scheduler --config FILE``.
+
+    The file is a SchedulerConfiguration (schedcore's profile format, see
+    :mod:`corral.scheduler.framework.profile`) plus the live service's knobs::
+
+        apiVersion: corral.dev/v1alpha1
+        kind: SchedulerConfiguration
+        profiles: [...]                  # plugins and weights; default profile when absent
+        bindConcurrency: 64              # bindings in flight at once
+        bindRetries: 3                   # retries of a failing binding, reservation kept
+        preemption: true
+        podInitialBackoffSeconds: 1
+        podMaxBackoffSeconds: 10
+        unschedulableRetrySeconds: 60    # parked groups are retried at least this often
+        recordScheduledEvents: true      # a "Scheduled" Event per bound pod
+        seed: 0                          # the cycle RNG's seed (reproducible decisions)
+    """
+
+    profile: Profile = field(default_factory=Profile.default)
+    bind_concurrency: int = 64
+    bind_retries: int = 3
+    preemption: bool = True
+    initial_backoff: float = 1.0
+    max_backoff: float = 10.0
+    unschedulable_retry: float = 60.0
+    record_scheduled_events: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], scheduler_name: str = SCHEDULER_NAME) -> SchedulerConfig:
+        profiles = profiles_from_config(data)
+        profile = profiles.get(scheduler_name) or (next(iter(profiles.values())) if profiles else Profile.default())
+        known = {"apiVersion", "kind", "profiles", "bindConcurrency", "bindRetries", "preemption",
+                 "podInitialBackoffSeconds", "podMaxBackoffSeconds", "unschedulableRetrySeconds",
+                 "recordScheduledEvents", "seed"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown field in SchedulerConfiguration (known: {', '.join(sorted(known))})")
+
+        def number(name: str, default: float, minimum: float) -> float:
+            value = data.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+                raise ConfigError(f"{name}: must be a number >= {minimum}, not {value!r}")
+            return float(value)
+
+        def flag(name: str, default: bool) -> bool:
+            value = data.get(name, default)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}: must be true or false, not {value!r}")
+            return value
+
+        return cls(
+            profile=profile,
+            bind_concurrency=int(number("bindConcurrency", 64, 1)),
+            bind_retries=int(number("bindRetries", 3, 0)),
+            preemption=flag("preemption", True),
+            initial_backoff=number("podInitialBackoffSeconds", 1.0, 0),
+            max_backoff=number("podMaxBackoffSeconds", 10.0, 0),
+            unschedulable_retry=number("unschedulableRetrySeconds", 60.0, 1),
+            record_scheduled_events=flag("recordScheduledEvents", True),
+            seed=int(number("seed", 0, 0)),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, scheduler_name: str = SCHEDULER_NAME) -> SchedulerConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as error:
+            raise ConfigError(f"{path}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        try:
+            return cls.from_dict(data, scheduler_name)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+
+
+def default_framework(profile: Profile) -> Framework:
+    from corral.scheduler.plugins import default_registry
+
+    return Framework(profile, default_registry())
+
+
+def _transient(error: ApiError) -> bool:
+    return error.code in (409, 429) or error.code >= 500
+
+
+class SchedulerService:
+    """corral's scheduler as a service (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        *,
+        config: SchedulerConfig | None = None,
+        clock: Clock | None = None,
+        admission: Admission | None = None,
+        binder: Binder | None = None,
+        scheduler_name: str = SCHEDULER_NAME,
+    ) -> None:
+        self.client = client
+        self.config = config or SchedulerConfig()
+        self.clock = clock or SystemClock()
+        self.binder = binder or ApiBinder(client)
+        queue = SchedulingQueue(clock=self.clock, initial_backoff=self.config.initial_backoff,
+                                max_backoff=self.config.max_backoff,
+                                unschedulable_timeout=self.config.unschedulable_retry)
+        self.scheduler = Scheduler(
+            framework=default_framework(self.config.profile), clock=self.clock, scheduler_name=scheduler_name,
+            admission=admission or AllowAll(), preemption=self.config.preemption, seed=self.config.seed, queue=queue,
+        )
+        self.events = EventRecorder(client, "corral-scheduler", clock=self.clock)
+        self.nodes = Informer(client, "v1", "nodes")
+        self.pods = Informer(client, "v1", "pods")
+        self.podgroups = Informer(client, PODGROUP_API, "podgroups")
+        self.classes = Informer(client, "scheduling.k8s.io/v1", "priorityclasses")
+        self._bind_slots = asyncio.Semaphore(self.config.bind_concurrency)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
+        self._messages: dict[str, str] = {}
+        self._dirty_groups: set[str] = set()
+        self._group_messages: dict[str, tuple[str, str]] = {}
+        self._wake = asyncio.Event()
+        self.bound = 0
+        self.first_bind_at: float | None = None
+        self.last_bind_at: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.scheduler
+        self.classes.add_handler(s.priority_class_upsert, lambda _o, n: s.priority_class_upsert(n),
+                                 s.priority_class_delete)
+        self.podgroups.add_handler(self._on_podgroup, lambda _o, n: self._on_podgroup(n), s.podgroup_delete)
+        self.nodes.add_handler(self._on_node, lambda _o, n: self._on_node(n), self._on_node_delete)
+        self.pods.add_handler(self._on_pod, lambda _o, n: self._on_pod(n), self._on_pod_delete)
+        for informer in (self.classes, self.podgroups, self.nodes):
+            await informer.start()
+        for informer in (self.classes, self.podgroups, self.nodes):
+            await informer.wait_synced()
+        await self.pods.start()
+        await self.pods.wait_synced()
+        self._loop_task = asyncio.create_task(self._loop(), name="scheduler-loop")
+        self._status_task = asyncio.create_task(self._status_loop(), name="scheduler-podgroup-status")
+
+    async def stop(self) -> None:
+        self.scheduler.q.close()
+        self._wake.set()
+        for task in (self._loop_task, self._status_task, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._loop_task, self._status_task, *list(self._tasks)):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._tasks.clear()
+        for informer in (self.pods, self.nodes, self.podgroups, self.classes):
+            await informer.stop()
+
+    # -- informer handlers (they only update the brain and wake the loop) ----------------------
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    def _on_node(self, node: Obj) -> None:
+        self.scheduler.node_upsert(node)
+        self._poke()
+
+    def _on_node_delete(self, node: Obj) -> None:
+        self.scheduler.node_delete(node)
+        self._poke()
+
+    def _on_pod(self, pod: Obj) -> None:
+        self.scheduler.pod_upsert(pod)
+        group = (meta(pod).get("labels") or {}).get("corral.dev/pod-group")
+        if group:
+            self._dirty_groups.add(f"{meta(pod).get('namespace') or 'default'}/{group}")
+        self._poke()
+
+    def _on_pod_delete(self, pod: Obj) -> None:
+        self.scheduler.pod_delete(pod)
+        self._messages.pop(pod_key(pod), None)
+        group = (meta(pod).get("labels") or {}).get("corral.dev/pod-group")
+        if group:
+            self._dirty_groups.add(f"{meta(pod).get('namespace') or 'default'}/{group}")
+        self._poke()
+
+    def _on_podgroup(self, obj: Obj) -> None:
+        self.scheduler.podgroup_upsert(obj)
+        self._dirty_groups.add(f"{meta(obj).get('namespace') or 'default'}/{meta(obj).get('name')}")
+        self._poke()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        queue = self.scheduler.q
+        while True:
+            decision = self.scheduler.schedule_next()
+            if decision is None:
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                popper = asyncio.ensure_future(queue.pop())
+                done, pending = await asyncio.wait({waiter, popper}, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    task.cancel()
+                if popper in done:
+                    key = popper.result()
+                    if key is None:
+                        return
+                    decision = self.scheduler.schedule_group(key)
+                    if decision is not None:
+                        self._execute(decision)
+                continue
+            self._execute(decision)
+            await asyncio.sleep(0)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scheduler task failed", exc_info=task.exception())
+
+    def _execute(self, decision: Decision) -> None:
+        if isinstance(decision, BindDecision):
+            self._spawn(self._bind_group(decision))
+        elif isinstance(decision, UnschedulableDecision):
+            self._spawn(self._report_unschedulable(decision))
+        elif isinstance(decision, PreemptDecision):
+            self._spawn(self._preempt(decision))
+
+    # -- binding -----------------------------------------------------------------------------
+
+    async def _bind_one(self, binding: Binding) -> str:
+        """``"ok"``, ``"gone"`` (pod deleted or bound elsewhere) or ``"failed"``."""
+        for attempt in range(self.config.bind_retries + 1):
+            try:
+                async with self._bind_slots:
+                    await self.binder.bind(binding)
+                return "ok"
+            except ApiError as error:
+                if error.not_found:
+                    return "gone"
+                if error.conflict and await self._bound_elsewhere(binding):
+                    return "gone"
+                if not _transient(error) or attempt == self.config.bind_retries:
+                    log.warning("binding %s to %s failed: %s", binding.key, binding.node, error)
+                    return "failed"
+            except (TimeoutError, OSError) as error:
+                if attempt == self.config.bind_retries:
+                    log.warning("binding %s to %s failed: %s", binding.key, binding.node, error)
+                    return "failed"
+            await self.clock.sleep(min(2.0, 0.05 * 2**attempt))
+        return "failed"
+
+    async def _bound_elsewhere(self, binding: Binding) -> bool:
+        try:
+            current = await self.client.get("v1", "pods", binding.name, binding.namespace)
+        except ApiError as error:
+            return error.not_found
+        return bool((current.get("spec") or {}).get("nodeName"))
+
+    async def _bind_group(self, decision: BindDecision) -> None:
+        outcomes = await asyncio.gather(*(self._bind_one(b) for b in decision.bindings))
+        failed = [b.key for b, o in zip(decision.bindings, outcomes, strict=True) if o != "ok"]
+        gone = [b.key for b, o in zip(decision.bindings, outcomes, strict=True) if o == "gone"]
+        now = self.clock.monotonic()
+        for binding, outcome in zip(decision.bindings, outcomes, strict=True):
+            if outcome == "ok":
+                self.scheduler.bind_succeeded(binding.key)
+                self._messages.pop(binding.key, None)
+                self.bound += 1
+                if self.first_bind_at is None:
+                    self.first_bind_at = now
+                self.last_bind_at = now
+        if failed:
+            self.scheduler.bind_failed(decision.group, failed, gone=gone)
+            self._poke()
+        if decision.podgroup is not None:
+            md = meta(decision.podgroup)
+            self._dirty_groups.add(f"{md.get('namespace') or 'default'}/{md.get('name')}")
+        if self.config.record_scheduled_events:
+            for binding, outcome in zip(decision.bindings, outcomes, strict=True):
+                if outcome == "ok":
+                    where = f"{binding.node}" + (f" (GPUs {binding.devices})" if binding.devices else "")
+                    self._spawn(self.events.record(binding.pod, "Normal", "Scheduled",
+                                                   f"Successfully assigned {binding.key} to {where}"))
+
+    # -- status ----------------------------------------------------------------------------------
+
+    async def _report_unschedulable(self, decision: UnschedulableDecision) -> None:
+        now = format_timestamp(self.clock.now())
+        for pod in decision.pods:
+            key = pod_key(pod)
+            text = f"{decision.reason}: {decision.message}"
+            if self._messages.get(key) == text:
+                continue
+            self._messages[key] = text
+            condition = {"type": "PodScheduled", "status": "False", "reason": decision.reason,
+                         "message": decision.message, "lastTransitionTime": now}
+            md = meta(pod)
+            try:
+                await self.client.patch("v1", "pods", str(md.get("name")), {"status": {"conditions": [condition]}},
+                                        namespace=md.get("namespace"), subresource="status")
+            except ApiError as error:
+                if not error.not_found:
+                    log.warning("cannot write PodScheduled on %s: %s", key, error)
+                self._messages.pop(key, None)
+                continue
+            if decision.reason == "Unschedulable":
+                await self.events.record(pod, "Warning", "FailedScheduling", decision.message)
+        if decision.podgroup is not None:
+            md = meta(decision.podgroup)
+            self._dirty_groups.add(f"{md.get('namespace') or 'default'}/{md.get('name')}")
+            self._group_messages[f"{md.get('namespace') or 'default'}/{md.get('name')}"] = (
+                decision.reason, decision.message)
+
+    async def _preempt(self, decision: PreemptDecision) -> None:
+        preemptor = decision.preemptors[0].pod
+        who = f"{pod_key(preemptor)}" if len(decision.preemptors) == 1 else f"PodGroup {decision.group.partition(':')[2]}"
+        for victim in decision.victims:
+            node = (victim.get("spec") or {}).get("nodeName")
+            await self.events.record(victim, "Warning", "Preempted",
+                                     f"Preempted by {who} (priority {decision.priority}) on node {node}")
+            md = meta(victim)
+            try:
+                await self.client.delete("v1", "pods", str(md.get("name")), md.get("namespace"), uid=md.get("uid"))
+            except ApiError as error:
+                if error.not_found or error.conflict:
+                    self.scheduler.pod_delete(victim)
+                    self._poke()
+                else:
+                    log.warning("cannot evict %s: %s", pod_key(victim), error)
+        for binding in decision.preemptors:
+            with contextlib.suppress(ApiError):
+                await self.client.patch("v1", "pods", binding.name, {"status": {"nominatedNodeName": binding.node}},
+                                        namespace=binding.namespace, subresource="status")
+            await self.events.record(binding.pod, "Normal", "Preempting",
+                                     f"{decision.message}; nominated node {binding.node}")
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self.clock.sleep(0.5)
+            dirty, self._dirty_groups = self._dirty_groups, set()
+            for key in sorted(dirty):
+                try:
+                    await self._write_group_status(key)
+                except ApiError as error:
+                    if not error.not_found:
+                        log.warning("podgroup %s status: %s", key, error)
+
+    async def _write_group_status(self, key: str) -> None:
+        obj = self.podgroups.get(key)
+        if obj is None:
+            return
+        namespace, _, name = key.partition("/")
+        members = [p for p in self.pods.list()
+                   if meta(p).get("namespace") == namespace
+                   and (meta(p).get("labels") or {}).get("corral.dev/pod-group") == name]
+        scheduled = sum(1 for p in members if (p.get("spec") or {}).get("nodeName"))
+        phases = [status(p).get("phase") for p in members]
+        running = phases.count("Running")
+        succeeded = phases.count("Succeeded")
+        failed = phases.count("Failed")
+        need = int((obj.get("spec") or {}).get("minMember", 1) or 1)
+        if members and succeeded == len(members):
+            phase = "Succeeded"
+        elif failed and failed + succeeded == len(members) and members:
+            phase = "Failed"
+        elif running >= need:
+            phase = "Running"
+        elif scheduled >= need:
+            phase = "Scheduled"
+        elif key in self._group_messages and self._group_messages[key][0] == "Unschedulable":
+            phase = "Unschedulable"
+        else:
+            phase = "Pending"
+        now = format_timestamp(self.clock.now())
+        if scheduled >= need:
+            condition = {"type": "Scheduled", "status": "True", "reason": "Scheduled",
+                         "message": f"{scheduled}/{len(members)} pods bound", "lastTransitionTime": now}
+            self._group_messages.pop(key, None)
+        else:
+            reason, message = self._group_messages.get(key, ("Pending", "waiting to be scheduled"))
+            condition = {"type": "Scheduled", "status": "False", "reason": reason, "message": message,
+                         "lastTransitionTime": now}
+        new_status = {"phase": phase, "scheduled": scheduled, "running": running, "succeeded": succeeded,
+                      "failed": failed, "conditions": [condition]}
+        old = dict(obj.get("status") or {})
+        old_condition = (old.get("conditions") or [{}])[0]
+        same = all(old.get(k) == new_status[k] for k in ("phase", "scheduled", "running", "succeeded", "failed")) \
+            and old_condition.get("status") == condition["status"] and old_condition.get("message") == condition["message"]
+        if same:
+            return
+        if old_condition.get("status") == condition["status"] and old_condition.get("lastTransitionTime"):
+            condition["lastTransitionTime"] = old_condition["lastTransitionTime"]
+        await self.client.patch(PODGROUP_API, "podgroups", name, {"status": new_status}, namespace=namespace,
+                                subresource="status")

@@ -52,10 +52,11 @@ FINISHED_PHASES = ("Succeeded", "Failed")
 DEFAULT_SCHEDULE_TIMEOUT = 60.0
 
 # Rank 0 publishes its pod IP in the rendezvous file; the other ranks wait for it. Then the
-# worker's own command runs with MASTER_ADDR (and torchrun's PET_MASTER_ADDR) set.
+# worker's own command runs with MASTER_ADDR (and torchrun's PET_MASTER_ADDR) set. No "$$" and
+# no "$(NAME)" in here: Kubernetes (and the agent) expand those in commands.
 RENDEZVOUS_SCRIPT = r"""f="$CORRAL_RENDEZVOUS_FILE"
 if [ "$NODE_RANK" = "0" ]; then
-  mkdir -p "$(dirname "$f")" && printf '%s' "${POD_IP:-127.0.0.1}" > "$f.$$" && mv -f "$f.$$" "$f" || exit 1
+  mkdir -p "$(dirname "$f")" && printf '%s' "${POD_IP:-127.0.0.1}" > "$f.tmp" && mv -f "$f.tmp" "$f" || exit 1
 else
   n=0
   while [ ! -s "$f" ]; do

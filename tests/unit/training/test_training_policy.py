@@ -500,3 +500,17 @@ def test_preemption_seen_only_through_the_schedulers_event_is_not_a_failure() ->
     assert "worker 1 was preempted" in plan.events[0].message
     # An event about an earlier pod of the same name does not count.
     assert policy.preempted_from_events(world.job, suspects, events[2:]) == set()
+
+
+def test_stale_pods_stuck_terminating_are_force_deleted() -> None:
+    world = running_world(backoff={"initialSeconds": 0})
+    world.exit(0, 1)
+    world.step()
+    leftovers = [policy.worker_pod(make_job(), i, 2, 0, CONFIG) for i in range(2)]
+    for pod in leftovers:
+        pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:10Z"
+    leftovers[0]["spec"]["nodeName"] = "dead-node"
+    plan = decide(world.job, leftovers, None, T0 + timedelta(seconds=20), CONFIG)
+    assert plan.force_delete_pods == ["ddp-worker-1"], "never placed: nothing will finish it"
+    plan = decide(world.job, leftovers, None, T0 + timedelta(seconds=41), CONFIG)
+    assert plan.force_delete_pods == ["ddp-worker-0", "ddp-worker-1"]

@@ -87,6 +87,8 @@ class TrainingJobReconciler:
             log.info("trainingjob %s/%s: %s", namespace, name, summary(plan.status))
         for pod_name in plan.delete_pods:
             await self.client.delete_if_exists("v1", "pods", pod_name, namespace)
+        for pod_name in plan.force_delete_pods:
+            await self.client.delete_if_exists("v1", "pods", pod_name, namespace, grace_period_seconds=0)
         if plan.delete_podgroup and podgroup is not None:
             await self.client.delete_if_exists(API_VERSION, PODGROUPS, name, namespace)
         for event in plan.events:

@@ -50,6 +50,7 @@ ATTEMPT_LABEL = "corral.dev/attempt"
 PREEMPTED_ANNOTATION = "corral.dev/preempted-by"
 FINISHED_PHASES = ("Succeeded", "Failed")
 DEFAULT_SCHEDULE_TIMEOUT = 60.0
+FORCE_AFTER = 30.0  # seconds past a pod's deletion deadline before it is force-deleted
 
 # Rank 0 publishes its pod IP in the rendezvous file; the other ranks wait for it. Then the
 # worker's own command runs with MASTER_ADDR (and torchrun's PET_MASTER_ADDR) set. No "$$" and
@@ -100,6 +101,7 @@ class Plan:
     delete_podgroup: bool = False
     create_pods: list[Obj] = field(default_factory=list)
     delete_pods: list[str] = field(default_factory=list)
+    force_delete_pods: list[str] = field(default_factory=list)
     delete_job: bool = False
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
@@ -419,6 +421,23 @@ def _end_attempt(plan: Plan, pods: list[Obj], phase: str, reason: str, message: 
     set_phase(plan, phase, reason, message, event_type)
 
 
+def stuck_pods(pods: list[Obj], now: datetime) -> list[str]:
+    """Terminating pods nobody will finish: never placed, or past their deadline by FORCE_AFTER seconds.
+
+    A node that died takes its agent with it; without a force delete the next attempt
+    (same pod names) would wait for ever.
+    """
+    stuck = []
+    for pod in pods:
+        deleting = (pod.get("metadata") or {}).get("deletionTimestamp")
+        if not deleting:
+            continue
+        unplaced = not (pod.get("spec") or {}).get("nodeName")
+        if unplaced or (now - parse_timestamp(deleting)).total_seconds() > FORCE_AFTER:
+            stuck.append(pod["metadata"]["name"])
+    return sorted(stuck)
+
+
 def _names(pods: list[Obj]) -> list[str]:
     return [pod["metadata"]["name"] for pod in pods if not (pod.get("metadata") or {}).get("deletionTimestamp")]
 
@@ -507,6 +526,7 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
     # ---- the previous attempt must be gone before the next one starts (same pod names, same port).
     if stale:
         plan.delete_pods = sorted(_names(stale))
+        plan.force_delete_pods = stuck_pods(stale, now)
         plan.requeue(1.0)
         if status.get("createdAttempt") != attempt:
             return plan

@@ -15,6 +15,10 @@ anything is committed (no binding written yet):
   failed and the members go back to the queue, or the group left); quota taken in
   ``admit`` for it should be returned. The group will be admitted again before it binds.
 
+- optional ``precheck(group)`` → :class:`AdmissionResult` or None, called *before*
+  placement: a denial parks the group as above without spending a placement on it (quota
+  that rules it out whatever the placement). ``admit`` is still called after placement.
+
 The call is synchronous and must be cheap (it runs once per group per cycle); it reads
 its own caches (queues, usage), never the network. :class:`AllowAll` is the default.
 """

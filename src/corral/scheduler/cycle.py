@@ -492,6 +492,14 @@ class Scheduler:
         except PodSpecError as error:
             self.q.park(key)
             return UnschedulableDecision(key, tuple(pods), "InvalidPod", str(error), podgroup)
+        precheck = getattr(self.admission, "precheck", None)
+        if precheck is not None:
+            # Quota that rules the group out whatever its placement: spend no placement on it.
+            early = precheck(self.group_info(key, pods, reqs, priority))
+            if early is not None and not early.allowed:
+                self.q.unschedulable(key)
+                return UnschedulableDecision(key, tuple(pods), early.reason or "NotAdmitted",
+                                             early.message or "not admitted", podgroup)
         result = schedule_group(self.snapshot, reqs, self.framework, state=CycleState(self.rng), assume=True)
         if result.ok:
             info = self.group_info(key, pods, reqs, priority)

@@ -1,0 +1,974 @@
+"""Resource handlers: Kubernetes verbs and semantics over the store.
+
+Paths: ``/api/v1/...`` and ``/apis/GROUP/VERSION/...``, namespaced
+(``namespaces/NS/PLURAL[/NAME[/SUBRESOURCE]]``) and cluster-scoped
+(``PLURAL[/NAME[/SUBRESOURCE]]``). Verbs: get, list, watch, create, update, patch,
+delete, deletecollection; subresources ``status``, ``pods/binding``, ``pods/log``.
+
+Semantics worth knowing
+-----------------------
+* Each write is checked and applied without yielding to the event loop between reading
+  the current object and storing the new one, so ``resourceVersion`` preconditions are
+  exact; the answer comes after the SQLite commit. Nothing changes on a rejected request.
+* ``update``/``patch`` with a stale ``metadata.resourceVersion`` → 409 ConflictError. An update
+  that changes nothing is a no-op (same ``resourceVersion``, no event). ``generation``
+  starts at 1 and bumps only when the kind's spec fields change. On kinds with a
+  ``status`` subresource the main resource ignores status changes and ``/status``
+  changes only status.
+* **Deletion.** An object with finalizers gets ``deletionTimestamp`` and stays until the
+  last finalizer is removed. **A pod with ``spec.nodeName`` set that has not finished
+  (phase not Succeeded/Failed) is deleted gracefully**: the server sets
+  ``metadata.deletionTimestamp`` (now + grace) and ``metadata.deletionGracePeriodSeconds``
+  (``gracePeriodSeconds`` from the request, else ``spec.terminationGracePeriodSeconds``,
+  else 30) and keeps the pod. The node's agent sees that on its watch, stops the
+  containers (SIGTERM, then SIGKILL after the grace period), and then deletes the pod
+  with ``gracePeriodSeconds=0``, which removes it (or, with finalizers left, waits for
+  them). A later delete may shorten the grace period, never lengthen it. Unbound or
+  finished pods, and any delete with ``gracePeriodSeconds=0``, go at once.
+* A deleted namespace turns ``Terminating``; its objects are deleted (pods gracefully,
+  as above) and the namespace disappears once it is empty. Nothing can be created in a
+  terminating namespace; ``default`` and ``kube-system`` cannot be deleted.
+* ``propagationPolicy`` is accepted; dependents are removed by the garbage collector
+  (a controller) following ``ownerReferences``, as in Kubernetes' background mode.
+* Lists are served from the latest state: ``limit``/``continue`` page through it in
+  ``(namespace, name)`` order, not through a snapshot.
+* Reads wait until every write already applied in memory is durable, so a client never
+  reads (or watches) a change that a crash could take back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from corral.api.registry import Obj, Registry, RegistryError, ResourceType
+from corral.api.selectors import SelectorError, matcher
+from corral.apiserver import errors, patch, tables
+from corral.apiserver.errors import ApiError, bad_request
+from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_log
+from corral.apiserver.validation import (
+    FieldValidation,
+    check_name,
+    check_type,
+    parse_field_validation,
+    validate,
+)
+from corral.store import AlreadyExistsError, Entry, ExpiredError, Store, UnavailableError, encode
+from corral.util.clock import Clock, format_timestamp, parse_timestamp
+from corral.util.podlogs import pod_log_path
+
+MAX_BODY = 3 * 1024 * 1024
+SYSTEM_NAMESPACES = ("default", "kube-system")
+DEFAULT_SCHEDULER = "corral"
+JSON = "application/json"
+
+
+def parse_bool(value: str | None, name: str) -> bool:
+    """Go's ``strconv.ParseBool`` (an empty value counts as true, as Kubernetes' query conversion does)."""
+    if value is None:
+        return False
+    if value in ("", "1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise bad_request(f"invalid boolean value {value!r} for query parameter {name!r} (use true or false)")
+
+
+def parse_int(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise bad_request(f"invalid integer value {value!r} for query parameter {name!r}") from None
+
+
+def resource_key(rt: ResourceType) -> str:
+    """The store's name for a resource: ``plural`` or ``plural.group``."""
+    return f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+
+
+@dataclass
+class Target:
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+@dataclass
+class Accept:
+    table: bool = False
+    partial: bool = False
+    yaml: bool = False
+
+
+def parse_accept(header: str) -> Accept:
+    accept = Accept()
+    for part in header.split(","):
+        params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
+        media = part.split(";")[0].strip()
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
+            accept.table = True
+            return accept
+        if params.get("as") in ("PartialObjectMetadata", "PartialObjectMetadataList") and params.get("g") == "meta.k8s.io":
+            accept.partial = True
+            return accept
+        if media in ("application/json", "*/*", "application/*"):
+            return accept
+        if media == "application/yaml":
+            accept.yaml = True
+            return accept
+    return accept
+
+
+class Handlers:
+    """Every resource verb. One instance per server; it holds the store and the registry."""
+
+    def __init__(self, store: Store, registry: Registry, clock: Clock, data_dir: Path | None, *,
+                 bookmark_interval: float = 60.0, default_watch_timeout: float = 1800.0) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.data_dir = data_dir
+        self.bookmark_interval = bookmark_interval
+        self.default_watch_timeout = default_watch_timeout
+        self._patch_meta: dict[str, patch.PatchMeta] = {}
+        self._pending_namespace_checks: set[str] = set()
+        self.namespace_rt = registry.by_kind("v1", "Namespace")
+        self.node_rt = registry.by_kind("v1", "Node")
+        self.pod_rt = registry.by_kind("v1", "Pod")
+
+    # ---- helpers --------------------------------------------------------------------
+
+    def now(self) -> str:
+        return format_timestamp(self.clock.now())
+
+    def meta_for(self, rt: ResourceType) -> patch.PatchMeta:
+        key = resource_key(rt)
+        if key not in self._patch_meta:
+            self._patch_meta[key] = patch.patch_meta(rt.model)
+        return self._patch_meta[key]
+
+    def resolve(self, group: str, version: str, segments: list[str]) -> Target:
+        """Map the path after ``/api/v1`` or ``/apis/G/V`` to a resource, namespace, name and subresource."""
+        namespace: str | None = None
+        if len(segments) >= 3 and segments[0] == "namespaces" and segments[2] not in ("status", "finalize"):
+            namespace, segments = segments[1], segments[2:]
+        if not segments or len(segments) > 3 or any(s == "" for s in segments):
+            raise errors.not_found("", "/".join(segments))
+        plural = segments[0]
+        if group == "" and plural == "bindings" and namespace is not None and len(segments) == 1:
+            return Target(self.pod_rt, namespace, None, "bindings")
+        try:
+            rt = self.registry.by_resource(group, version, plural)
+        except RegistryError as exc:
+            raise ApiError(404, "NotFound", str(exc.args[0])) from None
+        name = segments[1] if len(segments) > 1 else None
+        subresource = segments[2] if len(segments) > 2 else None
+        if namespace is not None and not rt.namespaced:
+            raise ApiError(404, "NotFound", f"{rt.plural} is cluster-scoped; it has no namespace {namespace!r}")
+        if subresource is not None and subresource not in rt.subresources:
+            raise ApiError(404, "NotFound", f"{rt.plural} has no subresource {subresource!r} (it has: "
+                           f"{', '.join(sorted(rt.subresources)) or 'none'})")
+        return Target(rt, namespace, name, subresource)
+
+    async def read_body(self, request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(413, "RequestEntityTooLarge",
+                           f"the request body is {request.content_length} bytes; the limit is {MAX_BODY} bytes (3 MiB)")
+        try:
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(413, "RequestEntityTooLarge", f"the request body is larger than the limit of {MAX_BODY} bytes (3 MiB)") from None
+        if len(data) > MAX_BODY:
+            raise ApiError(413, "RequestEntityTooLarge", f"the request body is {len(data)} bytes; the limit is {MAX_BODY} bytes (3 MiB)")
+        if not data.strip():
+            raise bad_request("the request body is empty; expected a JSON or YAML object")
+        content_type = request.content_type
+        if "protobuf" in content_type or "cbor" in content_type:
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"corral accepts JSON and YAML bodies, not {content_type} (typed kubectl commands such as "
+                           "`kubectl create namespace` send protobuf; use `kubectl apply -f` or `kubectl create -f`)")
+        try:
+            if "yaml" in content_type:
+                return yaml.safe_load(data)
+            return json.loads(data)
+        except (ValueError, yaml.YAMLError) as exc:
+            kind = "YAML" if "yaml" in content_type else "JSON"
+            raise bad_request(f"the request body is not valid {kind}: {exc}") from None
+
+    async def read_object(self, request: web.Request, rt: ResourceType) -> Obj:
+        body = await self.read_body(request)
+        if not isinstance(body, dict):
+            raise bad_request(f"the request body must be a {rt.kind} object, not {type(body).__name__}")
+        check_type(rt, body)
+        metadata = body.get("metadata")
+        if metadata is None:
+            body["metadata"] = {}
+        elif not isinstance(metadata, dict):
+            raise bad_request("metadata must be an object")
+        return body
+
+    def field_validation(self, request: web.Request, rt: ResourceType) -> FieldValidation:
+        return parse_field_validation(request.query.get("fieldValidation"), "Strict")
+
+    def respond(self, request: web.Request, rt: ResourceType, entry_or_obj: Entry | Obj, status: int = 200,
+                warnings: list[str] | None = None) -> web.Response:
+        accept = parse_accept(request.headers.get("Accept", ""))
+        obj = entry_or_obj.obj if isinstance(entry_or_obj, Entry) else entry_or_obj
+        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+        if accept.table:
+            body = tables.table(rt, [obj], self.clock.now(), request.query.get("includeObject", "Metadata"),
+                                {"resourceVersion": str(obj.get("metadata", {}).get("resourceVersion", ""))})
+            return web.Response(body=encode(body), status=status, content_type=JSON, headers=headers)
+        if accept.partial:
+            return web.Response(body=encode(tables.partial_metadata(obj)), status=status, content_type=JSON, headers=headers)
+        if accept.yaml:
+            return web.Response(text=yaml.safe_dump(obj), status=status, content_type="application/yaml", headers=headers)
+        raw = entry_or_obj.raw if isinstance(entry_or_obj, Entry) else encode(obj)
+        return web.Response(body=raw, status=status, content_type=JSON, headers=headers)
+
+    def get_entry(self, rt: ResourceType, namespace: str | None, name: str) -> Entry:
+        entry = self.store.get(resource_key(rt), namespace or "", name)
+        if entry is None:
+            raise errors.not_found(rt.plural, name, rt.group)
+        return entry
+
+    async def commit(self, write: Any) -> Entry:
+        try:
+            entry: Entry = await write.wait()
+        except UnavailableError as exc:
+            raise ApiError(503, "ServiceUnavailable", str(exc)) from None
+        return entry
+
+    # ---- dispatch -------------------------------------------------------------------
+
+    async def handle(self, request: web.Request, group: str, version: str, segments: list[str]) -> web.StreamResponse:
+        target = self.resolve(group, version, segments)
+        method = request.method
+        rt, sub = target.rt, target.subresource
+        if rt.namespaced and target.namespace is None and (target.name is not None or method == "POST"):
+            raise ApiError(404, "NotFound", f"{rt.plural} is namespaced: use /namespaces/NAMESPACE/{rt.plural}")
+        if sub == "bindings":
+            if method != "POST":
+                raise errors.method_not_allowed("bindings only support POST")
+            return await self.bind(request, target, None)
+        if target.name is None:
+            if method == "GET":
+                if parse_bool(request.query.get("watch"), "watch"):
+                    return await self.watch(request, target)
+                return await self.list_objects(request, target)
+            if method == "POST":
+                return await self.create(request, target)
+            if method == "DELETE":
+                return await self.delete_collection(request, target)
+            raise errors.method_not_allowed(f"{method} is not supported on the collection {rt.plural}")
+        if sub == "binding":
+            if method != "POST":
+                raise errors.method_not_allowed("pods/binding only supports POST")
+            return await self.bind(request, target, target.name)
+        if sub == "log":
+            if method != "GET":
+                raise errors.method_not_allowed("pods/log only supports GET")
+            return await self.log(request, target)
+        if method == "GET":
+            await self.store.barrier()
+            return self.respond(request, rt, self.get_entry(rt, target.namespace, target.name))
+        if method == "PUT":
+            return await self.update(request, target)
+        if method == "PATCH":
+            return await self.patch(request, target)
+        if method == "DELETE":
+            if sub is not None:
+                raise errors.method_not_allowed(f"DELETE is not supported on {rt.plural}/{sub}")
+            return await self.delete(request, target)
+        raise errors.method_not_allowed(f"{method} is not supported on {rt.plural}")
+
+    # ---- list -----------------------------------------------------------------------
+
+    def selector(self, request: web.Request) -> Callable[[Obj], bool] | None:
+        try:
+            return matcher(request.query.get("labelSelector"), request.query.get("fieldSelector"))
+        except SelectorError as exc:
+            raise bad_request(str(exc)) from None
+
+    async def list_objects(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        select = self.selector(request)
+        limit = parse_int(request.query.get("limit"), "limit")
+        token = request.query.get("continue")
+        await self.store.barrier()
+        rv = self.store.rv
+        entries = self.store.entries(resource_key(rt), target.namespace)
+        if token:
+            try:
+                start = json.loads(base64.urlsafe_b64decode(token.encode()))["start"]
+            except (ValueError, KeyError, TypeError):
+                raise bad_request(f"invalid continue token {token!r}") from None
+            entries = [e for e in entries if (e.namespace, e.name) > (start[0], start[1])]
+        if select is not None:
+            entries = [e for e in entries if select(e.obj)]
+        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+        if limit is not None and limit > 0 and len(entries) > limit:
+            last = entries[limit - 1]
+            metadata["continue"] = base64.urlsafe_b64encode(
+                json.dumps({"rv": rv, "start": [last.namespace, last.name]}).encode()).decode()
+            metadata["remainingItemCount"] = len(entries) - limit
+            entries = entries[:limit]
+        accept = parse_accept(request.headers.get("Accept", ""))
+        if accept.table:
+            body = tables.table(rt, [e.obj for e in entries], self.clock.now(),
+                                request.query.get("includeObject", "Metadata"), metadata)
+            return web.Response(body=encode(body), content_type=JSON)
+        if accept.partial:
+            body = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
+                    "items": [tables.partial_metadata(e.obj) for e in entries]}
+            return web.Response(body=encode(body), content_type=JSON)
+        head = encode({"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata})
+        raw = head[:-1] + b',"items":[' + b",".join(e.raw for e in entries) + b"]}"
+        if accept.yaml:
+            return web.Response(text=yaml.safe_dump(json.loads(raw)), content_type="application/yaml")
+        return web.Response(body=raw, content_type=JSON)
+
+    # ---- watch ----------------------------------------------------------------------
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        select = self.selector(request)
+        bookmarks = parse_bool(request.query.get("allowWatchBookmarks"), "allowWatchBookmarks")
+        timeout = parse_int(request.query.get("timeoutSeconds"), "timeoutSeconds")
+        rv_text = request.query.get("resourceVersion") or ""
+        accept = parse_accept(request.headers.get("Accept", ""))
+        include = request.query.get("includeObject", "Metadata")
+        key = resource_key(rt)
+        namespace = target.namespace
+        if target.name is not None:
+            pass
+        if rv_text not in ("", "0"):
+            try:
+                start_rv = int(rv_text)
+            except ValueError:
+                raise bad_request(f"invalid resourceVersion {rv_text!r}: expected an integer") from None
+            initial: list[Entry] = []
+        else:
+            await self.store.barrier()
+            start_rv = self.store.rv
+            initial = self.store.entries(key, namespace)
+            if select is not None:
+                initial = [e for e in initial if select(e.obj)]
+        response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            watcher = self.store.watcher(start_rv)
+        except ExpiredError as exc:
+            await response.write(self._error_line(exc))
+            return response
+        headers_sent = False
+
+        def table_line(kind: str, obj: Obj) -> bytes:
+            nonlocal headers_sent
+            body = tables.table(rt, [obj], self.clock.now(), include,
+                                {"resourceVersion": obj["metadata"].get("resourceVersion", "")}, headers=not headers_sent)
+            headers_sent = True
+            return encode({"type": kind, "object": body}) + b"\n"
+
+        def line(kind: str, entry: Entry, raw_line: bytes | None = None) -> bytes:
+            if accept.table:
+                return table_line(kind, entry.obj)
+            if accept.partial:
+                return encode({"type": kind, "object": tables.partial_metadata(entry.obj)}) + b"\n"
+            if raw_line is not None:
+                return raw_line
+            return b'{"type":"' + kind.encode() + b'","object":' + entry.raw + b"}\n"
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout if timeout is not None and timeout > 0 else self.default_watch_timeout)
+        next_bookmark = loop.time() + self.bookmark_interval
+        try:
+            if initial:
+                await response.write(b"".join(line("ADDED", e) for e in initial))
+            while True:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                wait = deadline - now
+                if bookmarks:
+                    wait = min(wait, max(0.0, next_bookmark - now))
+                woke = await watcher.wait(wait)
+                if watcher.closed:
+                    break
+                if not woke:
+                    if bookmarks and loop.time() >= next_bookmark:
+                        next_bookmark = loop.time() + self.bookmark_interval
+                        await response.write(self._bookmark(rt, watcher.cursor))
+                    continue
+                try:
+                    events = watcher.take()
+                except ExpiredError as exc:
+                    await response.write(self._error_line(exc))
+                    break
+                chunks = []
+                for event in events:
+                    entry = event.entry
+                    if entry.resource != key or (namespace is not None and entry.namespace != namespace):
+                        continue
+                    if target.name is not None and entry.name != target.name:
+                        continue
+                    if select is None:
+                        chunks.append(line(event.type, entry, event.line))
+                        continue
+                    now_match = select(entry.obj)
+                    was_match = event.previous is not None and select(event.previous.obj)
+                    if event.type == "DELETED":
+                        if was_match:
+                            chunks.append(line("DELETED", entry, event.line))
+                    elif now_match and (was_match or event.type == "ADDED"):
+                        chunks.append(line(event.type, entry, event.line))
+                    elif now_match:
+                        chunks.append(line("ADDED", entry))
+                    elif was_match:
+                        chunks.append(line("DELETED", entry))
+                if chunks:
+                    await response.write(b"".join(chunks))
+        except (ConnectionResetError, asyncio.CancelledError):
+            watcher.close()
+            raise
+        finally:
+            watcher.close()
+        return response
+
+    def _bookmark(self, rt: ResourceType, rv: int) -> bytes:
+        body = {"kind": rt.kind, "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(rv), "annotations": {"k8s.io/initial-events-end": "true"}}}
+        return encode({"type": "BOOKMARK", "object": body}) + b"\n"
+
+    @staticmethod
+    def _error_line(exc: Exception) -> bytes:
+        status = errors.gone(f"too old resource version: {exc}").status()
+        return encode({"type": "ERROR", "object": status}) + b"\n"
+
+    # ---- create ---------------------------------------------------------------------
+
+    def check_namespace(self, rt: ResourceType, namespace: str | None) -> None:
+        if not rt.namespaced or namespace is None:
+            return
+        entry = self.store.get(resource_key(self.namespace_rt), "", namespace)
+        if entry is None:
+            raise errors.not_found("namespaces", namespace)
+        if entry.obj["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(f'{rt.plural} "…" is forbidden: unable to create new content in namespace '
+                                   f"{namespace} because it is being terminated")
+
+    def prepare_new(self, rt: ResourceType, obj: Obj, namespace: str | None) -> None:
+        """System fields and defaults of a new object."""
+        metadata = obj["metadata"]
+        if rt.namespaced:
+            body_ns = metadata.get("namespace")
+            if body_ns and namespace and body_ns != namespace:
+                raise bad_request(f"the namespace of the provided object ({body_ns}) does not match the namespace "
+                                  f"sent on the request ({namespace})")
+            metadata["namespace"] = namespace or body_ns or "default"
+        else:
+            metadata.pop("namespace", None)
+        if not metadata.get("name"):
+            generate = metadata.get("generateName")
+            if not generate:
+                raise errors.invalid(rt.kind, "", [("metadata.name", "Required value: name or generateName is required")], rt.group)
+            metadata["name"] = f"{generate}{uuid.uuid4().hex[:5]}"
+        if not isinstance(metadata["name"], str):
+            raise errors.invalid(rt.kind, str(metadata["name"]), [("metadata.name", "Invalid value: must be a string")], rt.group)
+        check_name(rt, metadata["name"])
+        for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            metadata.pop(field, None)
+        metadata["uid"] = str(uuid.uuid4())
+        metadata["creationTimestamp"] = self.now()
+        metadata["generation"] = 1
+        self.default(rt, obj)
+
+    def default(self, rt: ResourceType, obj: Obj) -> None:
+        if rt is self.pod_rt:
+            spec = obj.get("spec")
+            if isinstance(spec, dict):
+                if not spec.get("schedulerName"):
+                    spec["schedulerName"] = DEFAULT_SCHEDULER
+                spec.setdefault("restartPolicy", "Always")
+                spec.setdefault("terminationGracePeriodSeconds", 30)
+                self._default_priority(spec)
+            status = obj.get("status")
+            if not isinstance(status, dict) or not status.get("phase"):
+                obj["status"] = {**(status if isinstance(status, dict) else {}), "phase": "Pending"}
+        elif rt is self.namespace_rt:
+            obj["status"] = {"phase": "Active"}
+        elif rt.kind == "Secret" and rt.group == "":
+            string_data = obj.pop("stringData", None)
+            if isinstance(string_data, dict):
+                data = obj.setdefault("data", {}) or {}
+                for k, v in string_data.items():
+                    data[k] = base64.b64encode(str(v).encode()).decode()
+                obj["data"] = data
+            obj.setdefault("type", "Opaque")
+        elif rt.kind == "Service" and rt.group == "":
+            spec = obj.get("spec")
+            if isinstance(spec, dict):
+                spec.setdefault("type", "ClusterIP")
+
+    def _default_priority(self, spec: Obj) -> None:
+        """Resolve ``priorityClassName`` (or the global default class) into ``spec.priority``."""
+        if spec.get("priority") is not None:
+            return
+        pc_key = "priorityclasses.scheduling.k8s.io"
+        name = spec.get("priorityClassName")
+        if name:
+            entry = self.store.get(pc_key, "", str(name))
+            if entry is not None:
+                spec["priority"] = entry.obj.get("value", 0)
+            return
+        for entry in self.store.iter_all(pc_key):
+            if entry.obj.get("globalDefault"):
+                spec["priority"] = entry.obj.get("value", 0)
+                spec["priorityClassName"] = entry.name
+                return
+
+    async def create(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        obj = await self.read_object(request, rt)
+        mode = self.field_validation(request, rt)
+        dry_run = bool(request.query.get("dryRun"))
+        self.prepare_new(rt, obj, target.namespace)
+        warnings = validate(rt, obj, mode)
+        manager = request.query.get("fieldManager")
+        if manager:
+            obj["metadata"]["managedFields"] = [{"manager": manager, "operation": "Update", "apiVersion": rt.api_version,
+                                                  "time": self.now(), "fieldsType": "FieldsV1", "fieldsV1": {}}]
+        if dry_run:
+            return self.respond(request, rt, obj, 201, warnings)
+        self.check_namespace(rt, obj["metadata"].get("namespace"))
+        try:
+            write = self.store.create(resource_key(rt), obj)
+        except AlreadyExistsError:
+            raise errors.already_exists(rt.plural, obj["metadata"]["name"], rt.group) from None
+        return self.respond(request, rt, await self.commit(write), 201, warnings)
+
+    # ---- update / patch -------------------------------------------------------------
+
+    def _generation_changed(self, rt: ResourceType, old: Obj, new: Obj) -> bool:
+        return any(old.get(field) != new.get(field) for field in rt.generation_fields)
+
+    def finish_update(self, rt: ResourceType, current: Entry, new: Obj, sub: str | None, *, mode: FieldValidation,
+                      expected_rv: str | None, dry_run: bool = False) -> tuple[Entry | Obj, list[str], Any]:
+        """Merge system fields, validate, and write ``new`` over ``current``. Returns (result, warnings, write)."""
+        old = current.obj
+        name = current.name
+        if expected_rv not in (None, "") and expected_rv != str(current.rv):
+            raise errors.conflict(rt.plural, name, "the object has been modified; please apply your changes to the "
+                                  "latest version and try again", rt.group)
+        new_meta = new.setdefault("metadata", {})
+        if not isinstance(new_meta, dict):
+            raise bad_request("metadata must be an object")
+        if new_meta.get("name") not in (None, name):
+            raise bad_request(f"the name of the object ({new_meta.get('name')}) does not match the name on the URL ({name})")
+        if rt.namespaced and new_meta.get("namespace") not in (None, current.namespace):
+            raise bad_request(f"the namespace of the object ({new_meta.get('namespace')}) does not match the namespace "
+                              f"on the URL ({current.namespace})")
+        old_meta = old["metadata"]
+        if sub == "status":
+            status = new.get("status")
+            new = {k: v for k, v in old.items() if k != "status"}
+            new["metadata"] = dict(old_meta)
+            if status is not None:
+                new["status"] = status
+        else:
+            if "status" in rt.subresources:
+                if "status" in old:
+                    new["status"] = old["status"]
+                else:
+                    new.pop("status", None)
+            new_meta["name"] = name
+            if rt.namespaced:
+                new_meta["namespace"] = current.namespace
+            for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+                if field in old_meta:
+                    new_meta[field] = old_meta[field]
+                else:
+                    new_meta.pop(field, None)
+            new_meta["generation"] = old_meta.get("generation", 1)
+            if self._generation_changed(rt, old, new):
+                new_meta["generation"] = int(new_meta["generation"] or 0) + 1
+            if rt is self.pod_rt and isinstance(new.get("spec"), dict):
+                self.default(rt, new)
+        new.setdefault("apiVersion", rt.api_version)
+        new.setdefault("kind", rt.kind)
+        new["metadata"]["resourceVersion"] = old_meta.get("resourceVersion")
+        warnings = validate(rt, new, mode)
+        if rt is self.pod_rt and sub is None:
+            self._check_pod_update(old, new)
+        if new == old:
+            return current, warnings, None
+        if dry_run:
+            return new, warnings, None
+        key = resource_key(rt)
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and meta.get("deletionGracePeriodSeconds", 0) == 0:
+            write = self.store.delete(key, current.namespace, name)
+            self._after_delete(rt, current.namespace)
+            return write.entry, warnings, write
+        write = self.store.update(key, new, current.rv)
+        return write.entry, warnings, write
+
+    def _check_pod_update(self, old: Obj, new: Obj) -> None:
+        old_node = (old.get("spec") or {}).get("nodeName")
+        new_node = (new.get("spec") or {}).get("nodeName")
+        if old_node and new_node != old_node:
+            raise errors.invalid("Pod", old["metadata"]["name"], [
+                ("spec.nodeName", f"Forbidden: pod is already bound to node {old_node!r}; spec.nodeName cannot change")])
+
+    async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        assert target.name is not None
+        obj = await self.read_object(request, rt)
+        mode = self.field_validation(request, rt)
+        dry_run = bool(request.query.get("dryRun"))
+        key = resource_key(rt)
+        current = self.store.get(key, target.namespace or "", target.name)
+        if current is None:
+            if rt.kind in ("Lease", "Event") and target.subresource is None:
+                obj.setdefault("metadata", {})["name"] = obj["metadata"].get("name") or target.name
+                if obj["metadata"]["name"] != target.name:
+                    raise bad_request(f"the name of the object ({obj['metadata']['name']}) does not match the name on the URL ({target.name})")
+                self.prepare_new(rt, obj, target.namespace)
+                warnings = validate(rt, obj, mode)
+                self.check_namespace(rt, obj["metadata"].get("namespace"))
+                return self.respond(request, rt, await self.commit(self.store.create(key, obj)), 201, warnings)
+            raise errors.not_found(rt.plural, target.name, rt.group)
+        expected = (obj.get("metadata") or {}).get("resourceVersion")
+        result, warnings, write = self.finish_update(rt, current, obj, target.subresource, mode=mode,
+                                                     expected_rv=str(expected) if expected is not None else None, dry_run=dry_run)
+        if write is not None:
+            result = await self.commit(write)
+        return self.respond(request, rt, result, 200, warnings)
+
+    async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        assert target.name is not None
+        content_type = request.content_type
+        body = await self.read_body(request)
+        mode = self.field_validation(request, rt)
+        dry_run = bool(request.query.get("dryRun"))
+        key = resource_key(rt)
+        current = self.store.get(key, target.namespace or "", target.name)
+        if content_type == "application/apply-patch+yaml":
+            return await self.apply(request, target, body, current, mode=mode, dry_run=dry_run)
+        if current is None:
+            raise errors.not_found(rt.plural, target.name, rt.group)
+        original = current.copy()
+        try:
+            if content_type == "application/json-patch+json":
+                patched = patch.json_patch(original, body)
+            elif content_type == "application/merge-patch+json":
+                if not isinstance(body, dict):
+                    raise patch.PatchError("a merge patch must be a JSON object")
+                patched = patch.merge_patch(original, body)
+            elif content_type == "application/strategic-merge-patch+json":
+                patched = patch.strategic_merge(original, body, self.meta_for(rt))
+            else:
+                raise ApiError(415, "UnsupportedMediaType",
+                               f"the patch content type {content_type!r} is not supported; use application/json-patch+json, "
+                               "application/merge-patch+json, application/strategic-merge-patch+json or application/apply-patch+yaml")
+        except patch.PatchError as exc:
+            raise ApiError(422 if content_type == "application/json-patch+json" else 400,
+                           "Invalid" if content_type == "application/json-patch+json" else "BadRequest", str(exc)) from None
+        if not isinstance(patched, dict):
+            raise bad_request("the patched object is not a JSON object")
+        if patched.get("apiVersion") != rt.api_version or patched.get("kind") != rt.kind:
+            check_type(rt, patched)
+        expected = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) and isinstance(body.get("metadata"), dict) else None
+        if expected is None and isinstance(body, list):
+            expected = None
+        result, warnings, write = self.finish_update(rt, current, patched, target.subresource, mode=mode,
+                                                     expected_rv=str(expected) if expected is not None else None, dry_run=dry_run)
+        if write is not None:
+            result = await self.commit(write)
+        return self.respond(request, rt, result, 200, warnings)
+
+    async def apply(self, request: web.Request, target: Target, body: Any, current: Entry | None, *,
+                    mode: FieldValidation, dry_run: bool) -> web.StreamResponse:
+        rt = target.rt
+        assert target.name is not None
+        manager = request.query.get("fieldManager")
+        if not manager:
+            raise bad_request("PATCH with application/apply-patch+yaml requires the fieldManager query parameter")
+        force = parse_bool(request.query.get("force"), "force")
+        if not isinstance(body, dict):
+            raise bad_request(f"the applied configuration must be a {rt.kind} object")
+        check_type(rt, body)
+        metadata = body.setdefault("metadata", {})
+        if metadata.get("name") not in (None, target.name):
+            raise bad_request(f"the name of the object ({metadata.get('name')}) does not match the name on the URL ({target.name})")
+        metadata["name"] = target.name
+        meta = self.meta_for(rt)
+        if current is None:
+            if target.subresource is not None:
+                raise errors.not_found(rt.plural, target.name, rt.group)
+            obj, _ = patch.server_side_apply({"metadata": {}}, body, manager, force=force, meta=meta, now=self.now())
+            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+            self.prepare_new(rt, obj, target.namespace)
+            warnings = validate(rt, obj, mode)
+            if dry_run:
+                return self.respond(request, rt, obj, 201, warnings)
+            self.check_namespace(rt, obj["metadata"].get("namespace"))
+            return self.respond(request, rt, await self.commit(self.store.create(resource_key(rt), obj)), 201, warnings)
+        live = current.copy()
+        merged, conflicts = patch.server_side_apply(live, body, manager, force=force, meta=meta, now=self.now())
+        if conflicts:
+            raise ApiError(409, "Conflict", f"Apply failed with {len(conflicts)} conflict(s): "
+                           + "; ".join(c.describe() for c in conflicts))
+        expected = metadata.get("resourceVersion")
+        result, warnings, write = self.finish_update(rt, current, merged, target.subresource, mode=mode,
+                                                     expected_rv=str(expected) if expected is not None else None, dry_run=dry_run)
+        if write is not None:
+            result = await self.commit(write)
+        return self.respond(request, rt, result, 200, warnings)
+
+    # ---- delete ---------------------------------------------------------------------
+
+    async def delete_options(self, request: web.Request) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if request.body_exists and request.content_length != 0:
+            data = await request.read()
+            if data.strip():
+                try:
+                    body = json.loads(data)
+                except ValueError as exc:
+                    raise bad_request(f"the DeleteOptions body is not valid JSON: {exc}") from None
+                if isinstance(body, dict):
+                    options.update(body)
+        grace = parse_int(request.query.get("gracePeriodSeconds"), "gracePeriodSeconds")
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        if request.query.get("dryRun"):
+            options["dryRun"] = ["All"]
+        return options
+
+    def delete_one(self, rt: ResourceType, entry: Entry, options: dict[str, Any]) -> tuple[Entry | Obj, Any]:
+        """Delete (or start deleting) one object; returns the result and the write to await (or None)."""
+        key = resource_key(rt)
+        obj = entry.obj
+        meta = obj["metadata"]
+        preconditions = options.get("preconditions") or {}
+        if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
+            raise errors.conflict(rt.plural, entry.name, f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                                  f"UID in object meta: {meta.get('uid')}", rt.group)
+        if preconditions.get("resourceVersion") and str(preconditions["resourceVersion"]) != str(entry.rv):
+            raise errors.conflict(rt.plural, entry.name, "Precondition failed: the object has been modified", rt.group)
+        if rt is self.namespace_rt and entry.name in SYSTEM_NAMESPACES:
+            raise errors.forbidden(f'namespaces "{entry.name}" is forbidden: this namespace may not be deleted')
+        grace = options.get("gracePeriodSeconds")
+        graceful = 0
+        if rt is self.pod_rt:
+            spec, status = obj.get("spec") or {}, obj.get("status") or {}
+            if spec.get("nodeName") and status.get("phase") not in ("Succeeded", "Failed"):
+                graceful = int(grace if grace is not None else spec.get("terminationGracePeriodSeconds") or 30)
+                graceful = max(graceful, 0)
+            existing = meta.get("deletionGracePeriodSeconds")
+            if existing is not None and meta.get("deletionTimestamp"):
+                graceful = min(graceful, int(existing))
+        finalizers = meta.get("finalizers") or []
+        if rt is self.namespace_rt:
+            return self._delete_namespace(entry)
+        if options.get("dryRun"):
+            return obj, None
+        if graceful == 0 and not finalizers:
+            write = self.store.delete(key, entry.namespace, entry.name)
+            self._after_delete(rt, entry.namespace)
+            return write.entry, write
+        new = entry.copy()
+        new_meta = new["metadata"]
+        now = self.clock.now()
+        if graceful > 0:
+            deadline = format_timestamp(now + timedelta(seconds=graceful))
+            current_deadline = new_meta.get("deletionTimestamp")
+            if not current_deadline or parse_timestamp(current_deadline) > parse_timestamp(deadline):
+                new_meta["deletionTimestamp"] = deadline
+            new_meta["deletionGracePeriodSeconds"] = graceful
+        else:
+            new_meta.setdefault("deletionTimestamp", format_timestamp(now))
+            new_meta["deletionGracePeriodSeconds"] = 0
+        if new == obj:
+            return entry, None
+        write = self.store.update(key, new, entry.rv)
+        return write.entry, write
+
+    def _delete_namespace(self, entry: Entry) -> tuple[Entry | Obj, Any]:
+        namespace = entry.name
+        last_write = None
+        for rt in self.registry.all():
+            if not rt.namespaced:
+                continue
+            for item in list(self.store.entries(resource_key(rt), namespace)):
+                try:
+                    _, write = self.delete_one(rt, item, {})
+                except ApiError:
+                    continue
+                last_write = write or last_write
+        current = self.store.get(resource_key(self.namespace_rt), "", namespace)
+        if current is None:
+            return entry.obj, last_write
+        if self.store.namespace_is_empty(namespace) and not current.obj["metadata"].get("finalizers"):
+            write = self.store.delete(resource_key(self.namespace_rt), "", namespace)
+            return write.entry, write
+        if current.obj["metadata"].get("deletionTimestamp"):
+            return current, last_write
+        new = current.copy()
+        new["metadata"]["deletionTimestamp"] = self.now()
+        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        new["status"] = {**(new.get("status") or {}), "phase": "Terminating"}
+        write = self.store.update(resource_key(self.namespace_rt), new, current.rv)
+        return write.entry, write
+
+    def _after_delete(self, rt: ResourceType, namespace: str) -> None:
+        """Remove a terminating namespace once its last object is gone."""
+        if not rt.namespaced or not namespace:
+            return
+        ns_key = resource_key(self.namespace_rt)
+        entry = self.store.get(ns_key, "", namespace)
+        if entry is None or not entry.obj["metadata"].get("deletionTimestamp"):
+            return
+        if self.store.namespace_is_empty(namespace) and not entry.obj["metadata"].get("finalizers"):
+            self.store.delete(ns_key, "", namespace)
+
+    async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        assert target.name is not None
+        options = await self.delete_options(request)
+        entry = self.get_entry(rt, target.namespace, target.name)
+        result, write = self.delete_one(rt, entry, options)
+        if write is not None:
+            await self.commit(write)
+        return self.respond(request, rt, result, 200)
+
+    async def delete_collection(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        select = self.selector(request)
+        options = await self.delete_options(request)
+        entries = self.store.entries(resource_key(rt), target.namespace)
+        if select is not None:
+            entries = [e for e in entries if select(e.obj)]
+        deleted = []
+        last = None
+        for entry in entries:
+            current = self.store.get(resource_key(rt), entry.namespace, entry.name)
+            if current is None:
+                continue
+            try:
+                result, write = self.delete_one(rt, current, options)
+            except ApiError:
+                continue
+            last = write or last
+            deleted.append(result.obj if isinstance(result, Entry) else result)
+        if last is not None:
+            await self.commit(last)
+        body = {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted}
+        return web.Response(body=encode(body), content_type=JSON)
+
+    # ---- pods/binding and pods/log --------------------------------------------------
+
+    async def bind(self, request: web.Request, target: Target, name: str | None) -> web.StreamResponse:
+        body = await self.read_body(request)
+        if not isinstance(body, dict) or body.get("kind", "Binding") != "Binding":
+            raise bad_request("the request body must be a v1 Binding object")
+        metadata = body.get("metadata") or {}
+        pod_name = name or metadata.get("name")
+        if not pod_name:
+            raise errors.invalid("Binding", "", [("metadata.name", "Required value: the pod to bind")])
+        if name is not None and metadata.get("name") not in (None, name):
+            raise bad_request(f"the Binding's name ({metadata.get('name')}) does not match the pod on the URL ({name})")
+        node = ((body.get("target") or {}) if isinstance(body.get("target"), dict) else {}).get("name")
+        if not node:
+            raise errors.invalid("Binding", pod_name, [("target.name", "Required value: the node to bind to")])
+        entry = self.get_entry(self.pod_rt, target.namespace, pod_name)
+        pod = entry.copy()
+        spec = pod.setdefault("spec", {})
+        if spec.get("nodeName"):
+            raise errors.conflict("pods", pod_name, f"pod {pod_name} is already assigned to node {spec['nodeName']!r}")
+        if pod["metadata"].get("deletionTimestamp"):
+            raise errors.conflict("pods", pod_name, "pod is being deleted, cannot be assigned to a node")
+        if metadata.get("uid") and metadata["uid"] != pod["metadata"].get("uid"):
+            raise errors.conflict("pods", pod_name, "Precondition failed: UID mismatch")
+        spec["nodeName"] = str(node)
+        annotations = metadata.get("annotations") or {}
+        if annotations:
+            pod["metadata"]["annotations"] = {**(pod["metadata"].get("annotations") or {}), **annotations}
+        status = pod.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                           "lastTransitionTime": self.now()})
+        status["conditions"] = conditions
+        validate(self.pod_rt, pod, "Ignore")
+        await self.commit(self.store.update(resource_key(self.pod_rt), pod, entry.rv))
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        return web.Response(body=encode(body), status=201, content_type=JSON)
+
+    async def log(self, request: web.Request, target: Target) -> web.StreamResponse:
+        assert target.name is not None and target.namespace is not None
+        entry = self.get_entry(self.pod_rt, target.namespace, target.name)
+        pod = entry.obj
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        containers += [c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []]
+        container = request.query.get("container")
+        if not container:
+            if len(containers) != 1:
+                raise bad_request(f"a container name must be specified for pod {target.name}, choose one of: "
+                                  f"[{' '.join(str(c) for c in containers)}]")
+            container = str(containers[0])
+        elif container not in containers:
+            raise bad_request(f"container {container} is not valid for pod {target.name}")
+        follow = parse_bool(request.query.get("follow"), "follow")
+        tail = parse_int(request.query.get("tailLines"), "tailLines")
+        limit = parse_int(request.query.get("limitBytes"), "limitBytes")
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        node = self.store.get(resource_key(self.node_rt), "", node_name) if node_name else None
+        endpoint = node_log_endpoint(node.obj if node else None)
+        namespace, pod_name, pod_uid = target.namespace, target.name, pod["metadata"].get("uid")
+
+        def running() -> bool:
+            current = self.store.get(resource_key(self.pod_rt), namespace, pod_name)
+            return (current is not None and current.obj["metadata"].get("uid") == pod_uid
+                    and (current.obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+
+        if endpoint is not None:
+            source = proxy_log(endpoint, namespace, pod_name, container, log_query(request.query))
+        else:
+            if self.data_dir is None:
+                raise bad_request(f"no log is available for container {container} in pod {pod_name}")
+            path = pod_log_path(self.data_dir, namespace, pod_name, container)
+            if not path.exists() and not follow:
+                raise bad_request(f'container "{container}" in pod "{pod_name}" has no log yet (it is waiting to start)')
+            source = file_log(path, follow=follow, tail_lines=tail, limit_bytes=limit, still_running=running, clock=self.clock)
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        started = False
+        try:
+            async for chunk in source:
+                if not started:
+                    await response.prepare(request)
+                    started = True
+                await response.write(chunk)
+        except RuntimeError as exc:
+            if not started:
+                raise ApiError(502, "BadGateway", str(exc)) from None
+        if not started:
+            await response.prepare(request)
+        return response
+

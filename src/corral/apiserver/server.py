@@ -1,0 +1,320 @@
+"""The embedded API server: an aiohttp application over the store, as one component.
+
+:class:`ApiServer` has ``async start()`` / ``async stop()`` like every component of
+``corral up``. It serves discovery (``/api``, ``/apis`` …, trailing slash accepted),
+``/version``, ``/healthz`` ``/readyz`` ``/livez`` (no token needed), ``/metrics``
+(Prometheus text), OpenAPI v3 (``/openapi/v3``), and the resources (see
+:mod:`corral.apiserver.handlers`). Every other request needs ``Authorization: Bearer
+TOKEN`` from the tokens file (:mod:`corral.apiserver.auth`); the identity is kept on the
+request as ``request[IDENTITY]``.
+
+:func:`start_server` starts one on a free port for tests and tools and returns a
+:class:`RunningServer` (``url``, ``token``, ``kubeconfig``, ``stop()``).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from corral import __version__
+from corral.api.kinds import default_registry
+from corral.api.registry import Registry
+from corral.apiserver import openapi
+from corral.apiserver.auth import Identity, TokenFile
+from corral.apiserver.errors import ApiError
+from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
+from corral.apiserver.tls import ensure_self_signed
+from corral.store import Store, UnavailableError, encode
+from corral.util.clock import Clock, SystemClock
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
+IDENTITY = web.RequestKey("identity", Identity)
+RESOURCE = web.RequestKey("resource", str)
+WATCHING = web.RequestKey("watching", bool)
+
+
+@dataclass
+class ServerConfig:
+    """How to run the API server. ``data_dir=None`` keeps everything in memory (no durability)."""
+
+    data_dir: Path | None
+    host: str = "127.0.0.1"
+    port: int = 6443
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls: bool = True  # without tls_cert: serve HTTPS with a self-signed certificate kept in data_dir/tls
+    history: int = 20_000
+    bookmark_interval: float = 60.0
+    watch_timeout: float = 1800.0
+    synchronous: str = "NORMAL"
+    registry: Registry = field(default_factory=default_registry)
+
+
+def _status_response(error: ApiError) -> web.Response:
+    return web.Response(body=encode(error.status()), status=error.code, content_type=JSON)
+
+
+class ApiServer:
+    """The API server component: store + HTTP. ``url`` and ``token`` are set once started."""
+
+    def __init__(self, config: ServerConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.registry = config.registry
+        db = config.data_dir / "store.db" if config.data_dir is not None else None
+        self.store = Store(db, history=config.history, synchronous=config.synchronous)
+        tokens_path = (config.data_dir or Path(os.devnull).parent / "nonexistent") / "tokens.csv"
+        self.tokens = TokenFile(tokens_path)
+        self.handlers = Handlers(self.store, self.registry, self.clock, config.data_dir,
+                                 bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout)
+        self.metrics = CollectorRegistry()
+        self._requests = Counter("apiserver_request_total", "API requests by verb, resource and code",
+                                 ["verb", "resource", "code"], registry=self.metrics)
+        self._latency = Histogram("apiserver_request_duration_seconds", "API request latency (watches excluded)",
+                                  ["verb"], registry=self.metrics,
+                                  buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0))
+        Gauge("apiserver_storage_objects", "Objects stored", registry=self.metrics).set_function(self.store.count)
+        Gauge("apiserver_resource_version", "Latest resourceVersion", registry=self.metrics).set_function(lambda: self.store.rv)
+        Gauge("apiserver_registered_watchers", "Open watches", registry=self.metrics).set_function(
+            lambda: self.store.watcher_count)
+        Gauge("apiserver_store_commit_batches", "SQLite commits (group commits)", registry=self.metrics).set_function(
+            lambda: self.store.batches)
+        self._openapi: dict[str, bytes] = {}
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.token = ""
+        self.ca_file: Path | None = None
+        self.ready = False
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.config.data_dir is not None:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            self.token = self.tokens.ensure_admin()
+        await self.store.open()
+        await self._ensure_system_namespaces()
+        self._openapi = openapi.build_documents(self.registry)
+        app = web.Application(client_max_size=MAX_BODY + 1024 * 1024, middlewares=[self._middleware])
+        app.router.add_route("*", "/{path:.*}", self._route)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        await self._runner.setup()
+        ssl_context = None
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if cert is None and self.config.tls and self.config.data_dir is not None:
+            cert, key = ensure_self_signed(self.config.data_dir / "tls", self.config.host)
+        if cert is not None:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(cert, key)
+            self.ca_file = cert
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_context, backlog=1024)
+        await site.start()
+        port = self.config.port
+        server = site._server
+        if port == 0 and server is not None:
+            sockets = getattr(server, "sockets", None) or []
+            port = sockets[0].getsockname()[1]
+        scheme = "https" if ssl_context else "http"
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self.url = f"{scheme}://{host}:{port}"
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.store.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _ensure_system_namespaces(self) -> None:
+        key = resource_key(self.handlers.namespace_rt)
+        last = None
+        for name in SYSTEM_NAMESPACES:
+            if self.store.get(key, "", name) is None:
+                obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                self.handlers.prepare_new(self.handlers.namespace_rt, obj, None)
+                last = self.store.create(key, obj)
+        if last is not None:
+            await last.wait()
+
+    def write_kubeconfig(self, path: Path, token: str | None = None) -> None:
+        """A kubeconfig (mode 0600) that points at this server with the admin token."""
+        config = {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": "corral", "cluster": {"server": self.url, **(
+                {"certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode()}
+                if self.ca_file is not None else {})}}],
+            "users": [{"name": "admin", "user": {"token": token or self.token}}],
+            "contexts": [{"name": "corral", "context": {"cluster": "corral", "user": "admin", "namespace": "default"}}],
+            "current-context": "corral",
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(yaml.safe_dump(config, sort_keys=False))
+        os.chmod(path, 0o600)
+
+    # ---- HTTP -----------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        verb = request.method
+        resource = ""
+        code = 500
+        try:
+            if request.path not in PUBLIC_PATHS:
+                identity = self._authenticate(request)
+                if identity is None:
+                    raise ApiError(401, "Unauthorized", "Unauthorized: a valid bearer token is required")
+                request[IDENTITY] = identity
+            response: web.StreamResponse = await handler(request)
+            code = response.status
+            resource = request.get(RESOURCE, "")
+            return response
+        except ApiError as error:
+            code = error.code
+            return _status_response(error)
+        except UnavailableError as exc:
+            code = 503
+            return _status_response(ApiError(503, "ServiceUnavailable", str(exc)))
+        except web.HTTPException as exc:
+            code = exc.status
+            return _status_response(ApiError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason))
+        finally:
+            self._requests.labels(verb, resource, str(code)).inc()
+            if not request.get(WATCHING):
+                self._latency.labels(verb).observe(time.perf_counter() - started)
+
+    def _authenticate(self, request: web.Request) -> Identity | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        return self.tokens.identify(header[7:].strip())
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        parts = [p for p in path.split("/") if p]
+        if path in ("/healthz", "/livez", "/readyz"):
+            if path == "/readyz" and not self.ready:
+                return web.Response(text="not ready", status=503)
+            return web.Response(text="ok")
+        if path == "/version":
+            return web.json_response({"major": "1", "minor": "32", "gitVersion": f"v1.32.0+corral-{__version__}",
+                                      "platform": "python", "goVersion": "n/a", "compiler": "corral"})
+        if path == "/metrics":
+            return web.Response(body=generate_latest(self.metrics), content_type="text/plain")
+        if parts[:2] == ["openapi", "v3"]:
+            return self._openapi_route(request, "/".join(parts[2:]))
+        if parts[:2] == ["openapi", "v2"]:
+            raise ApiError(404, "NotFound", "corral serves OpenAPI v3 only (/openapi/v3)")
+        if parts and parts[0] == "api":
+            if len(parts) == 1:
+                return web.json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]})
+            if parts[1] != "v1":
+                raise ApiError(404, "NotFound", f"the server does not serve API version {parts[1]!r} (only v1)")
+            if len(parts) == 2:
+                return web.json_response(self._resource_list("", "v1"))
+            request[RESOURCE] = parts[4] if len(parts) > 4 and parts[2] == "namespaces" else parts[2]
+            request[WATCHING] = request.query.get("watch") not in (None, "0", "false", "False", "f", "F", "FALSE")
+            return await self.handlers.handle(request, "", "v1", parts[2:])
+        if parts and parts[0] == "apis":
+            if len(parts) == 1:
+                return web.json_response(self._group_list())
+            versions = self.registry.group_versions().get(parts[1])
+            if versions is None or parts[1] == "":
+                raise ApiError(404, "NotFound", f"the server does not serve the API group {parts[1]!r}")
+            if len(parts) == 2:
+                return web.json_response(self._group(parts[1], versions))
+            if parts[2] not in versions:
+                raise ApiError(404, "NotFound", f"the server does not serve version {parts[2]!r} of {parts[1]}")
+            if len(parts) == 3:
+                return web.json_response(self._resource_list(parts[1], parts[2]))
+            request[RESOURCE] = parts[5] if len(parts) > 5 and parts[3] == "namespaces" else parts[3]
+            request[WATCHING] = request.query.get("watch") not in (None, "0", "false", "False", "f", "F", "FALSE")
+            return await self.handlers.handle(request, parts[1], parts[2], parts[3:])
+        raise ApiError(404, "NotFound", f"the server could not find the requested resource {path!r}")
+
+    def _openapi_route(self, request: web.Request, rest: str) -> web.Response:
+        if not rest:
+            return web.json_response(openapi.root_document(self._openapi))
+        body = self._openapi.get(rest)
+        if body is None:
+            raise ApiError(404, "NotFound", f"no OpenAPI v3 document for {rest!r}")
+        return web.Response(body=body, content_type=JSON, headers={"Cache-Control": "public, immutable"})
+
+    def _group(self, group: str, versions: list[str]) -> dict[str, Any]:
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": entries, "preferredVersion": entries[0]}
+
+    def _group_list(self) -> dict[str, Any]:
+        groups = [self._group(g, vs) for g, vs in self.registry.group_versions().items() if g]
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        resources: list[dict[str, Any]] = []
+        for rt in self.registry.all():
+            if rt.group != group or rt.version != version:
+                continue
+            entry: dict[str, Any] = {"name": rt.plural, "singularName": rt.singular_name, "namespaced": rt.namespaced,
+                                     "kind": rt.kind, "verbs": list(rt.verbs)}
+            if rt.short_names:
+                entry["shortNames"] = list(rt.short_names)
+            if rt.categories:
+                entry["categories"] = list(rt.categories)
+            resources.append(entry)
+            for sub in sorted(rt.subresources):
+                verbs = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"]}.get(sub, ["get"])
+                kind = {"binding": "Binding", "log": "Pod"}.get(sub, rt.kind)
+                resources.append({"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
+                                  "kind": kind, "verbs": verbs})
+        if group == "":
+            resources.append({"name": "bindings", "singularName": "binding", "namespaced": True, "kind": "Binding",
+                              "verbs": ["create"]})
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources}
+
+
+@dataclass
+class RunningServer:
+    """A started server: where it is, how to authenticate, and how to stop it."""
+
+    server: ApiServer
+    url: str
+    token: str
+    kubeconfig: Path | None
+    ca_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client SSL context that trusts this server (``None`` for plain HTTP)."""
+        if self.ca_file is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+async def start_server(data_dir: Path, *, port: int = 0, clock: Clock | None = None, **options: Any) -> RunningServer:
+    """Start an API server on ``127.0.0.1:port`` (0 = a free port) with its data in ``data_dir``.
+
+    HTTPS with a self-signed certificate unless ``tls=False`` (kubectl needs TLS to send a
+    token; plain HTTP suits raw HTTP tests). Writes ``data_dir/kubeconfig``. For tests: ``server = await start_server(tmp_path)``, then
+    ``await server.stop()``.
+    """
+    server = ApiServer(ServerConfig(data_dir=data_dir, port=port, **options), clock=clock)
+    await server.start()
+    kubeconfig = data_dir / "kubeconfig"
+    server.write_kubeconfig(kubeconfig)
+    return RunningServer(server, server.url, server.token, kubeconfig, server.ca_file)

@@ -1,0 +1,162 @@
+"""``corral up``: run corral in the foreground as a list of components.
+
+Each component is an object with ``async start()`` and ``async stop()`` (the
+:class:`Component` protocol). The API server starts first; every other component
+(scheduler, controllers, agent, gateway) is built by :func:`extra_components` from an
+:class:`UpContext` that says where the API server is — add yours there, one line each.
+Components start in order and stop in reverse order. ``corral up`` prints exactly one
+line starting with ``corral is ready:`` once everything serves, and stops cleanly on
+SIGINT/SIGTERM.
+
+The API server serves HTTPS by default (``kubectl`` sends bearer tokens only over TLS)
+with a self-signed certificate kept in ``DATA/tls`` unless ``--tls-cert/--tls-key`` name one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import click
+
+from corral.agent.agent import AgentComponent, AgentConfig
+from corral.apiserver.server import ApiServer, ServerConfig
+from corral.cli.agent import validate_simulated
+from corral.util.clock import Clock, SystemClock
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class UpContext:
+    """What components need to reach the API server."""
+
+    data_dir: Path
+    url: str
+    token: str
+    kubeconfig: Path
+    clock: Clock
+    node_name: str | None = None  # the agent's node (default: hostname)
+    simulated_gpus: tuple[str, ...] = ()  # the agent's --simulated-gpus
+    agent: bool = True  # run this machine's node agent
+
+
+def extra_components(context: UpContext) -> list[Component]:
+    """Components started after the API server, in order (one line per area)."""
+    components: list[Component] = []
+    if context.agent:
+        components.append(agent_component(context))
+    return components
+
+
+def agent_component(context: UpContext) -> Component:
+    """This machine's node agent (pods as processes) and the node lifecycle controller."""
+    config = AgentConfig(data_dir=context.data_dir / "agent", simulated_gpus=list(context.simulated_gpus))
+    if context.node_name:
+        config.node_name = context.node_name
+    return AgentComponent(context.kubeconfig, config, context.clock)
+
+
+@dataclass
+class Running:
+    api: ApiServer
+    context: UpContext
+    components: list[Component]
+
+    async def stop(self) -> None:
+        for component in reversed(self.components):
+            try:
+                await component.stop()
+            except Exception as exc:  # keep stopping the others
+                print(f"corral: error while stopping {type(component).__name__}: {exc}", file=sys.stderr)
+
+
+async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6443, tls_cert: Path | None = None,
+                       tls_key: Path | None = None, clock: Clock | None = None, tls: bool = True,
+                       components: Callable[[UpContext], list[Component]] = extra_components,
+                       node_name: str | None = None, simulated_gpus: tuple[str, ...] = (),
+                       agent: bool = True) -> Running:
+    """Start the API server and every component; returns a handle to stop them."""
+    clock = clock or SystemClock()
+    data_dir = data_dir.expanduser()
+    api = ApiServer(ServerConfig(data_dir=data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+                                   tls=tls), clock=clock)
+    await api.start()
+    kubeconfig = data_dir / "kubeconfig"
+    api.write_kubeconfig(kubeconfig)
+    context = UpContext(data_dir, api.url, api.token, kubeconfig, clock, node_name=node_name,
+                        simulated_gpus=tuple(simulated_gpus), agent=agent)
+    running = Running(api, context, [api])
+    try:
+        for component in components(context):
+            await component.start()
+            running.components.append(component)
+    except BaseException:
+        await running.stop()
+        raise
+    return running
+
+
+async def run_until_signal(running: Running, after_ready: Callable[[Running], Awaitable[None]] | None = None) -> None:
+    """Wait for SIGINT/SIGTERM (or for ``after_ready`` to finish), then stop everything."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if after_ready is not None:
+            task = asyncio.ensure_future(after_ready(running))
+            waiter = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if not task.done():
+                task.cancel()
+            elif task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        else:
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await running.stop()
+
+
+async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, tls: bool,
+              node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), agent: bool = True) -> None:
+    running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls,
+                                 node_name=node_name, simulated_gpus=simulated_gpus, agent=agent)
+    print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
+    await run_until_signal(running)
+
+
+@click.command("up")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("~/.corral"), show_default=True,
+              help="Where corral keeps its database, tokens, kubeconfig and logs.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=6443, show_default=True, help="Port of the API server (0: any free port).")
+@click.option("--tls-cert", type=click.Path(path_type=Path, exists=True), default=None, help="Serve HTTPS with this certificate.")
+@click.option("--tls-key", type=click.Path(path_type=Path, exists=True), default=None, help="Private key of --tls-cert.")
+@click.option("--no-tls", is_flag=True, help="Serve plain HTTP (kubectl then sends no token: use raw HTTP clients).")
+@click.option("--node-name", default=None, help="Name of this machine's node (default: the hostname).")
+@click.option("--simulated-gpus", multiple=True, callback=validate_simulated,
+              help="Declare simulated GPUs on this node, COUNTxMODEL (e.g. 8xH100-80GB); repeatable.")
+@click.option("--no-agent", is_flag=True, help="Do not run pods on this machine (no node agent).")
+def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, no_tls: bool,  # noqa: PLR0917
+       node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), no_agent: bool = False) -> None:
+    """Run corral in the foreground (API server and components); Ctrl-C stops it."""
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    try:
+        asyncio.run(_up(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=not no_tls,
+                        node_name=node_name, simulated_gpus=tuple(simulated_gpus), agent=not no_agent))
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None

@@ -1,0 +1,140 @@
+"""Per-service load accounting: Prometheus metrics and the feed the autoscaler reads.
+
+Each service has a :class:`ServiceStats`: requests in flight and queued, and
+cumulative counters (arrivals, completions, summed service time, the time
+integral of requests in the system, and per-revision requests and errors).
+The autoscaler turns two snapshots of the cumulative counters into a
+:class:`~corral.autoscaling.metrics.Sample` (concurrency = Δintegral / Δt), so a
+missed poll loses no information and several readers can poll independently.
+
+The same numbers are exported for Prometheus (``/_corral/metrics``) from a
+registry owned by the gateway instance (no process-global registry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from corral.util.clock import Clock
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+@dataclass
+class RevisionStats:
+    requests: int = 0
+    errors: int = 0
+    """Responses with status >= 500 and failed connections."""
+
+
+@dataclass
+class ServiceStats:
+    in_flight: int = 0
+    queued: int = 0
+    arrivals: int = 0
+    completions: int = 0
+    service_seconds: float = 0.0
+    integral: float = 0.0
+    last_change: float = 0.0
+    activations: int = 0
+    rejected: int = 0
+    revisions: dict[str, RevisionStats] = field(default_factory=dict)
+
+    def _advance(self, now: float) -> None:
+        self.integral += (self.in_flight + self.queued) * (now - self.last_change)
+        self.last_change = now
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        self._advance(now)
+        return {
+            "time": now,
+            "inFlight": self.in_flight,
+            "queued": self.queued,
+            "arrivals": self.arrivals,
+            "completions": self.completions,
+            "serviceSeconds": self.service_seconds,
+            "concurrencyIntegral": self.integral,
+            "activations": self.activations,
+            "rejected": self.rejected,
+            "revisions": {name: {"requests": r.requests, "errors": r.errors} for name, r in self.revisions.items()},
+        }
+
+
+class GatewayMetrics:
+    """All services' stats plus their Prometheus exports."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.services: dict[str, ServiceStats] = {}
+        self._concurrency = Gauge("corral_gateway_concurrency", "Requests in flight to replicas",
+                                  ["service"], registry=self.registry)
+        self._queued = Gauge("corral_gateway_queued", "Requests held by the gateway (queue and activator)",
+                             ["service"], registry=self.registry)
+        self._requests = Counter("corral_gateway_requests", "Requests answered",
+                                 ["service", "revision", "code"], registry=self.registry)
+        self._latency = Histogram("corral_gateway_request_duration_seconds",
+                                  "Time from arrival at the gateway to the end of the response",
+                                  ["service"], buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def stats(self, service: str) -> ServiceStats:
+        stats = self.services.get(service)
+        if stats is None:
+            stats = self.services[service] = ServiceStats(last_change=self.clock.monotonic())
+        return stats
+
+    def arrive(self, service: str) -> ServiceStats:
+        stats = self.stats(service)
+        stats._advance(self.clock.monotonic())
+        stats.arrivals += 1
+        stats.queued += 1
+        self._queued.labels(service).set(stats.queued)
+        return stats
+
+    def dispatch(self, service: str) -> None:
+        stats = self.stats(service)
+        stats._advance(self.clock.monotonic())
+        stats.queued -= 1
+        stats.in_flight += 1
+        self._queued.labels(service).set(stats.queued)
+        self._concurrency.labels(service).set(stats.in_flight)
+
+    def give_up(self, service: str) -> None:
+        """A held request left without being dispatched (queue timeout or rejection)."""
+        stats = self.stats(service)
+        stats._advance(self.clock.monotonic())
+        stats.queued -= 1
+        self._queued.labels(service).set(stats.queued)
+
+    def finish(self, service: str, revision: str, code: int, started: float, arrived: float) -> None:
+        now = self.clock.monotonic()
+        stats = self.stats(service)
+        stats._advance(now)
+        stats.in_flight -= 1
+        stats.completions += 1
+        stats.service_seconds += now - started
+        rev = stats.revisions.setdefault(revision, RevisionStats())
+        rev.requests += 1
+        if code >= 500:
+            rev.errors += 1
+        self._concurrency.labels(service).set(stats.in_flight)
+        self._requests.labels(service, revision, str(code)).inc()
+        self._latency.labels(service).observe(now - arrived)
+
+    def attempt_failed(self, service: str, revision: str) -> None:
+        """A try on one replica failed at the connection level (the request may be retried)."""
+        rev = self.stats(service).revisions.setdefault(revision, RevisionStats())
+        rev.requests += 1
+        rev.errors += 1
+        self._requests.labels(service, revision, "connection-failed").inc()
+
+    def answer_without_replica(self, service: str, code: int, arrived: float) -> None:
+        self._requests.labels(service, "", str(code)).inc()
+        self._latency.labels(service).observe(self.clock.monotonic() - arrived)
+
+    def feed(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        return {"time": now, "services": {name: s.snapshot(now) for name, s in self.services.items()}}

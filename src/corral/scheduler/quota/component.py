@@ -1,0 +1,52 @@
+"""The scheduler with queues: one ``corral up`` component (``start()``/``stop()``).
+
+It composes the live :class:`~corral.scheduler.service.SchedulerService` with
+:class:`~.live.QueueAdmission` at its admission seam and the :class:`~.service.QueueManager`
+(Queue informer, release, eviction, status, metrics), sharing the scheduler's pod and
+node informers. Without any Queue objects it behaves exactly like the plain scheduler
+(work that names no queue is not limited).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from corral.client import ApiClient
+from corral.scheduler.quota.cycle import Policy
+from corral.scheduler.quota.live import QueueAdmission
+from corral.scheduler.quota.service import QueueManager
+from corral.scheduler.service import SchedulerConfig, SchedulerService
+from corral.util.clock import Clock, SystemClock
+
+
+class QueuedScheduler:
+    """SchedulerService + QueueAdmission + QueueManager."""
+
+    def __init__(self, client: ApiClient, *, config: SchedulerConfig | None = None, clock: Clock | None = None,
+                 scheduler_name: str = "corral", policy: Policy | None = None, status_interval: float = 1.0) -> None:
+        self.clock = clock or SystemClock()
+        self.admission = QueueAdmission(self.clock, self._node_labels, policy=policy)
+        self.service = SchedulerService(client, config=config, clock=self.clock, admission=self.admission,
+                                        scheduler_name=scheduler_name)
+        self.queues = QueueManager(client, self.admission, pods=self.service.pods, clock=self.clock,
+                                   interval=status_interval, on_change=self._requeue)
+
+    def _node_labels(self, name: str) -> Mapping[str, str] | None:
+        node = self.service.nodes.get(name)
+        if node is None:
+            return None
+        labels = (node.get("metadata") or {}).get("labels")
+        return labels if isinstance(labels, dict) else {}
+
+    def _requeue(self) -> None:
+        self.service.scheduler.requeue()
+        self.service._poke()
+
+    async def start(self) -> None:
+        await self.queues.start_queues()
+        await self.service.start()
+        await self.queues.start()
+
+    async def stop(self) -> None:
+        await self.queues.stop()
+        await self.service.stop()

@@ -1,0 +1,470 @@
+"""Quota admission inside the live scheduler's cycle: the ``Admission`` seam's implementation.
+
+The scheduler places a whole group first (every member reserved on a node, devices
+chosen), then calls :meth:`QueueAdmission.admit` with the group and its tentative
+placements *before* anything is committed. Here the placement decides the flavor: each
+pod's node labels select, per resource group, the first flavor of the queue whose
+``nodeLabels`` the node carries. The group is admitted when that usage fits the queue's
+quota (borrowing if allowed), its queue's ordering lets it go, and no nominated
+preemptor holds the room; then its quota is booked in the same step and the scheduler
+binds. Denied, the scheduler unreserves every member and nothing of the group is bound:
+admission and placement are committed together or not at all.
+
+When quota (not placement) blocks a group, victims are chosen by the queue's preemption
+policy (:mod:`.preemption`): the preemptor is *nominated*, the victims are queued for
+eviction (the :mod:`.service` deletes their pods with their grace period, so training
+jobs checkpoint), and until they are gone their room is reserved for the preemptor:
+no one else is admitted into it, and no victim is chosen twice.
+
+Ordering on top of the scheduler's own queue: StrictFIFO denies any group while an
+earlier group of its queue waits for quota; BestEffortFIFO lets it pass unless that head
+has waited longer than ``Policy.starvation_seconds``; and when a group would borrow
+while another queue of the cohort with a lower share after admission waits at its head
+for capacity that is free now, it yields (fair share).
+
+State is rebuilt from the API (level-triggered): :meth:`resync` books every group whose
+pods are bound and not finished, and releases groups that are gone. Synchronous and
+I/O-free: the scheduler calls it once per group per cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from corral.scheduler.admission import AdmissionResult
+from corral.scheduler.quota.assign import candidates
+from corral.scheduler.quota.cycle import Policy, order_key
+from corral.scheduler.quota.preemption import find_victims
+from corral.scheduler.quota.quota import FR, Admitted, Mode, QueueConfig, QuotaBook, fmt_milli, parse_queue
+from corral.scheduler.quota.workload import (
+    GROUP_LABEL,
+    QUEUE_LABEL,
+    PodSet,
+    Workload,
+    namespace_matches,
+    pod_requests,
+    pod_sets_of,
+    timestamp,
+)
+from corral.util.clock import Clock
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+NodeLabels = Callable[[str], Mapping[str, str] | None]
+
+
+class GroupLike(Protocol):
+    """What admission reads of the scheduler's ``GroupInfo``."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def queue(self) -> str | None: ...
+    @property
+    def pod_objs(self) -> tuple[Obj, ...]: ...
+
+
+class PlacementLike(Protocol):
+    @property
+    def pod(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+
+
+Verdict = AdmissionResult
+"""The scheduler's ``AdmissionResult``: ``allowed``, ``reason``, ``message``."""
+
+
+@dataclass
+class PendingEntry:
+    workload: Workload
+    first_seen: float
+    last_seen: float
+    reason: str
+    message: str
+    usage: dict[FR, int] = field(default_factory=dict)
+    never: bool = False
+    """Larger than the queue may ever use: it holds no one back."""
+
+
+@dataclass
+class Nomination:
+    preemptor: Workload
+    usage: dict[FR, int]
+    victims: tuple[str, ...]
+    at: float
+
+
+def group_key_of(pod: Mapping[str, Any]) -> str:
+    """``group:ns/name`` for gang members, ``pod:ns/name`` for a bare pod (the scheduler's keys)."""
+    metadata = pod.get("metadata") or {}
+    namespace = metadata.get("namespace") or "default"
+    name = (metadata.get("labels") or {}).get(GROUP_LABEL)
+    return f"group:{namespace}/{name}" if name else f"pod:{namespace}/{metadata.get('name')}"
+
+
+def pod_key(pod: Mapping[str, Any]) -> str:
+    metadata = pod.get("metadata") or {}
+    return f"{metadata.get('namespace') or 'default'}/{metadata.get('name')}"
+
+
+class QueueAdmission:
+    """Quota admission for the live scheduler. See the module docstring."""
+
+    def __init__(self, clock: Clock, node_labels: NodeLabels, *, policy: Policy | None = None,
+                 pending_ttl: float = 30.0, fair_wait: float = 2.0) -> None:
+        self.clock = clock
+        self.node_labels = node_labels
+        self.policy = policy or Policy()
+        self.pending_ttl = pending_ttl
+        self.fair_wait = fair_wait
+        self.book = QuotaBook.build([])
+        self.pending: dict[str, PendingEntry] = {}
+        self.nominations: dict[str, Nomination] = {}
+        self.evicting: dict[str, str] = {}  # victim group key -> preemptor key
+        self._evictions: list[tuple[Admitted, str]] = []
+        self._admissions: list[tuple[str, float]] = []  # (queue, seconds waited) for metrics
+        self._admitted_pods: dict[str, tuple[str, ...]] = {}
+        self._blocked: dict[tuple[str, int, int], list[tuple[int, dict[str, int], str]]] = {}
+
+    # -- queues ------------------------------------------------------------------------------
+
+    def set_queues(self, objs: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the queue configuration; admitted usage is kept (of queues that still exist)."""
+        configs = [parse_queue(obj) for obj in objs]
+        old = self.book
+        self.book = QuotaBook.build(configs)
+        for item in old.admitted.values():
+            if item.queue in self.book.queues:
+                self.book.add(item)
+
+    @property
+    def queues(self) -> dict[str, QueueConfig]:
+        return self.book.queues
+
+    def queue_of(self, namespace: str, named: str | None,
+                 namespace_labels: Mapping[str, str] | None = None) -> str | None:
+        """The group's queue: the one it names, else its namespace's default queue, else None."""
+        if named:
+            return named
+        defaults = sorted(q.name for q in self.queues.values()
+                          if q.default and namespace_matches(q, namespace, namespace_labels))
+        return defaults[0] if defaults else None
+
+    # -- the seam ----------------------------------------------------------------------------
+
+    def admit(self, group: GroupLike, placements: Sequence[PlacementLike]) -> Verdict:
+        now = self.clock.now().timestamp()
+        queue = self.queue_of(group.namespace, group.queue or _named_queue(group.pod_objs))
+        if queue is None:
+            return Verdict(True, "NoQueue", "no queue: not limited by quota")
+        config = self.queues.get(queue)
+        workload = Workload(key=group.key, queue=queue, priority=group.priority,
+                            created=min((timestamp(p) for p in group.pod_objs), default=now),
+                            pod_sets=pod_sets_of(group.pod_objs))
+        if config is None:
+            return self._deny(workload, now, "QueueNotFound", f'queue "{queue}" does not exist')
+        if config.stop_policy != "None":
+            return self._deny(workload, now, "QueueHeld", f'queue "{queue}" is stopped (stopPolicy {config.stop_policy})')
+        usage, why = self.usage_of(config, group.pod_objs, placements)
+        if usage is None:
+            return self._deny(workload, now, "NoFlavor", why)
+        ahead = self._ahead(workload, config, now)
+        if ahead is not None:
+            return self._deny(workload, now, "QueueOrder", ahead, usage)
+        nomination = self.nominations.get(workload.key)
+        book = self.book if nomination is not None else self._reserved_view(exclude=workload.key)
+        fit = book.fits(queue, usage)
+        if fit.mode <= Mode.BORROW:
+            if fit.mode == Mode.BORROW:
+                yielded = self._yield_for_fairness(book, workload, usage, now)
+                if yielded is not None:
+                    return self._deny(workload, now, "FairShare", yielded, usage)
+            return self._book(workload, usage, now, group.pod_objs, fit.reason)
+        # Quota blocks it. Preempt where the policy allows, or wait.
+        if nomination is not None and any(v in self.book.admitted for v in nomination.victims):
+            left = [v for v in nomination.victims if v in self.book.admitted]
+            return self._deny(workload, now, "WaitingForVictims",
+                              f"waiting for {len(left)} preempted workload(s) to end: {', '.join(left[:5])}", usage)
+        reserved = nomination.victims if nomination is not None else ()
+        victims = find_victims(self.book, workload, usage, evicting=set(self.evicting), reserved=reserved)
+        if victims:
+            self.nominations[workload.key] = Nomination(workload, usage, tuple(v.key for v in victims), now)
+            for victim in victims:
+                self.evicting[victim.key] = workload.key
+                self._evictions.append((victim, workload.key))
+            return self._deny(workload, now, "Preempting",
+                              f"{fit.reason}; preempting {len(victims)} workload(s): "
+                              + ", ".join(v.key for v in victims), usage)
+        verdict = self._deny(workload, now, "QuotaExceeded", fit.reason, usage)
+        self.pending[workload.key].never = fit.mode == Mode.NOFIT
+        return verdict
+
+    def precheck(self, group: GroupLike) -> Verdict | None:
+        """Before placement: a denial when quota or queue order rules the group out whatever
+        its placement (so the scheduler spends no placement on it), else None."""
+        now = self.clock.now().timestamp()
+        queue = self.queue_of(group.namespace, group.queue or _named_queue(group.pod_objs))
+        if queue is None:
+            return None
+        config = self.queues.get(queue)
+        workload = Workload(key=group.key, queue=queue, priority=group.priority,
+                            created=min((timestamp(p) for p in group.pod_objs), default=now),
+                            pod_sets=pod_sets_of(group.pod_objs))
+        if config is None:
+            return self._deny(workload, now, "QueueNotFound", f'queue "{queue}" does not exist')
+        if config.stop_policy != "None":
+            return self._deny(workload, now, "QueueHeld", f'queue "{queue}" is stopped (stopPolicy {config.stop_policy})')
+        ahead = self._ahead(workload, config, now)
+        if ahead is not None:
+            return self._deny(workload, now, "QueueOrder", ahead)
+        if workload.key in self.nominations:
+            return None
+        book = self._reserved_view(exclude=workload.key)
+        cache_key = (queue, book.version(queue), len(self.nominations))
+        total = workload.total()
+        for priority, shape, reason in self._blocked.get(cache_key, ()):
+            if priority >= workload.priority and all(total.get(r, 0) >= a for r, a in shape.items()):
+                return self._deny(workload, now, "QuotaExceeded", reason)
+        found = candidates(book, workload)
+        if any(a.mode <= Mode.BORROW for a in found.assignments):
+            return None
+        preemptible = [a for a in found.assignments if a.mode == Mode.PREEMPT]
+        for assignment in preemptible:
+            if find_victims(self.book, workload, dict(assignment.usage), evicting=set(self.evicting)):
+                return None  # placement first; admit() nominates the victims
+        reason = "; ".join(found.reasons) or f'no flavor of queue "{queue}" can hold it'
+        if len(self._blocked) > 64:
+            self._blocked.clear()
+        self._blocked.setdefault(cache_key, []).append((workload.priority, total, reason))
+        verdict = self._deny(workload, now, "QuotaExceeded", reason,
+                             dict(preemptible[0].usage) if preemptible else None)
+        self.pending[workload.key].never = not found.assignments
+        return verdict
+
+    def forget(self, group_key: str) -> None:
+        """The scheduler undid an allowed reservation (bind failed, group gone): return the quota."""
+        self.book.remove(group_key)
+        self._admitted_pods.pop(group_key, None)
+
+    # -- lifecycle from the API --------------------------------------------------------------
+
+    def release(self, group_key: str) -> None:
+        """The group ended (pods finished or deleted): its quota is free."""
+        self.book.remove(group_key)
+        self._admitted_pods.pop(group_key, None)
+        # A victim that is gone leaves its room to its preemptor, booked at its next try.
+        self.evicting.pop(group_key, None)
+        self.pending.pop(group_key, None)
+
+    def resync(self, pods: Iterable[Mapping[str, Any]]) -> None:
+        """Level-triggered rebuild from the pod cache.
+
+        Groups with bound, unfinished pods are booked (after a restart, or if admitted by a
+        previous scheduler); booked groups with no such pod and no fresh admission are
+        released; pending entries not seen for ``pending_ttl`` are dropped.
+        """
+        now = self.clock.now().timestamp()
+        active: dict[str, list[Mapping[str, Any]]] = {}
+        for pod in pods:
+            spec = pod.get("spec") or {}
+            phase = (pod.get("status") or {}).get("phase")
+            if spec.get("nodeName") and phase not in ("Succeeded", "Failed"):
+                active.setdefault(group_key_of(pod), []).append(pod)
+        for key, members in active.items():
+            if key in self.book.admitted:
+                continue
+            namespace = (members[0].get("metadata") or {}).get("namespace") or "default"
+            queue = self.queue_of(namespace, _named_queue(members))
+            config = self.queues.get(queue or "")
+            if config is None:
+                continue
+            usage: dict[FR, int] = {}
+            for pod in members:
+                labels = self.node_labels(str((pod.get("spec") or {}).get("nodeName"))) or {}
+                for fr, amount in self._pod_usage(config, pod, labels)[0].items():
+                    usage[fr] = usage.get(fr, 0) + amount
+            created = min(timestamp(p) for p in members)
+            priority = max(int((p.get("spec") or {}).get("priority") or 0) for p in members)
+            self.book.add(Admitted(key, config.name, priority, created, usage, now))
+            self.pending.pop(key, None)
+        for key, item in list(self.book.admitted.items()):
+            if key not in active and now - item.admitted_at > self.pending_ttl:
+                self.release(key)
+        for key, entry in list(self.pending.items()):
+            if now - entry.last_seen > self.pending_ttl:
+                del self.pending[key]
+        for key, nomination in list(self.nominations.items()):
+            if now - nomination.at > 10 * self.pending_ttl:
+                del self.nominations[key]
+
+    def take_evictions(self) -> list[tuple[Admitted, str]]:
+        """Victims chosen since the last call, with their preemptor (for the service to evict)."""
+        out, self._evictions = self._evictions, []
+        return out
+
+    def take_admissions(self) -> list[tuple[str, float]]:
+        out, self._admissions = self._admissions, []
+        return out
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def usage_of(self, config: QueueConfig, pod_objs: Sequence[Mapping[str, Any]],
+                 placements: Sequence[PlacementLike]) -> tuple[dict[FR, int] | None, str]:
+        """Quota usage per (flavor, resource) of the placed pods; None and why if a node
+        matches no flavor of the queue."""
+        nodes = {placement.pod: placement.node for placement in placements}
+        usage: dict[FR, int] = {}
+        for pod in pod_objs:
+            node = nodes.get(pod_key(pod))
+            if node is None:
+                continue
+            labels = self.node_labels(node) or {}
+            part, missing = self._pod_usage(config, pod, labels)
+            if missing:
+                return None, (f'node "{node}" is not of any flavor of queue "{config.name}" '
+                              f"for {missing} (its flavors: "
+                              + ", ".join(f.name for g in config.groups for f in g.flavors) + ")")
+            for fr, amount in part.items():
+                usage[fr] = usage.get(fr, 0) + amount
+        return usage, ""
+
+    @staticmethod
+    def _pod_usage(config: QueueConfig, pod: Mapping[str, Any],
+                   labels: Mapping[str, str]) -> tuple[dict[FR, int], str]:
+        usage: dict[FR, int] = {}
+        for resource, amount in pod_requests(pod).items():
+            if amount <= 0:
+                continue
+            group = next((g for g in config.groups if resource in g.resources), None)
+            if group is None:
+                continue  # not covered by this queue: not limited by it
+            flavor = next((f for f in group.flavors if f.matches_node(labels)), None)
+            if flavor is None:
+                return {}, resource
+            usage[(flavor.name, resource)] = usage.get((flavor.name, resource), 0) + amount
+        return usage, ""
+
+    def _book(self, workload: Workload, usage: dict[FR, int], now: float,
+              pod_objs: Sequence[Mapping[str, Any]], note: str) -> Verdict:
+        self.book.remove(workload.key)  # idempotent: a retried group is booked once
+        self.book.add(Admitted(workload.key, workload.queue, workload.priority, workload.created, usage, now))
+        entry = self.pending.pop(workload.key, None)
+        self.nominations.pop(workload.key, None)
+        waited = now - (entry.first_seen if entry is not None else now)
+        self._admissions.append((workload.queue, max(0.0, now - workload.created) if workload.created else waited))
+        self._admitted_pods[workload.key] = tuple(pod_key(p) for p in pod_objs)
+        flavors = sorted({fr[0] for fr in usage})
+        return Verdict(True, "Admitted", f'admitted to queue "{workload.queue}" on flavor(s) {", ".join(flavors) or "-"}'
+                       + (f" ({note})" if note else ""))
+
+    def _deny(self, workload: Workload, now: float, reason: str, message: str,
+              usage: dict[FR, int] | None = None) -> Verdict:
+        entry = self.pending.get(workload.key)
+        if entry is None:
+            self.pending[workload.key] = PendingEntry(workload, now, now, reason, message, dict(usage or {}))
+        else:
+            entry.workload, entry.last_seen, entry.reason, entry.message = workload, now, reason, message
+            if usage:
+                entry.usage = dict(usage)
+        return Verdict(False, reason, message)
+
+    def _recent(self, now: float) -> list[PendingEntry]:
+        return [e for e in self.pending.values() if now - e.last_seen <= self.pending_ttl]
+
+    def _ahead(self, workload: Workload, config: QueueConfig, now: float) -> str | None:
+        """Why queue order holds this workload back, or None."""
+        mine = order_key(workload)
+        for entry in self._recent(now):
+            other = entry.workload
+            if other.queue != workload.queue or other.key == workload.key or order_key(other) >= mine or entry.never:
+                continue
+            if entry.reason not in ("QuotaExceeded", "Preempting", "WaitingForVictims", "QueueOrder", "FairShare"):
+                continue
+            if config.strategy == "StrictFIFO":
+                return f'waiting behind {other.key} at the head of queue "{config.name}" (StrictFIFO)'
+            if now - entry.first_seen >= self.policy.starvation_seconds:
+                return (f'queue "{config.name}" holds for {other.key}, waiting {now - entry.first_seen:.0f}s '
+                        f"(longer than {self.policy.starvation_seconds:.0f}s)")
+        return None
+
+    def _reserved_view(self, exclude: str) -> QuotaBook:
+        """The book as others must see it: nominated preemptors' room is taken."""
+        if not self.nominations:
+            return self.book
+        view = self.book.copy()
+        for key, nomination in self.nominations.items():
+            if key == exclude:
+                continue
+            for victim in nomination.victims:
+                view.remove(victim)
+            view.add(Admitted(f"reserved:{key}", nomination.preemptor.queue, nomination.preemptor.priority,
+                              nomination.preemptor.created, nomination.usage, nomination.at))
+        return view
+
+    def _yield_for_fairness(self, book: QuotaBook, workload: Workload, usage: dict[FR, int],
+                            now: float) -> str | None:
+        config = self.queues[workload.queue]
+        if config.cohort is None:
+            return None
+        mine = book.share(workload.queue, usage)
+        for entry in self._recent(now):
+            other = entry.workload
+            if other.queue == workload.queue or other.queue not in self.queues or now - entry.last_seen > self.fair_wait:
+                continue
+            if self.queues[other.queue].cohort != config.cohort or not entry.usage:
+                continue
+            if not any(fr in usage for fr in entry.usage):
+                continue
+            if book.fits(other.queue, entry.usage).mode > Mode.BORROW:
+                continue
+            theirs = book.share(other.queue, entry.usage)
+            if theirs < mine:
+                return (f'queue "{other.queue}" is further below its fair share ({theirs:.3f} < {mine:.3f} after '
+                        f"admission): {other.key} goes first")
+        return None
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def explain(self, group_key: str) -> list[str]:
+        """Lines for ``corral explain``: queue, position, what blocks it, would-be victims."""
+        entry = self.pending.get(group_key)
+        if entry is None:
+            item = self.book.admitted.get(group_key)
+            if item is None:
+                return []
+            return [f'admitted to queue "{item.queue}": ' + ", ".join(
+                f"{fr[0]}/{fr[1]}={fmt_milli(a, fr[1])}" for fr, a in sorted(item.usage.items()))]
+        workload = entry.workload
+        same = sorted((e.workload for e in self.pending.values() if e.workload.queue == workload.queue), key=order_key)
+        position = next((i for i, w in enumerate(same) if w.key == group_key), 0)
+        lines = [f'queue "{workload.queue}": position {position + 1} of {len(same)} waiting for quota',
+                 f"{entry.reason}: {entry.message}"]
+        if entry.usage and workload.queue in self.queues:
+            victims = find_victims(self.book, workload, entry.usage, evicting=set(self.evicting))
+            if victims:
+                lines.append("would preempt: " + ", ".join(f"{v.key} (queue {v.queue}, priority {v.priority})"
+                                                           for v in victims))
+            elif victims is None:
+                lines.append("would preempt: nothing (the queue's preemption policy allows no victims)")
+        return lines
+
+
+def _named_queue(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    for pod in pods:
+        named = ((pod.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL)
+        if named:
+            return str(named)
+    return None
+
+
+__all__ = ["GroupLike", "Nomination", "PendingEntry", "PlacementLike", "PodSet", "QueueAdmission", "Verdict",
+           "group_key_of"]

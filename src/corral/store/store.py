@@ -1,0 +1,467 @@
+"""The revisioned object store: an in-memory index over a durable SQLite (WAL) log.
+
+Design
+------
+* **One global counter.** Every change (create, update, delete) takes the next
+  ``resourceVersion`` (an integer) and produces exactly one watch event, so the events
+  in the history are numbered without gaps.
+* **Memory first, durable before acknowledged.** A write is checked and applied to the
+  in-memory index synchronously on the event loop (that is what makes check-and-set
+  atomic without locks), queued for the writer, and returned as a :class:`Write` whose
+  ``committed`` future resolves once SQLite has committed it. The API server only
+  answers after that, so an acknowledged write survives ``kill -9``. Watch events are
+  published only after their commit: a watcher never sees a change that could vanish.
+* **Group commit.** One writer thread drains whatever has queued up and commits it in
+  one transaction (``executemany`` per run of same-kind operations), then resolves the
+  batch's future on the loop. Throughput grows with concurrency instead of paying one
+  commit per write.
+* **Objects as bytes.** Each entry keeps its compact JSON encoding (``raw``), made once
+  per write, and decodes the dict lazily. Lists and watch events are assembled from
+  those bytes, and a restart only reads bytes back — no JSON parsing on start.
+* **Watch history.** A ring of the last ``history`` events; a watch from an older
+  version gets :class:`ExpiredError` (the server turns it into 410 Gone). After a restart the
+  history starts empty at the recovered version, as after an etcd compaction.
+
+If a commit fails (disk full, I/O error) the store stops accepting writes and fails
+every pending one: memory may then be ahead of disk, and only a restart (which rebuilds
+from SQLite) makes them agree again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from corral.api.registry import Obj
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class NotFoundError(StoreError):
+    pass
+
+
+class AlreadyExistsError(StoreError):
+    pass
+
+
+class ConflictError(StoreError):
+    """The object changed since the ``resourceVersion`` the caller based its write on."""
+
+
+class ExpiredError(StoreError):
+    """The requested version is older than the kept watch history."""
+
+
+class UnavailableError(StoreError):
+    """The store could not persist writes and refuses new ones."""
+
+
+def encode(obj: Obj) -> bytes:
+    """The compact JSON bytes an object is stored and served as."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Entry:
+    """One stored object: its bytes, its version, and the dict decoded on first use.
+
+    Entries are immutable: treat :attr:`obj` as read-only; :meth:`copy` gives a mutable dict.
+    """
+
+    __slots__ = ("_obj", "name", "namespace", "raw", "resource", "rv")
+
+    def __init__(self, resource: str, namespace: str, name: str, rv: int, raw: bytes,  # noqa: PLR0917
+                 obj: Obj | None = None) -> None:
+        self.resource = resource
+        self.namespace = namespace
+        self.name = name
+        self.rv = rv
+        self.raw = raw
+        self._obj = obj
+
+    @property
+    def obj(self) -> Obj:
+        if self._obj is None:
+            self._obj = json.loads(self.raw)
+        return self._obj
+
+    def copy(self) -> Obj:
+        result: Obj = json.loads(self.raw)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change. ``line`` is the encoded watch line ``{"type":..,"object":..}\\n``, made once."""
+
+    rv: int
+    type: EventType
+    entry: Entry
+    previous: Entry | None
+    line: bytes
+
+
+class Write:
+    """A write applied in memory; await :attr:`committed` before acknowledging it."""
+
+    __slots__ = ("committed", "entry")
+
+    def __init__(self, entry: Entry, committed: asyncio.Future[None]) -> None:
+        self.entry = entry
+        self.committed = committed
+
+    async def wait(self) -> Entry:
+        await asyncio.shield(self.committed)
+        return self.entry
+
+
+class _Batch:
+    __slots__ = ("future", "last_rv", "ops")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.ops: list[tuple[str, str, str, int, bytes | None]] = []
+        self.last_rv = 0
+
+
+class Watcher:
+    """A cursor over the event history, woken on every commit."""
+
+    def __init__(self, store: Store, after_rv: int) -> None:
+        self._store = store
+        self.cursor = after_rv
+        self._wakeup = asyncio.Event()
+        self.closed = False
+
+    def _notify(self) -> None:
+        self._wakeup.set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait for new committed events; ``False`` on timeout."""
+        if self.cursor < self._store.committed_rv or self.closed:
+            return True
+        self._wakeup.clear()
+        if self.cursor < self._store.committed_rv:
+            return True
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self) -> list[WatchEvent]:
+        """Committed events after the cursor (raises :class:`ExpiredError` if the watcher fell behind)."""
+        events = self._store.events_since(self.cursor)
+        if events:
+            self.cursor = events[-1].rv
+        return events
+
+    def close(self) -> None:
+        self.closed = True
+        self._store._watchers.discard(self)
+        self._wakeup.set()
+
+
+class Store:
+    """Objects by ``(resource, namespace, name)``; see the module docstring for the design.
+
+    ``resource`` is a string that names a resource uniquely (the API server uses
+    ``plural.group``); ``namespace`` is ``""`` for cluster-scoped objects. ``path=None``
+    keeps everything in memory (tests of other parts only).
+    """
+
+    def __init__(self, path: Path | None, *, history: int = 20_000, synchronous: str = "NORMAL") -> None:
+        self._path = path
+        self._history_size = max(16, history)
+        self._synchronous = synchronous
+        self._objects: dict[str, dict[str, dict[str, Entry]]] = {}
+        self._ring: list[WatchEvent | None] = [None] * self._history_size
+        self._first_rv = 1  # oldest rv the history can still serve events after (first_rv - 1)
+        self.rv = 0  # last assigned
+        self.committed_rv = 0  # last durable and published
+        self._watchers: set[Watcher] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: _Batch | None = None
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._queue: list[_Batch] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._failed: BaseException | None = None
+        self._last_future: asyncio.Future[None] | None = None
+        self.batches = 0
+        self.batched_ops = 0
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Load every object from SQLite and start the writer."""
+        self._loop = asyncio.get_running_loop()
+        if self._path is not None:
+            await asyncio.to_thread(self._load)
+            self._thread = threading.Thread(target=self._writer, name="corral-store-writer", daemon=True)
+            self._thread.start()
+        self.committed_rv = self.rv
+        self._first_rv = self.rv + 1
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self._path is not None
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        return conn
+
+    def _load(self) -> None:
+        assert self._path is not None
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS objects (resource TEXT NOT NULL, namespace TEXT NOT NULL, "
+                "name TEXT NOT NULL, rv INTEGER NOT NULL, data BLOB NOT NULL, "
+                "PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID"
+            )
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'rv'").fetchone()
+            rv = int(row[0]) if row else 0
+            objects = self._objects
+            for resource, namespace, name, obj_rv, data in conn.execute(
+                "SELECT resource, namespace, name, rv, data FROM objects"
+            ):
+                objects.setdefault(resource, {}).setdefault(namespace, {})[name] = Entry(
+                    resource, namespace, name, obj_rv, bytes(data)
+                )
+                rv = max(rv, obj_rv)
+            self.rv = rv
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer, and close every watcher."""
+        for watcher in list(self._watchers):
+            watcher.close()
+        if self._thread is not None:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify()
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    # ---- reads ----------------------------------------------------------------------
+
+    def get(self, resource: str, namespace: str, name: str) -> Entry | None:
+        return self._objects.get(resource, {}).get(namespace, {}).get(name)
+
+    def entries(self, resource: str, namespace: str | None = None) -> list[Entry]:
+        """Entries sorted by ``(namespace, name)``."""
+        by_namespace = self._objects.get(resource, {})
+        if namespace is not None:
+            items = by_namespace.get(namespace, {})
+            return [items[name] for name in sorted(items)]
+        result: list[Entry] = []
+        for ns in sorted(by_namespace):
+            items = by_namespace[ns]
+            result.extend(items[name] for name in sorted(items))
+        return result
+
+    def iter_all(self, resource: str) -> Iterator[Entry]:
+        for items in self._objects.get(resource, {}).values():
+            yield from items.values()
+
+    def count(self, resource: str | None = None) -> int:
+        resources = [resource] if resource is not None else list(self._objects)
+        return sum(len(items) for r in resources for items in self._objects.get(r, {}).values())
+
+    def namespace_is_empty(self, namespace: str) -> bool:
+        return all(not by_ns.get(namespace) for by_ns in self._objects.values())
+
+    def resources(self) -> list[str]:
+        return list(self._objects)
+
+    # ---- writes ---------------------------------------------------------------------
+
+    def create(self, resource: str, obj: Obj) -> Write:
+        """Store a new object; sets ``metadata.resourceVersion``. Raises :class:`AlreadyExistsError`."""
+        namespace, name = _key(obj)
+        if self.get(resource, namespace, name) is not None:
+            raise AlreadyExistsError(f"{name!r} already exists")
+        return self._apply(resource, namespace, name, obj, "ADDED", None)
+
+    def update(self, resource: str, obj: Obj, expected_rv: int | None = None) -> Write:
+        """Replace an object; with ``expected_rv`` fail with :class:`ConflictError` if it moved on."""
+        namespace, name = _key(obj)
+        current = self.get(resource, namespace, name)
+        if current is None:
+            raise NotFoundError(f"{name!r} not found")
+        if expected_rv is not None and expected_rv != current.rv:
+            raise ConflictError(f"the object has been modified (resourceVersion {expected_rv} is now {current.rv})")
+        return self._apply(resource, namespace, name, obj, "MODIFIED", current)
+
+    def delete(self, resource: str, namespace: str, name: str, expected_rv: int | None = None) -> Write:
+        """Remove an object; the DELETED event carries its last state at a new version."""
+        current = self.get(resource, namespace, name)
+        if current is None:
+            raise NotFoundError(f"{name!r} not found")
+        if expected_rv is not None and expected_rv != current.rv:
+            raise ConflictError(f"the object has been modified (resourceVersion {expected_rv} is now {current.rv})")
+        obj = current.copy()
+        return self._apply(resource, namespace, name, obj, "DELETED", current)
+
+    def _apply(self, resource: str, namespace: str, name: str, obj: Obj, kind: EventType,  # noqa: PLR0917
+               previous: Entry | None) -> Write:
+        if self._failed is not None:
+            raise UnavailableError(f"the store cannot persist writes: {self._failed}")
+        rv = self.rv + 1
+        obj["metadata"]["resourceVersion"] = str(rv)
+        raw = encode(obj)
+        entry = Entry(resource, namespace, name, rv, raw, obj)
+        items = self._objects.setdefault(resource, {}).setdefault(namespace, {})
+        if kind == "DELETED":
+            del items[name]
+            if not items:
+                del self._objects[resource][namespace]
+        else:
+            items[name] = entry
+        self.rv = rv
+        line = b'{"type":"' + kind.encode() + b'","object":' + raw + b"}\n"
+        self._ring[rv % self._history_size] = WatchEvent(rv, kind, entry, previous, line)
+        if rv - self._history_size >= self._first_rv:
+            self._first_rv = rv - self._history_size + 1
+        return Write(entry, self._enqueue(resource, namespace, name, rv, None if kind == "DELETED" else raw))
+
+    def _enqueue(self, resource: str, namespace: str, name: str, rv: int, raw: bytes | None) -> asyncio.Future[None]:
+        loop = self._loop
+        assert loop is not None, "Store.open() was not awaited"
+        if self._thread is None:  # memory only
+            future: asyncio.Future[None] = loop.create_future()
+            future.set_result(None)
+            self._publish(rv)
+            return future
+        with self._lock:
+            batch = self._pending
+            if batch is None:
+                batch = self._pending = _Batch(loop.create_future())
+                self._queue.append(batch)
+                self._cond.notify()
+            batch.ops.append((resource, namespace, name, rv, raw))
+            batch.last_rv = rv
+        self._last_future = batch.future
+        return batch.future
+
+    def _writer(self) -> None:
+        conn = self._connect()
+        upsert = "INSERT OR REPLACE INTO objects (resource, namespace, name, rv, data) VALUES (?, ?, ?, ?, ?)"
+        delete = "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?"
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._stopping:
+                        self._cond.wait()
+                    if not self._queue and self._stopping:
+                        return
+                    batches = self._queue
+                    self._queue = []
+                    self._pending = None
+                error: BaseException | None = None
+                try:
+                    conn.execute("BEGIN")
+                    run: list[tuple[Any, ...]] = []
+                    run_is_delete = False
+                    for batch in batches:
+                        for resource, namespace, name, rv, raw in batch.ops:
+                            is_delete = raw is None
+                            if run and is_delete != run_is_delete:
+                                conn.executemany(delete if run_is_delete else upsert, run)
+                                run = []
+                            run_is_delete = is_delete
+                            run.append((resource, namespace, name) if is_delete else (resource, namespace, name, rv, raw))
+                    if run:
+                        conn.executemany(delete if run_is_delete else upsert, run)
+                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (batches[-1].last_rv,))
+                    conn.execute("COMMIT")
+                except BaseException as exc:  # the store is now unusable
+                    error = exc
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                assert self._loop is not None
+                try:
+                    self._loop.call_soon_threadsafe(self._committed, batches, error)
+                except RuntimeError:  # loop closed: nobody is waiting any more
+                    return
+        finally:
+            conn.close()
+
+    def _committed(self, batches: list[_Batch], error: BaseException | None) -> None:
+        self.batches += 1
+        for batch in batches:
+            self.batched_ops += len(batch.ops)
+            if error is not None:
+                self._failed = error
+                if not batch.future.done():
+                    batch.future.set_exception(UnavailableError(f"commit failed: {error}"))
+                continue
+            if not batch.future.done():
+                batch.future.set_result(None)
+        if error is None:
+            self._publish(batches[-1].last_rv)
+
+    def _publish(self, rv: int) -> None:
+        self.committed_rv = rv
+        for watcher in self._watchers:
+            watcher._notify()
+
+    async def barrier(self) -> None:
+        """Wait until every write applied so far is durable (raises :class:`UnavailableError` if it cannot be)."""
+        if self.committed_rv >= self.rv:
+            return
+        if self._failed is not None:
+            raise UnavailableError(f"the store cannot persist writes: {self._failed}")
+        if self._last_future is not None:
+            await asyncio.shield(self._last_future)
+
+    # ---- watch ----------------------------------------------------------------------
+
+    @property
+    def oldest_watchable_rv(self) -> int:
+        """The oldest version a watch may start from (exclusive)."""
+        return self._first_rv - 1
+
+    def watcher(self, after_rv: int) -> Watcher:
+        """A watcher of every committed event after ``after_rv``; raises :class:`ExpiredError` if too old."""
+        if after_rv < self.oldest_watchable_rv:
+            raise ExpiredError(f"too old resource version: {after_rv} ({self.oldest_watchable_rv})")
+        watcher = Watcher(self, min(after_rv, self.committed_rv))
+        self._watchers.add(watcher)
+        return watcher
+
+    def events_since(self, after_rv: int) -> list[WatchEvent]:
+        """Committed events with ``rv > after_rv``, in order."""
+        if after_rv < self.oldest_watchable_rv:
+            raise ExpiredError(f"too old resource version: {after_rv} ({self.oldest_watchable_rv})")
+        ring, size = self._ring, self._history_size
+        events: list[WatchEvent] = []
+        for rv in range(after_rv + 1, self.committed_rv + 1):
+            event = ring[rv % size]
+            assert event is not None and event.rv == rv
+            events.append(event)
+        return events
+
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    metadata = obj["metadata"]
+    return metadata.get("namespace") or "", metadata["name"]

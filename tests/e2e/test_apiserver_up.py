@@ -1,0 +1,69 @@
+"""`corral up` and `corral demo --once` as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import stat
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import require_tool
+
+pytestmark = pytest.mark.e2e
+
+
+def corral() -> list[str]:
+    return [str(Path(sys.executable).parent / "corral")]
+
+
+def test_up_prints_one_ready_line_writes_kubeconfig_and_stops_on_sigterm(tmp_path: Path) -> None:
+    binary = corral()
+    if not Path(binary[0]).exists():
+        binary = [require_tool("corral")]
+    with subprocess.Popen([*binary, "up", "--data-dir", str(tmp_path), "--port", "0"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        _check_up(process, tmp_path)
+
+
+def _check_up(process: subprocess.Popen[str], tmp_path: Path) -> None:
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("corral is ready:"), line
+        kubeconfig = tmp_path / "kubeconfig"
+        assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
+        config = yaml.safe_load(kubeconfig.read_text())
+        server = config["clusters"][0]["cluster"]["server"]
+        token = config["users"][0]["user"]["token"]
+        assert server.startswith("https://127.0.0.1:") and server in line
+        context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "server.crt"))
+        request = urllib.request.Request(server + "/api/v1/namespaces", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        rest = process.stdout.read()
+        assert "corral is ready" not in rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_demo_once_applies_examples_and_exits_zero(kubectl: str) -> None:
+    binary = corral()
+    if not Path(binary[0]).exists():
+        binary = [require_tool("corral")]
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([*binary, "demo", "--once"], check=False, cwd=root, capture_output=True, text=True, timeout=120,
+                            env={**os.environ})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "corral is ready:" in result.stdout
+    assert "pod/hello created" in result.stdout

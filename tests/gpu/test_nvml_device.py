@@ -4,9 +4,12 @@ NVML discovery must report the real device and its memory (cross-checked with
 ``nvidia-smi`` when present), and a pod assigned device 0 through
 ``corral.dev/gpu-devices`` must see exactly one CUDA device in PyTorch, while a
 pod without an assignment sees none. Self-contained: it runs the agent's pod
-worker directly with real processes, no API server needed.
+worker directly with real processes, no API server, no pytest plugin and no
+pydantic needed (only ``nvidia-ml-py`` and a CUDA build of torch):
 
     .venv/bin/pytest -q tests/gpu/test_nvml_device.py
+    # or with any Python that has torch+CUDA, pytest and nvidia-ml-py:
+    PYTHONPATH=src python -m pytest -c /dev/null --rootdir . -q tests/gpu/test_nvml_device.py
 """
 
 from __future__ import annotations
@@ -91,14 +94,14 @@ async def _run_pod(tmp_path: Path, annotation: str | None) -> dict[str, Any]:
     return result
 
 
-async def test_pod_assigned_device_0_sees_exactly_one_device(tmp_path: Path) -> None:
+def test_pod_assigned_device_0_sees_exactly_one_device(tmp_path: Path) -> None:
     reason = _torch_has_cuda()
     if reason:
         pytest.skip(reason)
-    seen = await _run_pod(tmp_path / "one", "0")
+    seen = asyncio.run(_run_pod(tmp_path / "one", "0"))
     assert seen["visible"] == "0"
     assert seen["count"] == 1
     assert abs(seen["memory"][0] / 2**20 - DEVICES[0].memory_mib) < 1024
-    none = await _run_pod(tmp_path / "none", None)
+    none = asyncio.run(_run_pod(tmp_path / "none", None))
     assert none["visible"] == ""
     assert none["count"] == 0

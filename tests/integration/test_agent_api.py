@@ -209,7 +209,9 @@ async def test_two_pods_serve_the_same_port_on_their_own_ips(cluster: Cluster) -
 async def test_restarted_agent_adopts_the_running_pod(cluster: Cluster) -> None:
     await cluster.client.create(pod("long", "import time\nprint('up', flush=True)\ntime.sleep(120)",
                                     restart="Always"))
+    await cluster.client.create(pod("done", "print('finished')"))
     await cluster.wait_pod("long", lambda p: phase(p) == "Running", what="Running")
+    finished = await cluster.wait_pod("done", lambda p: phase(p) == "Succeeded", what="Succeeded")
     pid = cluster.agent.workers["default/long"].runtime.containers[0].pid
     assert pid is not None
     await cluster.agent.stop(kill_pods=False)
@@ -224,6 +226,15 @@ async def test_restarted_agent_adopts_the_running_pod(cluster: Cluster) -> None:
     assert worker.runtime.containers[0].pid == pid
     after = await cluster.wait_pod("long", lambda p: phase(p) == "Running", what="still Running")
     assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+    logs = b"".join([c async for c in cluster.client.pod_log("default", "done")])
+    assert logs == b"finished\n", "a pod that finished before the restart keeps its logs"
+    await cluster.client.delete("v1", "pods", "done", "default")
+    done_dir = cluster.config.data_dir / "pods" / finished["metadata"]["uid"]
+    for _ in range(100):
+        if not done_dir.exists():
+            break
+        await asyncio.sleep(0.05)
+    assert not done_dir.exists()
     await cluster.client.delete("v1", "pods", "long", "default", grace_period_seconds=1)
     for _ in range(100):
         if proc_start_ticks(pid) is None:

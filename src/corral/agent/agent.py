@@ -102,6 +102,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._terminations: dict[str, asyncio.Task[None]] = {}
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self._finished: dict[str, Path] = {}  # pods that ended before this agent started: their files
         self._informer: Informer | None = None
         self._runner: web.AppRunner | None = None
         self._ips: PodIPAllocator | None = None
@@ -225,6 +226,9 @@ class Agent:
         assert self._informer is not None and self._runtime is not None and self._ips is not None
         pod = self._informer.get(key)
         worker = self.workers.get(key)
+        leftover = self._finished.get(key)
+        if leftover is not None and (pod is None or str(pod["metadata"].get("uid")) != leftover.name):
+            shutil.rmtree(self._finished.pop(key), ignore_errors=True)
         if worker is not None and (pod is None or pod["metadata"].get("uid") != worker.pod["metadata"].get("uid")):
             # the pod was removed (or replaced by a namesake): stop what ran for it
             self._begin_termination(key, worker, delete_after=False, grace=0.0)
@@ -331,6 +335,9 @@ class Agent:
                                    pod_ip=(pod.get("status") or {}).get("podIP") or None)
                 continue
             _kill_leftovers(directory)
+            if pod is not None:  # finished before the restart: keep its logs until the pod is deleted
+                self._finished[pod_key(pod)] = directory
+                continue
             shutil.rmtree(directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ status
@@ -436,6 +443,8 @@ class Agent:
         name = request.match_info["pod"]
         key = f"{namespace}/{name}"
         worker = self.workers.get(key)
+        if worker is None and key in self._finished:
+            return await self._finished_logs(request, self._finished[key])
         if worker is None:
             return _status_error(404, "NotFound", f"pod {name!r} in namespace {namespace!r} is not running on "
                                  f"node {self.config.node_name!r}")
@@ -469,6 +478,32 @@ class Agent:
                 await response.write(chunk)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
+        return response
+
+    async def _finished_logs(self, request: web.Request, directory: Path) -> web.StreamResponse:
+        """Logs of a pod that finished before this agent started (no worker, files only)."""
+        containers = sorted(p.name for p in directory.iterdir() if p.is_dir())
+        container = request.match_info.get("container") or request.query.get("container")
+        if not container and len(containers) == 1:
+            container = containers[0]
+        if not container or container not in containers:
+            return _status_error(400, "BadRequest", f"choose a container of this pod: [{' '.join(containers)}]")
+        try:
+            params = _log_params(request.query)
+        except ValueError as error:
+            return _status_error(400, "BadRequest", str(error))
+        runs = sorted(int(p.stem) for p in (directory / container).glob("*.log") if p.stem.isdigit())
+        wanted = runs[-2] if params["previous"] and len(runs) > 1 else (runs[-1] if runs and not params["previous"]
+                                                                         else None)
+        if wanted is None:
+            return _status_error(400, "BadRequest", f"container {container!r} has no such logs")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await response.prepare(request)
+        async for chunk in logfiles.stream(logfiles.log_path(directory / container, wanted), follow=False,
+                                           timestamps=params["timestamps"], tail_lines=params["tail_lines"],
+                                           since_seconds=params["since_seconds"], still_running=lambda: False):
+            await response.write(chunk)
+        await response.write_eof()
         return response
 
     # ------------------------------------------------------------------ introspection

@@ -24,10 +24,12 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.api.registry import Obj
 from corral.util.quantity import QuantityError, parse_quantity
+
+if TYPE_CHECKING:  # the runtime core stays free of pydantic (the GPU check runs it bare)
+    from corral.api.registry import Obj
 
 # Host variables a process inherits (containers have no image filesystem here).
 INHERITED_HOST_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR", "SHELL")

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from corral.api.registry import Obj
 from corral.util.clock import format_timestamp
+
+if TYPE_CHECKING:  # the runtime core stays free of pydantic (the GPU check runs it bare)
+    from corral.api.registry import Obj
 
 State = Literal["waiting", "running", "terminated"]
 

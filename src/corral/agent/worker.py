@@ -31,7 +31,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.agent import logs as logfiles
 from corral.agent.cgroups import Cgroups
@@ -49,9 +49,11 @@ from corral.agent.process import (
     write_pid_file,
 )
 from corral.agent.status import ContainerRuntime, PodRuntime, Termination, will_restart
-from corral.api.registry import Obj
 from corral.util.clock import Clock, parse_timestamp
 from corral.util.quantity import QuantityError, cpu_millis, to_int
+
+if TYPE_CHECKING:  # the runtime core stays free of pydantic (the GPU check runs it bare)
+    from corral.api.registry import Obj
 
 
 @dataclass

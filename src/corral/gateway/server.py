@@ -45,8 +45,18 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from corral.api.registry import Obj
+from corral.api.v1alpha1.inferenceservice import API_VERSION as ISVC_API_VERSION
+from corral.api.v1alpha1.inferenceservice import PLURAL as ISVC_PLURAL
+from corral.client import ApiClient, InformerFactory
 from corral.gateway.metrics import GatewayMetrics
-from corral.gateway.routing import RESERVED_PREFIX, Backend, Route, RouteTable, build_route_table
+from corral.gateway.routing import (
+    RESERVED_PREFIX,
+    SERVICE_LABEL,
+    Backend,
+    Route,
+    RouteTable,
+    build_route_table,
+)
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -159,6 +169,17 @@ class Gateway:
         """Rebuild the table from InferenceService and pod objects."""
         self.set_table(build_route_table(services, pods))
 
+    async def watch_api(self, client: ApiClient, namespace: str | None = None) -> None:
+        """Keep the table current from the API (InferenceServices and their pods), list+watch."""
+        factory = InformerFactory(client)
+        services = factory.informer(ISVC_API_VERSION, ISVC_PLURAL, namespace)
+        pods = factory.informer("v1", "pods", namespace, label_selector=SERVICE_LABEL)
+        self.watch(services, pods)
+        self._sources.append(factory)
+        await factory.start()
+        await factory.wait_synced(60)
+        self.set_objects(services.list(), pods.list())
+
     def watch(self, services: Any, pods: Any) -> None:
         """Rebuild the table whenever either informer changes (``Informer`` objects)."""
 
@@ -258,6 +279,7 @@ class Gateway:
 
     async def _acquire(self, route: Route, exclude: set[str], arrived: float) -> Backend:
         """A backend with a free slot; waits (activator/queue) up to the route's limits."""
+        route = self.table.by_service.get(route.service, route)  # retries see the latest replicas
         backend = self._pick(route, exclude)
         if backend is not None:
             return backend

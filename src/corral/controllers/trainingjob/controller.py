@@ -22,6 +22,7 @@ and the controller also removes them itself, so this works without a garbage col
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from corral.api.registry import Obj
@@ -159,3 +160,25 @@ class TrainingJobController:
         await self.controller.stop()
         if self._own_factory:
             await self.factory.stop()
+
+
+class TrainingJobComponent:
+    """The controller as a ``corral up`` component, with its own client from the kubeconfig."""
+
+    def __init__(self, kubeconfig: Path, *, data_dir: Path, clock: Clock | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.data_dir = data_dir
+        self.clock = clock
+        self.client: ApiClient | None = None
+        self.controller: TrainingJobController | None = None
+
+    async def start(self) -> None:
+        self.client = ApiClient.from_kubeconfig(self.kubeconfig, user_agent=COMPONENT)
+        self.controller = TrainingJobController(self.client, data_dir=str(self.data_dir), clock=self.clock)
+        await self.controller.start()
+
+    async def stop(self) -> None:
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.client is not None:
+            await self.client.close()

@@ -91,7 +91,7 @@ async def events_of(client: ApiClient, name: str) -> list[dict[str, Any]]:
             and (event.get("involvedObject") or {}).get("name") == name]
 
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(420)
 
 
 @dataclass
@@ -152,13 +152,13 @@ async def test_ddp_job_survives_sigkill_of_a_worker_and_reaches_its_target(stack
             return None
         return text if re.search(r"^epoch=2 ", text, re.M) else None
 
-    text = await wait_until(rank1_at_epoch_two, 90, "rank 1 to finish epoch 2")
+    text = await wait_until(rank1_at_epoch_two, 180, "rank 1 to finish epoch 2")
     pid = int(re.search(r"pid=(\d+)", text).group(1))  # type: ignore[union-attr]
     rank0_before = await pod_log(client, "ddp-worker-0")
     os.kill(pid, signal.SIGKILL)
     done_before = max(int(m) for m in re.findall(r"^epoch=(\d+) ", rank0_before, re.M))
 
-    job = await wait_phase(client, "ddp", ("Succeeded", "Failed"), 120)
+    job = await wait_phase(client, "ddp", ("Succeeded", "Failed"), 180)
     status = job["status"]
     assert status["phase"] == "Succeeded", status
     assert status["restarts"] == 1 and status["failures"] == 1

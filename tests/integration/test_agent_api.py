@@ -158,15 +158,20 @@ async def test_bound_pod_gets_exactly_its_assigned_gpus(cluster: Cluster) -> Non
 
 
 async def test_graceful_delete_honours_the_grace_period(cluster: Cluster, tmp_path: Path) -> None:
+    marker = tmp_path / "sigterm"
     code = ("import signal, time\n"
-            "signal.signal(signal.SIGTERM, lambda *a: print('SIGTERM seen', flush=True))\n"
+            f"signal.signal(signal.SIGTERM, lambda *a: open({str(marker)!r}, 'w').write(str(time.time())))\n"
             "print('up', flush=True)\n"
             "while True: time.sleep(0.05)\n")
     await cluster.client.create(pod("stubborn", code, grace=2, restart="Always"))
     running = await cluster.wait_pod("stubborn", lambda p: phase(p) == "Running", what="Running")
     pid = cluster.agent.workers["default/stubborn"].runtime.containers[0].pid
     assert pid is not None
-    began = time.monotonic()
+    for _ in range(200):  # the handler is installed once it printed "up"
+        if b"up" in b"".join([c async for c in cluster.client.pod_log("default", "stubborn")]):
+            break
+        await asyncio.sleep(0.05)
+    began, began_wall = time.monotonic(), time.time()
     await cluster.client.delete("v1", "pods", "stubborn", "default")
     terminating = await cluster.pod("stubborn")
     assert terminating is not None and terminating["metadata"].get("deletionTimestamp")
@@ -176,6 +181,8 @@ async def test_graceful_delete_honours_the_grace_period(cluster: Cluster, tmp_pa
     elapsed = time.monotonic() - began
     assert await cluster.pod("stubborn") is None
     assert 1.9 <= elapsed < 6, elapsed
+    assert marker.exists(), "SIGTERM reached the process first"
+    assert float(marker.read_text()) - began_wall < 1.5, "SIGTERM came at the start of the grace period"
     assert proc_start_ticks(pid) is None, "SIGKILL must have ended the process"
     log = cluster.config.data_dir / "pods" / running["metadata"]["uid"]
     assert not log.exists(), "the pod's files are removed with it"

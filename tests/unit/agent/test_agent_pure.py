@@ -198,6 +198,8 @@ def test_lifecycle_decisions() -> None:
     assert not lease_expired(node, lease, NOW, 40)
     assert lease_expired(node, lease, NOW + timedelta(seconds=11), 40)
     assert lease_expired(node, None, NOW, 40)
+    slow = {"spec": {"renewTime": "2026-01-01T11:59:00.000000Z", "leaseDurationSeconds": 400}}
+    assert not lease_expired(node, slow, NOW, 40), "a lease that declares a longer duration is honoured"
     pod: dict = {"spec": {}}
     assert toleration_seconds(pod, 300) == 300
     pod["spec"]["tolerations"] = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",

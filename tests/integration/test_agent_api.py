@@ -23,6 +23,7 @@ from corral.agent.process import proc_start_ticks
 from corral.apiserver.server import RunningServer, start_server
 from corral.client import ApiClient, ApiError
 from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
+from corral.util.quantity import to_int
 from tests.conftest import require_tool
 
 PY = sys.executable
@@ -97,6 +98,8 @@ async def test_node_registers_with_gpus_and_renews_its_lease(cluster: Cluster) -
     assert labels["corral.dev/simulated-gpus"] == "true"
     assert labels["kubernetes.io/hostname"] == NODE
     assert node["status"]["capacity"]["nvidia.com/gpu"] == "4"
+    assert to_int(node["status"]["capacity"]["ephemeral-storage"]) > 0
+    assert to_int(node["status"]["allocatable"]["memory"]) > 0 and node["status"]["capacity"]["pods"] == "250"
     assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == cluster.agent.port
     ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"

@@ -43,7 +43,14 @@ from aiohttp import web
 from corral.agent import logs as logfiles
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GpuDevice, discover_nvml, parse_simulated
-from corral.agent.node import NodeFacts, NodeReporter, default_node_name, machine_resources, node_resources
+from corral.agent.node import (
+    NodeFacts,
+    NodeReporter,
+    default_node_name,
+    disk_bytes,
+    machine_resources,
+    node_resources,
+)
 from corral.agent.podenv import PodIPAllocator, pod_ip_block
 from corral.agent.process import SIGKILL, proc_start_ticks, read_pid_file
 from corral.agent.status import pod_status
@@ -147,7 +154,7 @@ class Agent:
                           max_pods=cfg.max_pods, address=cfg.listen_host if cfg.listen_host != "0.0.0.0" else
                           "127.0.0.1", port=self.port, limits_enforced=cgroups is not None,
                           limits_message=self.limits_message, gpu_message=self.gpu_message,
-                          extra_labels=dict(cfg.labels))
+                          extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir))
         self._runtime = RuntimeConfig(data_dir=cfg.data_dir, node_name=cfg.node_name, devices=devices,
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,

@@ -112,6 +112,8 @@ class Gateway:
         self._background: set[asyncio.Task[Any]] = set()
         self._sources: list[Any] = []
         self._activated: dict[str, float] = {}
+        self._waiting = 0
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -225,6 +227,8 @@ class Gateway:
         if declared is not None and declared > limit:
             return _error(413, "RequestEntityTooLarge",
                           f"request body of {declared} bytes exceeds this route's maxBodyBytes ({limit})")
+        if declared is not None:
+            return await request.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.content.iter_any():
@@ -290,31 +294,35 @@ class Gateway:
                                     headers={"Retry-After": "1"}))
         activated = False
         deadline = arrived + (route.activation_timeout if route.ready_backends == 0 else route.timeout)
-        while True:
-            current = self.table.by_service.get(route.service)
-            if current is None:
-                raise _NoReplicaError(_error(404, "NotFound", f"{route.service} was deleted while the request waited"))
-            route = current
-            backend = self._pick(route, exclude)
-            if backend is not None:
-                return backend
-            if route.ready_backends == 0 and not activated:
-                activated = True
-                last = self._activated.get(route.service)
-                now = self.clock.monotonic()
-                if last is None or now - last >= ACTIVATION_REPEAT:
-                    # One poke per service per burst; the autoscaler also sees the held requests.
-                    self._activated[route.service] = now
-                    stats.activations += 1
-                    await self._activate(route.service)
-            remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                why = "no replica became ready" if route.ready_backends == 0 else "no replica had a free slot"
-                raise _NoReplicaError(_error(503, "ServiceUnavailable", f"{route.service}: {why} in time",
-                                        headers={"Retry-After": "5"}))
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 1.0))
+        self._waiting += 1  # releases wake waiters only while there are some
+        try:
+            while True:
+                current = self.table.by_service.get(route.service)
+                if current is None:
+                    raise _NoReplicaError(_error(404, "NotFound", f"{route.service} was deleted while the request waited"))
+                route = current
+                backend = self._pick(route, exclude)
+                if backend is not None:
+                    return backend
+                if route.ready_backends == 0 and not activated:
+                    activated = True
+                    last = self._activated.get(route.service)
+                    now = self.clock.monotonic()
+                    if last is None or now - last >= ACTIVATION_REPEAT:
+                        # One poke per service per burst; the autoscaler also sees the held requests.
+                        self._activated[route.service] = now
+                        stats.activations += 1
+                        await self._activate(route.service)
+                remaining = deadline - self.clock.monotonic()
+                if remaining <= 0:
+                    why = "no replica became ready" if route.ready_backends == 0 else "no replica had a free slot"
+                    raise _NoReplicaError(_error(503, "ServiceUnavailable", f"{route.service}: {why} in time",
+                                            headers={"Retry-After": "5"}))
+                async with self._changed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 1.0))
+        finally:
+            self._waiting -= 1
 
     async def _activate(self, service: str) -> None:
         if self.on_activate is None:
@@ -332,7 +340,8 @@ class Gateway:
             self.outstanding.pop(backend.address, None)
         else:
             self.outstanding[backend.address] = left
-        self._notify()
+        if self._waiting:
+            self._notify()
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         arrived = self.clock.monotonic()
@@ -420,7 +429,10 @@ class Gateway:
                        headers: dict[str, str], body: bytes) -> tuple[web.StreamResponse, int]:
         assert self._session is not None
         url = f"http://{backend.address}{path}"
-        timeout = aiohttp.ClientTimeout(total=route.timeout, sock_connect=self._connect_timeout)
+        timeout = self._timeouts.get(route.timeout)
+        if timeout is None:
+            timeout = self._timeouts[route.timeout] = aiohttp.ClientTimeout(total=route.timeout,
+                                                                            sock_connect=self._connect_timeout)
         try:
             try:
                 upstream = await self._session.request(request.method, url, headers=headers, data=body or None,

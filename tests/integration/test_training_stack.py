@@ -13,7 +13,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -191,8 +190,12 @@ async def test_always_failing_job_stops_after_backoff_limit(stack: Stack) -> Non
     assert failed["reason"] == "BackoffLimitExceeded"
     assert "exit code 3" in failed["message"] and "backoffLimit is 1" in failed["message"]
     kubectl = require_tool("kubectl")
-    shown = subprocess.run([kubectl, "--kubeconfig", str(stack.server.kubeconfig), "get", "trainingjobs"],
-                           capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+    # Not subprocess.run: the API server runs on this very event loop.
+    proc = await asyncio.create_subprocess_exec(kubectl, "--kubeconfig", str(stack.server.kubeconfig), "get",
+                                                "trainingjobs", stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    shown = out.decode().splitlines()
     assert shown[0].split() == ["NAME", "QUEUE", "WORKERS", "PHASE", "RESTARTS", "AGE"], shown
     assert shown[1].split()[:5] == ["broken", "<default>", "0/2", "Failed", "1"], shown
     lines: list[str] = []

@@ -89,7 +89,7 @@ function spark(values, width = 120, height = 22) {
 function renderCluster(doc) {
   const c = doc.cluster;
   document.getElementById("summary").textContent =
-    `${c.nodes} nodes · ${c.gpus} GPUs · ${c.gpusUsed} allocated (${pct(c.allocation)}) · ` +
+    `${c.nodes} node${c.nodes === 1 ? "" : "s"} · ${c.gpus} GPUs · ${c.gpusUsed} allocated (${pct(c.allocation)}) · ` +
     Object.entries(c.podPhases).map(([p, n]) => `${n} ${p}`).join(" · ");
   document.getElementById("alloc").textContent = `${pct(c.allocation)} allocated`;
   const grid = document.getElementById("gpu-grid");

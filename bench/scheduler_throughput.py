@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -366,10 +367,13 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for proc in reversed(procs):
             stop(proc)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     out["machine"] = f"{os.cpu_count()} CPUs"
     with contextlib.suppress(OSError):
         out["load_average_1m_at_end"] = round(os.getloadavg()[0], 1)
-    out["workdir"] = str(workdir)
+    if args.keep:
+        out["workdir"] = str(workdir)
     return out
 
 
@@ -386,6 +390,7 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="directory for a cProfile of the scheduler")
     parser.add_argument("--no-decisions", dest="decisions", action="store_false",
                         help="skip the in-process decision-rate measurement")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
     parser.add_argument("--decisions-only", action="store_true",
                         help="only the in-process decision rate (no API server, no processes)")
     args = parser.parse_args()

@@ -41,6 +41,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +146,8 @@ class Handlers:
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
         self._patch_meta: dict[str, patch.PatchMeta] = {}
+        # uids need uniqueness, not secrecy: one urandom seed instead of a syscall per object
+        self._random = random.Random(os.urandom(32))
         self._pending_namespace_checks: set[str] = set()
         self.namespace_rt = registry.by_kind("v1", "Namespace")
         self.node_rt = registry.by_kind("v1", "Node")
@@ -486,13 +490,13 @@ class Handlers:
             generate = metadata.get("generateName")
             if not generate:
                 raise errors.invalid(rt.kind, "", [("metadata.name", "Required value: name or generateName is required")], rt.group)
-            metadata["name"] = f"{generate}{uuid.uuid4().hex[:5]}"
+            metadata["name"] = f"{generate}{self._random.getrandbits(40):010x}"[: len(generate) + 5]
         if not isinstance(metadata["name"], str):
             raise errors.invalid(rt.kind, str(metadata["name"]), [("metadata.name", "Invalid value: must be a string")], rt.group)
         check_name(rt, metadata["name"])
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             metadata.pop(field, None)
-        metadata["uid"] = str(uuid.uuid4())
+        metadata["uid"] = str(uuid.UUID(int=self._random.getrandbits(128), version=4))
         metadata["creationTimestamp"] = self.now()
         metadata["generation"] = 1
         self.default(rt, obj)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from corral.api import columns as c
 from corral.api import core
 from corral.api.registry import PrinterColumn, Registry, ResourceType
-from corral.api.v1alpha1 import podgroup, queue, trainingjob
+from corral.api.v1alpha1 import inferenceservice, podgroup, queue, trainingjob
 
 
 def core_kinds() -> list[ResourceType]:
@@ -113,6 +113,8 @@ def corral_kinds() -> list[ResourceType]:
         podgroup.resource_type(),
         queue.resource_type(),
         trainingjob.resource_type(),
+        inferenceservice.resource_type(),
+        inferenceservice.revision_resource_type(),
     ]
 
 

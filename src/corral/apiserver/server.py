@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from corral import __version__
 from corral.api.kinds import default_registry
 from corral.api.registry import Registry
-from corral.apiserver import openapi
+from corral.apiserver import dashboard, openapi
 from corral.apiserver.auth import Identity, TokenFile
 from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
@@ -174,7 +174,7 @@ class ApiServer:
         resource = ""
         code = 500
         try:
-            if request.path not in PUBLIC_PATHS:
+            if request.path not in PUBLIC_PATHS and not dashboard.is_public(request.path):
                 identity = self._authenticate(request)
                 if identity is None:
                     raise ApiError(401, "Unauthorized", "Unauthorized: a valid bearer token is required")
@@ -215,6 +215,8 @@ class ApiServer:
                                       "platform": "python", "goVersion": "n/a", "compiler": "corral"})
         if path == "/metrics":
             return web.Response(body=generate_latest(self.metrics), content_type="text/plain")
+        if parts and parts[0] == "dashboard":
+            return await dashboard.serve(request, self.store)
         if parts[:2] == ["openapi", "v3"]:
             return self._openapi_route(request, "/".join(parts[2:]))
         if parts[:2] == ["openapi", "v2"]:

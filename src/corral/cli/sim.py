@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from corral.cli.sim_nodes import nodes_command
+from corral.cli.sim_trace import trace_command
 
 
 @click.group("sim")
@@ -13,3 +14,4 @@ def sim() -> None:
 
 
 sim.add_command(nodes_command)
+sim.add_command(trace_command)

@@ -45,8 +45,18 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from corral.api.registry import Obj
+from corral.api.v1alpha1.inferenceservice import API_VERSION as ISVC_API_VERSION
+from corral.api.v1alpha1.inferenceservice import PLURAL as ISVC_PLURAL
+from corral.client import ApiClient, InformerFactory
 from corral.gateway.metrics import GatewayMetrics
-from corral.gateway.routing import RESERVED_PREFIX, Backend, Route, RouteTable, build_route_table
+from corral.gateway.routing import (
+    RESERVED_PREFIX,
+    SERVICE_LABEL,
+    Backend,
+    Route,
+    RouteTable,
+    build_route_table,
+)
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -102,6 +112,8 @@ class Gateway:
         self._background: set[asyncio.Task[Any]] = set()
         self._sources: list[Any] = []
         self._activated: dict[str, float] = {}
+        self._waiting = 0
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -159,6 +171,17 @@ class Gateway:
         """Rebuild the table from InferenceService and pod objects."""
         self.set_table(build_route_table(services, pods))
 
+    async def watch_api(self, client: ApiClient, namespace: str | None = None) -> None:
+        """Keep the table current from the API (InferenceServices and their pods), list+watch."""
+        factory = InformerFactory(client)
+        services = factory.informer(ISVC_API_VERSION, ISVC_PLURAL, namespace)
+        pods = factory.informer("v1", "pods", namespace, label_selector=SERVICE_LABEL)
+        self.watch(services, pods)
+        self._sources.append(factory)
+        await factory.start()
+        await factory.wait_synced(60)
+        self.set_objects(services.list(), pods.list())
+
     def watch(self, services: Any, pods: Any) -> None:
         """Rebuild the table whenever either informer changes (``Informer`` objects)."""
 
@@ -204,6 +227,8 @@ class Gateway:
         if declared is not None and declared > limit:
             return _error(413, "RequestEntityTooLarge",
                           f"request body of {declared} bytes exceeds this route's maxBodyBytes ({limit})")
+        if declared is not None:
+            return await request.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.content.iter_any():
@@ -258,6 +283,7 @@ class Gateway:
 
     async def _acquire(self, route: Route, exclude: set[str], arrived: float) -> Backend:
         """A backend with a free slot; waits (activator/queue) up to the route's limits."""
+        route = self.table.by_service.get(route.service, route)  # retries see the latest replicas
         backend = self._pick(route, exclude)
         if backend is not None:
             return backend
@@ -268,31 +294,35 @@ class Gateway:
                                     headers={"Retry-After": "1"}))
         activated = False
         deadline = arrived + (route.activation_timeout if route.ready_backends == 0 else route.timeout)
-        while True:
-            current = self.table.by_service.get(route.service)
-            if current is None:
-                raise _NoReplicaError(_error(404, "NotFound", f"{route.service} was deleted while the request waited"))
-            route = current
-            backend = self._pick(route, exclude)
-            if backend is not None:
-                return backend
-            if route.ready_backends == 0 and not activated:
-                activated = True
-                last = self._activated.get(route.service)
-                now = self.clock.monotonic()
-                if last is None or now - last >= ACTIVATION_REPEAT:
-                    # One poke per service per burst; the autoscaler also sees the held requests.
-                    self._activated[route.service] = now
-                    stats.activations += 1
-                    await self._activate(route.service)
-            remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                why = "no replica became ready" if route.ready_backends == 0 else "no replica had a free slot"
-                raise _NoReplicaError(_error(503, "ServiceUnavailable", f"{route.service}: {why} in time",
-                                        headers={"Retry-After": "5"}))
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 1.0))
+        self._waiting += 1  # releases wake waiters only while there are some
+        try:
+            while True:
+                current = self.table.by_service.get(route.service)
+                if current is None:
+                    raise _NoReplicaError(_error(404, "NotFound", f"{route.service} was deleted while the request waited"))
+                route = current
+                backend = self._pick(route, exclude)
+                if backend is not None:
+                    return backend
+                if route.ready_backends == 0 and not activated:
+                    activated = True
+                    last = self._activated.get(route.service)
+                    now = self.clock.monotonic()
+                    if last is None or now - last >= ACTIVATION_REPEAT:
+                        # One poke per service per burst; the autoscaler also sees the held requests.
+                        self._activated[route.service] = now
+                        stats.activations += 1
+                        await self._activate(route.service)
+                remaining = deadline - self.clock.monotonic()
+                if remaining <= 0:
+                    why = "no replica became ready" if route.ready_backends == 0 else "no replica had a free slot"
+                    raise _NoReplicaError(_error(503, "ServiceUnavailable", f"{route.service}: {why} in time",
+                                            headers={"Retry-After": "5"}))
+                async with self._changed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 1.0))
+        finally:
+            self._waiting -= 1
 
     async def _activate(self, service: str) -> None:
         if self.on_activate is None:
@@ -310,7 +340,8 @@ class Gateway:
             self.outstanding.pop(backend.address, None)
         else:
             self.outstanding[backend.address] = left
-        self._notify()
+        if self._waiting:
+            self._notify()
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         arrived = self.clock.monotonic()
@@ -398,7 +429,10 @@ class Gateway:
                        headers: dict[str, str], body: bytes) -> tuple[web.StreamResponse, int]:
         assert self._session is not None
         url = f"http://{backend.address}{path}"
-        timeout = aiohttp.ClientTimeout(total=route.timeout, sock_connect=self._connect_timeout)
+        timeout = self._timeouts.get(route.timeout)
+        if timeout is None:
+            timeout = self._timeouts[route.timeout] = aiohttp.ClientTimeout(total=route.timeout,
+                                                                            sock_connect=self._connect_timeout)
         try:
             try:
                 upstream = await self._session.request(request.method, url, headers=headers, data=body or None,

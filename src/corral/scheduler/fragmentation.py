@@ -67,6 +67,8 @@ class Workload:
         self.milli = np.array([c.gpu_milli for c in self.classes], dtype=np.int64)
         self.count = np.array([c.gpu_count for c in self.classes], dtype=np.int64)
         self.key = hash((self.classes, tuple(self.counts.tolist())))
+        self.unique_milli, self.milli_inverse = np.unique(self.milli, return_inverse=True)
+        self.unique_milli_floor = np.maximum(self.unique_milli, 1)
 
     @staticmethod
     def typical(pods: Iterable[PodRequest], coverage: float = 0.95) -> Workload:
@@ -105,12 +107,33 @@ def frag_int(idle: I64, cpu_left: I64, access: NDArray[np.bool_], wl: Workload) 
     if not wl.total:
         return np.zeros(idle.shape[0], dtype=np.int64)
     idle_tot = idle.sum(axis=1)
-    um, inv = np.unique(wl.milli, return_inverse=True)
-    ge = idle[:, :, None] >= np.maximum(um, 1)[None, None, :]  # (X, G, U)
+    inv = wl.milli_inverse
+    ge = idle[:, :, None] >= wl.unique_milli_floor[None, None, :]  # (X, G, U)
     cnt = ge.sum(axis=1)[:, inv]  # (X, P)
     below = np.where(ge, 0, idle[:, :, None]).sum(axis=1)[:, inv]
     sat = access & (cnt >= wl.count[None, :]) & (cpu_left[:, None] >= wl.cpu[None, :]) & (wl.milli > 0)[None, :]
     amount = np.where(sat, below, idle_tot[:, None])
+    return np.asarray(amount @ wl.counts, dtype=np.int64)
+
+
+def consumable_frag_int(idle: I64, cpu_left: I64, access: NDArray[np.bool_], wl: Workload) -> I64:
+    """corral's multi-step fragmentation: for each class p, the idle GPU milli that a stream
+    of p-pods could *not* consume on the node — ``idle − m·k·min(GPU slots, cpu_left // c)``,
+    where GPU slots count every device's ``idle // m`` (shares) or ``free GPUs // k``
+    (whole GPUs). CPU-only classes see all idle milli as fragment, as in FGD."""
+    if not wl.total:
+        return np.zeros(idle.shape[0], dtype=np.int64)
+    idle_tot = idle.sum(axis=1)
+    slots_u = (idle[:, :, None] // wl.unique_milli_floor[None, None, :]).sum(axis=1)  # (X, U)
+    slots = slots_u[:, wl.milli_inverse]  # (X, P) share / single-GPU slots
+    nfull = (idle >= MILLI).sum(axis=1)
+    multi = wl.count > 1
+    if multi.any():
+        slots = np.where(multi[None, :], nfull[:, None] // np.maximum(wl.count, 1)[None, :], slots)
+    by_cpu = np.maximum(cpu_left, 0)[:, None] // np.maximum(wl.cpu, 1)[None, :]
+    n = np.minimum(slots, by_cpu) * access
+    consumed = n * (wl.milli * wl.count)[None, :]
+    amount = np.where((wl.milli > 0)[None, :], idle_tot[:, None] - consumed, idle_tot[:, None])
     return np.asarray(amount @ wl.counts, dtype=np.int64)
 
 
@@ -120,9 +143,11 @@ class FragModel:
     Stored in ``snapshot.memo[memo_key]`` so a new snapshot starts clean.
     """
 
-    def __init__(self, workload: Workload, memo_key: str = "frag") -> None:
+    def __init__(self, workload: Workload, kind: str = "fgd") -> None:
         self.workload = workload
-        self.memo_key = memo_key
+        self.kind = kind
+        self.fn = consumable_frag_int if kind == "consume" else frag_int
+        self.memo_key = f"frag:{kind}:{workload.key}"
 
     def _memo(self, snapshot: Snapshot) -> dict[str, Any]:
         memo: dict[str, Any] | None = snapshot.memo.get(self.memo_key)
@@ -144,7 +169,7 @@ class FragModel:
         stale = np.flatnonzero(memo["now_ver"] != snapshot.node_version)
         if len(stale):
             cpu_left = snapshot.cpu_cap[stale] - snapshot.cpu_used[stale]
-            memo["now"][stale] = frag_int(snapshot.gpu_free[stale], cpu_left, memo["access"][stale], self.workload)
+            memo["now"][stale] = self.fn(snapshot.gpu_free[stale], cpu_left, memo["access"][stale], self.workload)
             memo["now_ver"][stale] = snapshot.node_version[stale]
         now: I64 = memo["now"]
         return now
@@ -166,7 +191,7 @@ class FragModel:
         hyp = idle[ur].copy()
         hyp[np.arange(len(ur)), ud] -= need[ur, ud]
         cpu_left = snapshot.cpu_cap[rows[ur]] - snapshot.cpu_used[rows[ur]] - cpu
-        vals = frag_int(hyp, cpu_left, memo["access"][rows[ur]], self.workload)
+        vals = self.fn(hyp, cpu_left, memo["access"][rows[ur]], self.workload)
         out[r_idx, d_idx] = vals[inv.reshape(-1)]
         return out
 
@@ -179,7 +204,7 @@ class FragModel:
             take = full & (np.cumsum(full, axis=1) <= k)
             idle[take] = 0
         cpu_left = snapshot.cpu_cap[rows] - snapshot.cpu_used[rows] - cpu
-        return frag_int(idle, cpu_left, memo["access"][rows], self.workload)
+        return self.fn(idle, cpu_left, memo["access"][rows], self.workload)
 
     def class_cache(self, snapshot: Snapshot, key: Any, width: int) -> tuple[F64, I64, I64]:
         """Per-(pod class) cached (score, device, version) arrays for a policy."""

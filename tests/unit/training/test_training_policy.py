@@ -478,3 +478,39 @@ def test_invariants_hold_for_any_sequence_of_events(actions: list[str], limit: i
             assert not plan.create_pods
         running = [r for r in status.get("replicas") or [] if r["phase"] == "Running"]
         assert len(running) <= status["worldSize"]
+
+
+def test_preemption_seen_only_through_the_schedulers_event_is_not_a_failure() -> None:
+    world = running_world()
+    uid = "pod-uid-1"
+    world.pod(1)["metadata"]["uid"] = uid
+    world.step()  # the status learns the pod's uid
+    del world.pods["ddp-worker-1"]
+    suspects = policy.disrupted_pods(world.job, list(world.pods.values()))
+    assert suspects == ["ddp-worker-1"]
+    events = [
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-1", "uid": uid}},
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-0", "uid": "x"}},
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-1", "uid": "older"}},
+    ]
+    preempted = policy.preempted_from_events(world.job, suspects, events)
+    assert preempted == {"ddp-worker-1"}
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, preempted=preempted)
+    assert plan.status["preemptions"] == 1 and plan.status["failures"] == 0
+    assert "worker 1 was preempted" in plan.events[0].message
+    # An event about an earlier pod of the same name does not count.
+    assert policy.preempted_from_events(world.job, suspects, events[2:]) == set()
+
+
+def test_stale_pods_stuck_terminating_are_force_deleted() -> None:
+    world = running_world(backoff={"initialSeconds": 0})
+    world.exit(0, 1)
+    world.step()
+    leftovers = [policy.worker_pod(make_job(), i, 2, 0, CONFIG) for i in range(2)]
+    for pod in leftovers:
+        pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:10Z"
+    leftovers[0]["spec"]["nodeName"] = "dead-node"
+    plan = decide(world.job, leftovers, None, T0 + timedelta(seconds=20), CONFIG)
+    assert plan.force_delete_pods == ["ddp-worker-1"], "never placed: nothing will finish it"
+    plan = decide(world.job, leftovers, None, T0 + timedelta(seconds=41), CONFIG)
+    assert plan.force_delete_pods == ["ddp-worker-0", "ddp-worker-1"]

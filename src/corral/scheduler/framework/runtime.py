@@ -121,17 +121,20 @@ def diagnose(pod: PodRequest, n: int, rejections: list[tuple[str, np.ndarray, bo
     assigned = np.zeros(n, dtype=np.bool_)
     unresolvable = np.zeros(n, dtype=np.bool_)
     counts: dict[str, int] = {}
-    node_reasons = [""] * n
+    names: list[str] = [""]
+    ids = np.zeros(n, dtype=np.int64)
     for reason, mask, resolvable in rejections:
         new = mask & ~assigned
         c = int(new.sum())
         if c:
             counts[reason] = counts.get(reason, 0) + c
-            for i in np.flatnonzero(new).tolist():
-                node_reasons[i] = reason
+            if reason not in names:
+                names.append(reason)
+            ids[new] = names.index(reason)
             if not resolvable:
                 unresolvable |= new
             assigned |= new
+    node_reasons: list[str] = np.array(names, dtype=object)[ids].tolist()
     st = status or Status.unschedulable(*sorted(counts))
     return Diagnosis(pod.key, n, counts, node_reasons, unresolvable, st)
 

@@ -140,6 +140,7 @@ class QueueAdmission:
     def set_queues(self, objs: Iterable[Mapping[str, Any]]) -> None:
         """Replace the queue configuration; admitted usage is kept (of queues that still exist)."""
         configs = [parse_queue(obj) for obj in objs]
+        self._blocked.clear()
         old = self.book
         self.book = QuotaBook.build(configs)
         for item in old.admitted.values():

@@ -34,7 +34,7 @@ class FGD:
         self._seen: Counter[PodClass] = Counter()
         self._seen_total = 0
         self._next_refresh = 1
-        self.model = FragModel(workload or Workload([]), memo_key=NAME)
+        self.model = FragModel(workload or Workload([]))
 
     def pre_filter(self, state: CycleState, snapshot: Snapshot, pod: PodRequest) -> Status:
         if not self._fixed:
@@ -42,12 +42,12 @@ class FGD:
             self._seen_total += 1
             if self._seen_total >= self._next_refresh:
                 self._next_refresh = max(2 * self._seen_total, 16)
-                self.model = FragModel(Workload.from_counts(self._seen), memo_key=NAME)
+                self.model = FragModel(Workload.from_counts(self._seen))
         return Status.success()
 
     def _refresh(self, snapshot: Snapshot, pod: PodRequest, rows: IntArray) -> tuple[FloatArray, IntArray]:
         model = self.model
-        key = (PodClass.of(pod), pod.gpu_memory_mib)
+        key = (NAME, PodClass.of(pod), pod.gpu_memory_mib)
         score, dev, ver = model.class_cache(snapshot, key, snapshot.max_gpus)
         stale = rows[ver[rows] != snapshot.node_version[rows]]
         if len(stale):

@@ -1,0 +1,140 @@
+"""The autoscaler loop's state: gateway feed snapshots → metrics windows → desired replicas.
+
+The gateway publishes cumulative per-service counters (``/_corral/feed``). Each
+tick, :meth:`Autoscaler.observe` turns the difference between two snapshots into
+one :class:`~corral.autoscaling.metrics.Sample` per service (concurrency is the
+change of the time integral of requests in the system over the elapsed time),
+appends it to that service's window and runs the service's policy. The
+windows and policy states are soft state: after a restart they refill within a
+stable window, and the last decision is also kept in the service's status.
+
+:meth:`Autoscaler.activate` is the activator's fast path: a request held for a
+service at zero makes it want at least one replica at once, without waiting
+for the next tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from corral.api.registry import Obj
+from corral.autoscaling.metrics import MetricsWindow, Sample
+from corral.autoscaling.policy import Decision, PolicyName, ScalerSpec, ScalerState, decide
+
+
+def scaler_spec(service: Obj) -> tuple[PolicyName, ScalerSpec]:
+    spec = service.get("spec") or {}
+    auto = spec.get("autoscaling") or {}
+    policy: PolicyName = auto.get("policy", "predictive")
+    stable = float(auto.get("stableWindowSeconds", 60.0))
+    return policy, ScalerSpec(
+        min_replicas=int(spec.get("minReplicas", 1)),
+        max_replicas=int(spec.get("maxReplicas", 10)),
+        metric=auto.get("metric", "concurrency"),
+        target=float(auto.get("target", 1.0)),
+        target_utilization=float(auto.get("targetUtilizationPercent", 70.0)) / 100.0,
+        stable_window=stable,
+        panic_window=min(stable, float(auto.get("panicWindowSeconds", 6.0))),
+        panic_threshold=float(auto.get("panicThresholdPercent", 200.0)) / 100.0,
+        scale_to_zero_grace=float(auto.get("scaleToZeroGracePeriodSeconds", 30.0)),
+        max_scale_up_rate=float(auto.get("maxScaleUpRate", 1000.0)),
+        max_scale_down_rate=float(auto.get("maxScaleDownRate", 2.0)),
+    )
+
+
+@dataclass
+class _Track:
+    window: MetricsWindow
+    state: ScalerState
+    last: dict[str, Any] | None = None
+    decision: Decision | None = None
+    activated: bool = False
+
+
+class Autoscaler:
+    """Per-service windows and decisions, fed by gateway snapshots."""
+
+    def __init__(self, tick: float = 2.0) -> None:
+        self.tick = tick
+        self._tracks: dict[str, _Track] = {}
+        self.feed_time: float | None = None
+        self.revision_counters: dict[str, dict[str, dict[str, int]]] = {}
+
+    def _track(self, key: str) -> _Track:
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._tracks[key] = _Track(MetricsWindow(max_age=900.0), ScalerState())
+        return track
+
+    def forget(self, key: str) -> None:
+        self._tracks.pop(key, None)
+        self.revision_counters.pop(key, None)
+
+    def desired(self, key: str) -> Decision | None:
+        track = self._tracks.get(key)
+        return track.decision if track is not None else None
+
+    def activate(self, key: str, service: Obj | None = None) -> Decision:
+        """The activator's poke: want at least one replica now."""
+        track = self._track(key)
+        current = track.decision.replicas if track.decision is not None else 0
+        limit = scaler_spec(service)[1].max_replicas if service is not None else 1
+        track.decision = Decision(max(1, min(limit, current)), track.state, "Activation")
+        track.activated = True
+        return track.decision
+
+    def observe(
+        self,
+        feed: dict[str, Any],
+        services: dict[str, Obj],
+        replicas: dict[str, tuple[int, int, float | None]],
+    ) -> dict[str, Decision]:
+        """One tick: ``replicas`` maps service key → (ready, current, measured time-to-ready)."""
+        now = float(feed.get("time", 0.0))
+        snapshots: dict[str, Any] = feed.get("services") or {}
+        decisions: dict[str, Decision] = {}
+        for key, service in services.items():
+            track = self._track(key)
+            snap = snapshots.get(key)
+            if snap is not None:
+                self.revision_counters[key] = snap.get("revisions") or {}
+            sample = self._sample(track, snap, now)
+            ready, current, ttr = replicas.get(key, (0, 0, None))
+            sample = replace(sample, ready=ready, time_to_ready=ttr)
+            if track.window.latest is not None and sample.time <= track.window.now:
+                continue
+            track.window.add(sample)
+            policy, spec = scaler_spec(service)
+            decision = decide(policy, track.window, ready, current, spec, state=track.state)
+            track.state = decision.state
+            if track.activated and decision.replicas == 0 and (sample.queued > 0 or sample.in_flight > 0):
+                decision = Decision(1, decision.state, "Activation")
+            track.activated = track.activated and decision.replicas == 0
+            track.decision = decision
+            decisions[key] = decision
+        for key in [k for k in self._tracks if k not in services]:
+            self.forget(key)
+        return decisions
+
+    def _sample(self, track: _Track, snap: dict[str, Any] | None, now: float) -> Sample:
+        if snap is None:
+            return Sample(time=now, duration=self.tick, concurrency=0.0)
+        last = track.last
+        track.last = snap
+        in_flight = int(snap.get("inFlight", 0))
+        queued = int(snap.get("queued", 0))
+        if last is None or float(snap["time"]) <= float(last["time"]) or snap["arrivals"] < last["arrivals"]:
+            return Sample(time=now, duration=self.tick, concurrency=float(in_flight + queued),
+                          in_flight=in_flight, queued=queued)
+        duration = float(snap["time"]) - float(last["time"])
+        return Sample(
+            time=now,
+            duration=duration,
+            concurrency=max(0.0, (float(snap["concurrencyIntegral"]) - float(last["concurrencyIntegral"])) / duration),
+            arrivals=int(snap["arrivals"]) - int(last["arrivals"]),
+            completions=int(snap["completions"]) - int(last["completions"]),
+            service_seconds=float(snap["serviceSeconds"]) - float(last["serviceSeconds"]),
+            in_flight=in_flight,
+            queued=queued,
+        )

@@ -55,7 +55,7 @@ from aiohttp import web
 
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, matcher
-from corral.apiserver import errors, patch, tables
+from corral.apiserver import errors, patch, protobuf, tables
 from corral.apiserver.errors import ApiError, bad_request
 from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_log
 from corral.apiserver.validation import (
@@ -200,10 +200,15 @@ class Handlers:
         if not data.strip():
             raise bad_request("the request body is empty; expected a JSON or YAML object")
         content_type = request.content_type
-        if "protobuf" in content_type or "cbor" in content_type:
-            raise ApiError(415, "UnsupportedMediaType",
-                           f"corral accepts JSON and YAML bodies, not {content_type} (typed kubectl commands such as "
-                           "`kubectl create namespace` send protobuf; use `kubectl apply -f` or `kubectl create -f`)")
+        if "protobuf" in content_type:
+            try:
+                return protobuf.decode(data)
+            except protobuf.ProtobufError as exc:
+                raise ApiError(415, "UnsupportedMediaType",
+                               f"{exc}: corral reads JSON and YAML bodies, and protobuf only for Namespace, ConfigMap "
+                               "and Secret (use `kubectl apply -f` or `kubectl create -f`)") from None
+        if "cbor" in content_type:
+            raise ApiError(415, "UnsupportedMediaType", "corral accepts JSON and YAML bodies, not CBOR")
         try:
             if "yaml" in content_type:
                 return yaml.safe_load(data)
@@ -522,7 +527,8 @@ class Handlers:
                 for k, v in string_data.items():
                     data[k] = base64.b64encode(str(v).encode()).decode()
                 obj["data"] = data
-            obj.setdefault("type", "Opaque")
+            if not obj.get("type"):
+                obj["type"] = "Opaque"
         elif rt.kind == "Service" and rt.group == "":
             spec = obj.get("spec")
             if isinstance(spec, dict):

@@ -29,6 +29,7 @@ from corral.client import ApiClient
 from corral.controllers.trainingjob.controller import TrainingJobController
 from corral.scheduler.service import SchedulerService
 from corral.util.quantity import parse_quantity
+from tests.conftest import require_tool
 
 API = "corral.dev/v1alpha1"
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "training" / "ddp" / "train.py"
@@ -188,6 +189,15 @@ async def test_always_failing_job_stops_after_backoff_limit(stack: Stack) -> Non
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
     assert "exit code 3" in failed["message"] and "backoffLimit is 1" in failed["message"]
+    kubectl = require_tool("kubectl")
+    # Not subprocess.run: the API server runs on this very event loop.
+    proc = await asyncio.create_subprocess_exec(kubectl, "--kubeconfig", str(stack.server.kubeconfig), "get",
+                                                "trainingjobs", stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    shown = out.decode().splitlines()
+    assert shown[0].split() == ["NAME", "QUEUE", "WORKERS", "PHASE", "RESTARTS", "AGE"], shown
+    assert shown[1].split()[:5] == ["broken", "<default>", "0/2", "Failed", "1"], shown
     lines: list[str] = []
     await job_logs(client, "default", "broken", follow=False, write=lines.append)
     assert "[rank 0] rank 0 of 2" in lines, lines  # rank 1's last pod may be stopped before it ran

@@ -514,3 +514,44 @@ def test_stale_pods_stuck_terminating_are_force_deleted() -> None:
     assert plan.force_delete_pods == ["ddp-worker-1"], "never placed: nothing will finish it"
     plan = decide(world.job, leftovers, None, T0 + timedelta(seconds=41), CONFIG)
     assert plan.force_delete_pods == ["ddp-worker-0", "ddp-worker-1"]
+
+
+def test_elastic_job_grows_back_when_capacity_frees_after_a_cooldown() -> None:
+    world = World(make_job(minReplicas=2, maxReplicas=3))
+    world.settle()
+    world.run_all()
+    world.step()
+    del world.pods["ddp-worker-2"]
+    world.settle()
+    world.run_all()
+    world.step()
+    assert world.status["worldSize"] == 2 and world.status["phase"] == "Running"
+    assert policy.needs_capacity_check(world.job)
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=1)
+    assert plan.status["worldSize"] == 2 and plan.requeue_after is not None, "not before the cooldown"
+    world.advance(policy.GROW_COOLDOWN)
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=5)
+    assert plan.status["worldSize"] == 3 and plan.events[0].reason == "ElasticGrow"
+    assert plan.status["failures"] == 0 and sorted(plan.delete_pods) == ["ddp-worker-0", "ddp-worker-1"]
+    # No room: stays as it is.
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=0)
+    assert plan.status["worldSize"] == 2 and not plan.delete_pods
+
+
+def test_spare_workers_counts_room_on_ready_nodes_by_requests() -> None:
+    template = {"spec": {"containers": [{"name": "w", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}
+
+    def node(name: str, cpu: str, ready: bool = True) -> dict[str, Any]:
+        return {"metadata": {"name": name},
+                "status": {"allocatable": {"cpu": cpu, "memory": "64Gi"},
+                           "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+    busy = {"spec": {"nodeName": "a", "containers": [{"name": "x", "resources": {"requests": {"cpu": "2500m"}}}]},
+            "status": {"phase": "Running"}}
+    done = {"spec": {"nodeName": "a", "containers": [{"name": "x", "resources": {"requests": {"cpu": "4"}}}]},
+            "status": {"phase": "Succeeded"}}
+    nodes = [node("a", "4"), node("b", "2", ready=False)]
+    assert policy.spare_workers(template, nodes, [busy, done], 5) == 1
+    assert policy.spare_workers(template, [*nodes, node("c", "8")], [busy], 5) == 5
+    assert policy.spare_workers(template, [node("a", "4")], [busy], 1) == 1
+    assert policy.spare_workers(template, [], [], 3) == 0

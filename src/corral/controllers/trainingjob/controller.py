@@ -34,8 +34,10 @@ from corral.controllers.trainingjob.policy import (
     Config,
     decide,
     disrupted_pods,
+    needs_capacity_check,
     pods_of,
     preempted_from_events,
+    spare_workers,
     summary,
 )
 from corral.util.clock import Clock, SystemClock
@@ -75,7 +77,10 @@ class TrainingJobReconciler:
             # The scheduler records a Preempted event on each victim before deleting it.
             events = await self.client.list("v1", "events", namespace)
             preempted = preempted_from_events(job, suspects, list(events.get("items") or []))
-        plan = decide(job, pods, podgroup, self.clock.now(), self.config, preempted=preempted)
+        spare = 0
+        if needs_capacity_check(job):
+            spare = await self._spare_workers(job)
+        plan = decide(job, pods, podgroup, self.clock.now(), self.config, preempted=preempted, spare_workers=spare)
 
         if plan.create_podgroup is not None:
             await self._create(plan.create_podgroup)
@@ -98,6 +103,16 @@ class TrainingJobReconciler:
             await self.client.delete_if_exists(API_VERSION, PLURAL, name, namespace,
                                                propagation_policy="Background")
         return Result(requeue_after=plan.requeue_after) if plan.requeue_after is not None else None
+
+    async def _spare_workers(self, job: Obj) -> int:
+        """Room for more workers of an elastic job (nodes' allocatable minus bound pods' requests)."""
+        spec = job.get("spec") or {}
+        missing = int(spec.get("maxReplicas") or 0) - int((job.get("status") or {}).get("worldSize") or 0)
+        if missing <= 0:
+            return 0
+        nodes, _ = await self.client.list_all("v1", "nodes")
+        pods, _ = await self.client.list_all("v1", "pods")
+        return spare_workers(spec.get("template") or {}, nodes, pods, missing)
 
     async def _create(self, obj: Obj) -> None:
         try:

@@ -36,10 +36,12 @@ import zlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 from typing import Any, Literal
 
 from corral.api.registry import Obj
 from corral.util.clock import format_timestamp, parse_timestamp
+from corral.util.quantity import QuantityError, parse_quantity
 
 API_VERSION = "corral.dev/v1alpha1"
 JOB_LABEL = "corral.dev/training-job"
@@ -50,6 +52,7 @@ ATTEMPT_LABEL = "corral.dev/attempt"
 PREEMPTED_ANNOTATION = "corral.dev/preempted-by"
 FINISHED_PHASES = ("Succeeded", "Failed")
 DEFAULT_SCHEDULE_TIMEOUT = 60.0
+GROW_COOLDOWN = 30.0  # seconds an elastic job runs at one size before it may grow
 FORCE_AFTER = 30.0  # seconds past a pod's deletion deadline before it is force-deleted
 
 # Rank 0 publishes its pod IP in the rendezvous file; the other ranks wait for it. Then the
@@ -452,11 +455,14 @@ def _finish(plan: Plan, pods: list[Obj], phase: str, reason: str, message: str) 
 
 
 def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, config: Config, *,
-           preempted: Collection[str] = ()) -> Plan:
+           preempted: Collection[str] = (), spare_workers: int = 0) -> Plan:
     """Everything the controller should do for ``job`` right now.
 
     ``preempted`` names worker pods the scheduler preempted (it records a ``Preempted``
     event before it deletes them), so their loss is not counted as a failure.
+    ``spare_workers``: how many more workers the nodes have room for (see
+    :func:`spare_workers`); a running elastic job below ``maxReplicas`` grows by that
+    many, at most once per ``GROW_COOLDOWN`` seconds.
     """
     metadata = job["metadata"]
     spec = job.get("spec") or {}
@@ -598,6 +604,17 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
             status["masterAddr"] = master
         set_phase(plan, "Running", "Running",
                   f"all {world} workers are running (attempt {attempt}, restarts {status['restarts']})")
+        if is_elastic(spec) and world < high and spare_workers:
+            since = _seconds_since(status.get("lastRestartTime") or status.get("runningSince"), now) or 0.0
+            if since >= GROW_COOLDOWN:
+                grown = min(high, world + spare_workers)
+                status["worldSize"] = grown
+                status["restarts"] = int(status["restarts"]) + 1
+                _end_attempt(plan, pods, "Restarting", "ElasticGrow",
+                             f"capacity for {grown - world} more worker(s) is free; restarting with {grown} "
+                             f"workers from the last checkpoint", event_type="Normal")
+                return plan
+            plan.requeue(GROW_COOLDOWN - since)
     elif len(placed) == world:
         set_phase(plan, "Admitted", "Admitted", f"all {world} workers are placed; starting")
     elif placed and is_elastic(spec):
@@ -737,3 +754,63 @@ def preempted_from_events(job: Obj, suspects: Collection[str], events: list[Obj]
             continue
         found.add(str(name))
     return found
+
+
+def needs_capacity_check(job: Obj) -> bool:
+    """Only a running elastic job below ``maxReplicas`` can grow."""
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    return (is_elastic(spec) and status.get("phase") == "Running"
+            and int(status.get("worldSize") or 0) < world_bounds(spec)[1])
+
+
+def _requests(template: Obj) -> dict[str, Fraction]:
+    total: dict[str, Fraction] = {}
+    for container in (template.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        wanted = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        for name, value in wanted.items():
+            try:
+                total[name] = total.get(name, Fraction(0)) + parse_quantity(value)
+            except QuantityError:
+                continue
+    return total
+
+
+def spare_workers(template: Obj, nodes: list[Obj], pods: list[Obj], limit: int) -> int:
+    """How many more workers like ``template`` fit on ready nodes, by requests vs allocatable (≤ ``limit``).
+
+    A coarse check (no device-level placement, no taints): the scheduler has the last word,
+    and an elastic gang that cannot be placed whole goes on with what fits.
+    """
+    need = _requests(template)
+    used: dict[str, dict[str, Fraction]] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        bucket = used.setdefault(node, {})
+        for name, amount in _requests(pod).items():
+            bucket[name] = bucket.get(name, Fraction(0)) + amount
+    free_slots = 0
+    for node in nodes:
+        conditions = (node.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            continue
+        if (node.get("spec") or {}).get("unschedulable"):
+            continue
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        name = node["metadata"]["name"]
+        fits = limit
+        for resource, amount in need.items():
+            if amount <= 0:
+                continue
+            try:
+                have = parse_quantity(allocatable.get(resource, 0)) - used.get(name, {}).get(resource, Fraction(0))
+            except QuantityError:
+                have = Fraction(0)
+            fits = min(fits, max(0, int(have // amount)))
+        free_slots += fits
+        if free_slots >= limit:
+            return limit
+    return free_slots

@@ -27,7 +27,7 @@ from corral.apiserver.server import RunningServer, start_server
 from corral.cli.logs import job_logs
 from corral.client import ApiClient
 from corral.controllers.trainingjob.controller import TrainingJobController
-from corral.scheduler.service import SchedulerService
+from corral.scheduler.quota.component import QueuedScheduler
 from corral.util.quantity import parse_quantity
 from tests.conftest import require_tool
 
@@ -112,7 +112,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                                       heartbeat_interval=0.5, lease_duration=5, status_interval=5,
                                       backoff_initial=0.2, backoff_max=1.0, log_index_period=0.05,
                                       shutdown_grace=1))
-    scheduler = SchedulerService(client)
+    scheduler = QueuedScheduler(client)
     controller = TrainingJobController(client, data_dir=str(tmp_path), resync_seconds=2.0)
     started: list[Any] = []
     try:
@@ -237,11 +237,17 @@ async def test_suspend_checkpoints_and_releases_then_resume_finishes(stack: Stac
 async def test_preemption_by_a_higher_priority_job_checkpoints_requeues_and_finishes(stack: Stack) -> None:
     client = stack.client
     cpus = stack.node_cpus
-    low = job_manifest("low", ["sh", "-c", SAVE_ON_TERM], priority=10, replicas=2,
+    # One queue for both jobs, its CPU quota exactly the node: the high-priority job can only
+    # start by preempting the low one (within the queue, and on the node).
+    await client.create({"apiVersion": API, "kind": "Queue", "metadata": {"name": "team"},
+                         "spec": {"namespaces": ["default"], "preemption": {"withinQueue": "LowerPriority"},
+                                  "resourceGroups": [{"coveredResources": ["cpu"], "flavors": [{
+                                      "name": "any", "resources": [{"name": "cpu", "nominalQuota": str(cpus)}]}]}]}})
+    low = job_manifest("low", ["sh", "-c", SAVE_ON_TERM], priority=10, replicas=2, queue="team",
                        resources={"requests": {"cpu": str(cpus / 2)}, "limits": {"cpu": str(cpus / 2)}})
     await client.create(low)
     low_job = await wait_phase(client, "low", ("Running",), 60)
-    high = job_manifest("high", ["sh", "-c", "echo high $RANK; sleep 1"], priority=1000, replicas=1,
+    high = job_manifest("high", ["sh", "-c", "echo high $RANK; sleep 1"], priority=1000, replicas=1, queue="team",
                         resources={"requests": {"cpu": str(cpus)}, "limits": {"cpu": str(cpus)}})
     await client.create(high)
     high_job = await wait_phase(client, "high", ("Succeeded",), 90)

@@ -555,3 +555,11 @@ def test_spare_workers_counts_room_on_ready_nodes_by_requests() -> None:
     assert policy.spare_workers(template, [*nodes, node("c", "8")], [busy], 5) == 5
     assert policy.spare_workers(template, [node("a", "4")], [busy], 1) == 1
     assert policy.spare_workers(template, [], [], 3) == 0
+
+
+def test_stopped_workers_are_not_reported_running() -> None:
+    world = running_world(backoffLimit=0)
+    world.exit(1, 1)
+    world.step()
+    assert world.status["phase"] == "Failed"
+    assert [r["phase"] for r in world.status["replicas"]] == ["Stopped", "Failed"]

@@ -421,6 +421,7 @@ def _end_attempt(plan: Plan, pods: list[Obj], phase: str, reason: str, message: 
     status["lastRestartReason"] = reason
     plan.delete_pods = sorted(_names(pods))
     plan.delete_podgroup = True
+    _mark_stopped(status, plan.delete_pods)
     set_phase(plan, phase, reason, message, event_type)
 
 
@@ -451,7 +452,15 @@ def _finish(plan: Plan, pods: list[Obj], phase: str, reason: str, message: str) 
     status["completionTime"] = format_timestamp(now)
     plan.delete_pods = sorted(_names([pod for pod in pods if (pod.get("status") or {}).get("phase")
                                       not in ("Succeeded", "Failed")]))
+    _mark_stopped(status, plan.delete_pods)
     set_phase(plan, phase, reason, message, "Normal" if phase == "Succeeded" else "Warning")
+
+
+def _mark_stopped(status: Obj, names: list[str]) -> None:
+    """Workers the plan stops are no longer Running (kubectl's WORKERS column counts Running)."""
+    for entry in status.get("replicas") or []:
+        if entry.get("pod") in names and entry.get("phase") not in ("Succeeded", "Failed"):
+            entry["phase"] = "Stopped"
 
 
 def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, config: Config, *,

@@ -45,7 +45,7 @@ def gateway_url(running: Running) -> str:
 
 
 async def _demo(once: bool, port: int, gateway_port: int) -> int:
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     repo = repository_root()
     devices, message = discover_nvml()
     simulated: tuple[str, ...] = ()

@@ -40,7 +40,7 @@ def main() -> int:
     model, first_epoch = SGDClassifier(loss="log_loss", random_state=rank), 1
     if checkpoint.exists():
         with checkpoint.open("rb") as handle:
-            saved = pickle.load(handle)  # noqa: S301 - our own checkpoint
+            saved = pickle.load(handle)  # our own checkpoint
         model, first_epoch = saved["model"], saved["epoch"] + 1
         print(f"resumed from epoch {saved['epoch']}", flush=True)
     for epoch in range(first_epoch, args.epochs + 1):

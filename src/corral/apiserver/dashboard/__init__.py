@@ -9,18 +9,19 @@ the fragment (``#token=…``), which browsers never send to the server.
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-from corral.apiserver.dashboard.summary import summarize
+from corral.apiserver.dashboard.summary import ParseCache, summarize
 from corral.store import Store
 
 STATIC_TYPES = {".html": "text/html", ".js": "application/javascript", ".css": "text/css"}
 PREFIX = "/dashboard"
 
-__all__ = ["PREFIX", "is_public", "serve", "summarize"]
+__all__ = ["PREFIX", "Dashboard", "is_public", "summarize"]
 
 _SUMMARY_RESOURCES = {
     "nodes": "nodes", "pods": "pods", "queues": "queues.corral.dev", "podgroups": "podgroups.corral.dev",
@@ -46,19 +47,33 @@ def _static(name: str) -> web.Response:
                         headers={"Cache-Control": "no-cache"})
 
 
-def state(store: Store) -> dict[str, Any]:
-    """The summary document from the store's current objects."""
-    lists = {name: [entry.obj for entry in store.iter_all(resource)] for name, resource in _SUMMARY_RESOURCES.items()}
-    return summarize(lists.pop("nodes"), lists.pop("pods"), **lists)
+class Dashboard:
+    """Serves ``/dashboard``; the encoded summary is reused while the store has not changed."""
 
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cache = ParseCache()
+        self._encoded: tuple[int, bytes] | None = None
 
-async def serve(request: web.Request, store: Store) -> web.StreamResponse:
-    """Answer a request under ``/dashboard``."""
-    rest = request.path[len(PREFIX):].strip("/")
-    if rest == "":
-        if not request.path.endswith("/"):
-            raise web.HTTPFound(PREFIX + "/")
-        return _static("index.html")
-    if rest == "api/state":
-        return web.json_response(state(store))
-    return _static(rest)
+    def state(self) -> dict[str, Any]:
+        """The summary document from the store's current objects."""
+        lists = {name: [entry.obj for entry in self.store.iter_all(resource)]
+                 for name, resource in _SUMMARY_RESOURCES.items()}
+        return summarize(lists.pop("nodes"), lists.pop("pods"), cache=self.cache, **lists)
+
+    def encoded_state(self) -> bytes:
+        revision = self.store.rv
+        if self._encoded is None or self._encoded[0] != revision:
+            self._encoded = (revision, json.dumps(self.state(), separators=(",", ":")).encode())
+        return self._encoded[1]
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        """Answer a request under ``/dashboard``."""
+        rest = request.path[len(PREFIX):].strip("/")
+        if rest == "":
+            if not request.path.endswith("/"):
+                raise web.HTTPFound(PREFIX + "/")
+            return _static("index.html")
+        if rest == "api/state":
+            return web.Response(body=self.encoded_state(), content_type="application/json")
+        return _static(rest)

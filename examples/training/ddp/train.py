@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     restart = os.environ.get("CORRAL_RESTART_COUNT", "0")
     print(
-        f"rank={rank} world={world_size} backend={backend} device={device} "
+        f"rank={rank} world={world_size} backend={backend} device={device} pid={os.getpid()} "
         f"master={os.environ.get('MASTER_ADDR', '-')}:{os.environ.get('MASTER_PORT', '-')} restart={restart}",
         flush=True,
     )

@@ -43,7 +43,14 @@ from aiohttp import web
 from corral.agent import logs as logfiles
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GpuDevice, discover_nvml, parse_simulated
-from corral.agent.node import NodeFacts, NodeReporter, default_node_name, machine_resources, node_resources
+from corral.agent.node import (
+    NodeFacts,
+    NodeReporter,
+    default_node_name,
+    disk_bytes,
+    machine_resources,
+    node_resources,
+)
 from corral.agent.podenv import PodIPAllocator, pod_ip_block
 from corral.agent.process import SIGKILL, proc_start_ticks, read_pid_file
 from corral.agent.status import pod_status
@@ -102,6 +109,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._terminations: dict[str, asyncio.Task[None]] = {}
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self._termination_grace: dict[str, float] = {}
         self._finished: dict[str, Path] = {}  # pods that ended before this agent started: their files
         self._informer: Informer | None = None
         self._runner: web.AppRunner | None = None
@@ -146,7 +154,7 @@ class Agent:
                           max_pods=cfg.max_pods, address=cfg.listen_host if cfg.listen_host != "0.0.0.0" else
                           "127.0.0.1", port=self.port, limits_enforced=cgroups is not None,
                           limits_message=self.limits_message, gpu_message=self.gpu_message,
-                          extra_labels=dict(cfg.labels))
+                          extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir))
         self._runtime = RuntimeConfig(data_dir=cfg.data_dir, node_name=cfg.node_name, devices=devices,
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,
@@ -281,9 +289,17 @@ class Agent:
 
     def _begin_termination(self, key: str, worker: PodWorker, *, delete_after: bool,
                            grace: float | None = None) -> None:
+        wanted = worker.grace_seconds() if grace is None else grace
         if key in self._terminations:
+            if wanted < self._termination_grace.get(key, wanted):
+                # a later delete shortened the grace period (or force-deleted the pod): hurry up
+                self._termination_grace[key] = wanted
+                hurry = asyncio.create_task(worker.terminate(wanted))
+                self._event_tasks.add(hurry)
+                hurry.add_done_callback(self._event_tasks.discard)
             return
-        self._terminations[key] = asyncio.create_task(self._terminate(key, worker, delete_after, grace))
+        self._termination_grace[key] = wanted
+        self._terminations[key] = asyncio.create_task(self._terminate(key, worker, delete_after, wanted))
 
     async def _terminate(self, key: str, worker: PodWorker, delete_after: bool, grace: float | None) -> None:
         try:
@@ -301,6 +317,7 @@ class Agent:
             worker.cleanup()
             self._written.pop(key, None)
             self._terminations.pop(key, None)
+            self._termination_grace.pop(key, None)
             self._queue.add(key)
 
     async def _delete_now(self, pod: Obj) -> None:

@@ -51,6 +51,15 @@ class NodeFacts:
     limits_message: str = ""
     gpu_message: str = ""
     extra_labels: dict[str, str] = field(default_factory=dict)
+    storage_bytes: int = 0
+
+
+def disk_bytes(path: Path) -> int:
+    """Size of the filesystem holding ``path`` (the node's ``ephemeral-storage``)."""
+    try:
+        return shutil.disk_usage(path).total
+    except OSError:
+        return 0
 
 
 def machine_resources() -> tuple[int, int]:
@@ -68,7 +77,7 @@ def machine_resources() -> tuple[int, int]:
 
 def node_resources(facts: NodeFacts) -> dict[str, str]:
     resources = {"cpu": str(facts.cpu), "memory": format_bytes(facts.memory_bytes - facts.memory_bytes % 1024),
-                 "pods": str(facts.max_pods), "ephemeral-storage": "0"}
+                 "pods": str(facts.max_pods), "ephemeral-storage": format_bytes(facts.storage_bytes)}
     resources.update(gpu_capacity(facts.devices))
     return resources
 

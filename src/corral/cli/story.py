@@ -361,7 +361,13 @@ class Story:
 
     async def serve(self) -> str:
         server = self.repo / "examples" / "inference" / "digits" / "server.py"
-        await self.client.create(digits_service(self.python, server, "v1"))
+        job = await self.job("team-a", "ddp")
+        checkpoints = Path(str((job.get("status") or {}).get("checkpointDir") or "."))
+        candidates = sorted(checkpoints.glob("epoch-*.pt")) or sorted(checkpoints.glob("*.pkl"))
+        if not candidates:
+            raise StoryFailedError(f"the training job left no checkpoint in {checkpoints}")
+        self.say(f"serving the trained model from {candidates[-1]}")
+        await self.client.create(digits_service(self.python, server, "v1", model_path=candidates[-1]))
 
         async def has_url() -> Any:
             service = await self.client.get(CORRAL, "inferenceservices", "digits", "default")

@@ -215,6 +215,8 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
                 async for event in client.watch("v1", "pods", ns, resource_version=rv, timeout_seconds=600):
                     obj = event.object
                     rv = obj["metadata"].get("resourceVersion", rv)
+                    if event.type not in ("ADDED", "MODIFIED", "DELETED"):
+                        continue
                     name = obj["metadata"]["name"]
                     if event.type in ("ADDED", "MODIFIED") and obj["spec"].get("nodeName") and name not in bound:
                         bound[name] = time.monotonic()

@@ -42,7 +42,7 @@ async def test_digits_serves_from_zero_and_rolls_out_v2_as_a_canary(tmp_path: Pa
         async def url() -> str | None:
             return ((await stack.get("digits")).get("status") or {}).get("url")
 
-        base = await stack.wait_for(url, 10, "status.url")
+        base = await stack.wait_for(url, 30, "status.url")
         table = await run_kubectl(kubectl, stack.server.kubeconfig, "get", "inferenceservices")
         header = table.splitlines()[0].split()
         assert header == ["NAME", "URL", "READY", "REPLICAS", "LATEST", "CANARY%", "AGE"], table
@@ -62,7 +62,7 @@ async def test_digits_serves_from_zero_and_rolls_out_v2_as_a_canary(tmp_path: Pa
                 route = stack.gateway.table.by_service.get("default/digits")
                 return route is not None and any(t.name == "digits-2" and t.backends for t in route.revisions)
 
-            await stack.wait_for(canary_routed, 30, "the v2 canary to be routed")
+            await stack.wait_for(canary_routed, 60, "the v2 canary to be routed")
             table = await run_kubectl(kubectl, stack.server.kubeconfig, "get", "isvc", "digits")
             assert table.splitlines()[1].split()[5] == "20", table
             versions = []
@@ -93,7 +93,7 @@ async def test_embeddings_example_serves_openai_requests_routed_by_model(tmp_pat
         async def url() -> str | None:
             return ((await stack.get("minilm")).get("status") or {}).get("url")
 
-        base = await stack.wait_for(url, 10, "status.url")
+        base = await stack.wait_for(url, 30, "status.url")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=240)) as http:
             async with http.post(base + request["path"], json=request["body"]) as resp:  # from zero
                 assert resp.status == 200, await resp.text()

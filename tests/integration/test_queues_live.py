@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from corral.cli.explain import explain
 from corral.client import ApiClient
 from corral.scheduler.quota.component import QueuedScheduler
 from corral.scheduler.service import SchedulerConfig
@@ -134,6 +135,10 @@ async def test_gang_is_admitted_whole_or_not_at_all(cluster: Cluster) -> None:
     assert "QuotaExceeded" in reason and 'queue "q-a" flavor "h100" nvidia.com/gpu: requests 6' in reason
     await asyncio.sleep(0.5)
     assert await node_of(c, "team-a", "w0") is None and await node_of(c, "team-a", "w1") is None
+    text = await explain(c, "podgroup", "ddp", "team-a")
+    assert 'queue "q-a" (BestEffortFIFO, cohort "research"): position 1 of 1' in text
+    assert 'blocked by quota: queue "q-a" flavor "h100" nvidia.com/gpu: requests 6' in text
+    assert "it can never be admitted as it is" in text  # alone in its cohort: 4 GPUs at most
     # the quota grows: the gang is admitted and both pods bind
     await c.patch(API, "queues", "q-a", {"spec": {"resourceGroups": [{"flavors": [
         {"name": "h100", "nodeLabels": H100, "resources": [{"name": GPU, "nominalQuota": 8}]}]}]}})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import socket
 from dataclasses import dataclass, field
@@ -191,7 +192,9 @@ def pressure(data_dir: Path) -> tuple[bool, bool]:
 
 
 def default_node_name() -> str:
-    return socket.gethostname().lower()
+    """This machine's hostname as a valid node name (a lower-case DNS subdomain)."""
+    name = re.sub(r"[^a-z0-9.-]+", "-", socket.gethostname().lower()).strip("-.")
+    return name[:253] or "localhost"
 
 
 class NodeReporter:

@@ -90,14 +90,14 @@ async def test_crash_with_on_failure_restarts_with_doubling_backoff(config: Runt
     stamps = tmp_path / "starts"
     code = f"import time; open({str(stamps)!r}, 'a').write(f'{{time.time()}}\\n'); print('crash'); raise SystemExit(3)"
     worker = run(workers, make_pod("crash", [py("c", code)], restart_policy="OnFailure"), config)
-    rt = worker.runtime.containers[0]
-    await wait_for(lambda: rt.restart_count >= 3, timeout=10, what="three restarts")
+    await wait_for(lambda: stamps.exists() and len(stamps.read_text().split()) >= 4, timeout=15,
+                   what="four starts")
     starts = [float(x) for x in stamps.read_text().split()]
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     # back-off 0.2 s, 0.4 s, 0.8 s (plus process start time): each gap at least its delay and growing
-    assert len(gaps) >= 2
-    assert gaps[0] >= 0.2 and gaps[1] >= 0.4
-    assert gaps[1] > gaps[0]
+    assert len(gaps) >= 3
+    # lower bounds only: process start-up time on a loaded machine adds noise on top
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8
     status = pod_status(worker.pod, worker.runtime, SystemClock().now())
     cstatus = status["containerStatuses"][0]
     assert cstatus["restartCount"] >= 3

@@ -128,6 +128,7 @@ class QueueAdmission:
         self.fair_wait = fair_wait
         self.book = QuotaBook.build([])
         self.pending: dict[str, PendingEntry] = {}
+        self._by_queue: dict[str, dict[str, PendingEntry]] = {}
         self.nominations: dict[str, Nomination] = {}
         self.evicting: dict[str, str] = {}  # victim group key -> preemptor key
         self._evictions: list[tuple[Admitted, str]] = []
@@ -203,9 +204,9 @@ class QueueAdmission:
                 self.evicting[victim.key] = workload.key
                 self._evictions.append((victim, workload.key))
             return self._deny(workload, now, "Preempting",
-                              f"{fit.reason}; preempting {len(victims)} workload(s): "
+                              f"{fit.stable}; preempting {len(victims)} workload(s): "
                               + ", ".join(v.key for v in victims), usage)
-        verdict = self._deny(workload, now, "QuotaExceeded", fit.reason, usage)
+        verdict = self._deny(workload, now, "QuotaExceeded", fit.stable, usage)
         self.pending[workload.key].never = fit.mode == Mode.NOFIT
         return verdict
 
@@ -242,7 +243,7 @@ class QueueAdmission:
         for assignment in preemptible:
             if find_victims(self.book, workload, dict(assignment.usage), evicting=set(self.evicting)):
                 return None  # placement first; admit() nominates the victims
-        reason = "; ".join(found.reasons) or f'no flavor of queue "{queue}" can hold it'
+        reason = "; ".join(found.summaries) or f'no flavor of queue "{queue}" can hold it'
         if len(self._blocked) > 64:
             self._blocked.clear()
         self._blocked.setdefault(cache_key, []).append((workload.priority, total, reason))
@@ -250,6 +251,11 @@ class QueueAdmission:
                              dict(preemptible[0].usage) if preemptible else None)
         self.pending[workload.key].never = not found.assignments
         return verdict
+
+    def note_pending(self, workload: Workload, reason: str, message: str = "",
+                     usage: dict[FR, int] | None = None) -> None:
+        """Record that ``workload`` waits (the scheduler's view of a denial; tests use it too)."""
+        self._deny(workload, self.clock.now().timestamp(), reason, message, usage)
 
     def forget(self, group_key: str) -> None:
         """The scheduler undid an allowed reservation (bind failed, group gone): return the quota."""
@@ -264,7 +270,7 @@ class QueueAdmission:
         self._admitted_pods.pop(group_key, None)
         # A victim that is gone leaves its room to its preemptor, booked at its next try.
         self.evicting.pop(group_key, None)
-        self.pending.pop(group_key, None)
+        self._drop_pending(group_key)
 
     def resync(self, pods: Iterable[Mapping[str, Any]]) -> None:
         """Level-triggered rebuild from the pod cache.
@@ -296,13 +302,13 @@ class QueueAdmission:
             created = min(timestamp(p) for p in members)
             priority = max(int((p.get("spec") or {}).get("priority") or 0) for p in members)
             self.book.add(Admitted(key, config.name, priority, created, usage, now))
-            self.pending.pop(key, None)
+            self._drop_pending(key)
         for key, item in list(self.book.admitted.items()):
             if key not in active and now - item.admitted_at > self.pending_ttl:
                 self.release(key)
         for key, entry in list(self.pending.items()):
             if now - entry.last_seen > self.pending_ttl:
-                del self.pending[key]
+                self._drop_pending(key)
         for key, nomination in list(self.nominations.items()):
             if now - nomination.at > 10 * self.pending_ttl:
                 del self.nominations[key]
@@ -358,7 +364,7 @@ class QueueAdmission:
               pod_objs: Sequence[Mapping[str, Any]], note: str) -> Verdict:
         self.book.remove(workload.key)  # idempotent: a retried group is booked once
         self.book.add(Admitted(workload.key, workload.queue, workload.priority, workload.created, usage, now))
-        entry = self.pending.pop(workload.key, None)
+        entry = self._drop_pending(workload.key)
         self.nominations.pop(workload.key, None)
         waited = now - (entry.first_seen if entry is not None else now)
         self._admissions.append((workload.queue, max(0.0, now - workload.created) if workload.created else waited))
@@ -370,23 +376,36 @@ class QueueAdmission:
     def _deny(self, workload: Workload, now: float, reason: str, message: str,
               usage: dict[FR, int] | None = None) -> Verdict:
         entry = self.pending.get(workload.key)
+        if entry is not None and entry.workload.queue != workload.queue:
+            self._drop_pending(workload.key)
+            entry = None
         if entry is None:
-            self.pending[workload.key] = PendingEntry(workload, now, now, reason, message, dict(usage or {}))
+            entry = PendingEntry(workload, now, now, reason, message, dict(usage or {}))
+            self.pending[workload.key] = entry
+            self._by_queue.setdefault(workload.queue, {})[workload.key] = entry
         else:
             entry.workload, entry.last_seen, entry.reason, entry.message = workload, now, reason, message
             if usage:
                 entry.usage = dict(usage)
         return Verdict(False, reason, message)
 
-    def _recent(self, now: float) -> list[PendingEntry]:
-        return [e for e in self.pending.values() if now - e.last_seen <= self.pending_ttl]
+    def _drop_pending(self, key: str) -> PendingEntry | None:
+        entry = self.pending.pop(key, None)
+        if entry is not None:
+            queue = self._by_queue.get(entry.workload.queue)
+            if queue is not None:
+                queue.pop(key, None)
+        return entry
+
+    def _recent(self, now: float, queue: str) -> list[PendingEntry]:
+        return [e for e in self._by_queue.get(queue, {}).values() if now - e.last_seen <= self.pending_ttl]
 
     def _ahead(self, workload: Workload, config: QueueConfig, now: float) -> str | None:
         """Why queue order holds this workload back, or None."""
         mine = order_key(workload)
-        for entry in self._recent(now):
+        for entry in self._recent(now, workload.queue):
             other = entry.workload
-            if other.queue != workload.queue or other.key == workload.key or order_key(other) >= mine or entry.never:
+            if other.key == workload.key or order_key(other) >= mine or entry.never:
                 continue
             if entry.reason not in ("QuotaExceeded", "Preempting", "WaitingForVictims", "QueueOrder", "FairShare"):
                 continue
@@ -417,7 +436,8 @@ class QueueAdmission:
         if config.cohort is None:
             return None
         mine = book.share(workload.queue, usage)
-        for entry in self._recent(now):
+        others = [e for name in book.members(workload.queue) if name != workload.queue for e in self._recent(now, name)]
+        for entry in others:
             other = entry.workload
             if other.queue == workload.queue or other.queue not in self.queues or now - entry.last_seen > self.fair_wait:
                 continue
@@ -445,7 +465,7 @@ class QueueAdmission:
             return [f'admitted to queue "{item.queue}": ' + ", ".join(
                 f"{fr[0]}/{fr[1]}={fmt_milli(a, fr[1])}" for fr, a in sorted(item.usage.items()))]
         workload = entry.workload
-        same = sorted((e.workload for e in self.pending.values() if e.workload.queue == workload.queue), key=order_key)
+        same = sorted((e.workload for e in self._by_queue.get(workload.queue, {}).values()), key=order_key)
         position = next((i for i, w in enumerate(same) if w.key == group_key), 0)
         lines = [f'queue "{workload.queue}": position {position + 1} of {len(same)} waiting for quota',
                  f"{entry.reason}: {entry.message}"]

@@ -58,6 +58,7 @@ class ServerConfig:
     watch_timeout: float = 1800.0
     synchronous: str = "NORMAL"
     registry: Registry = field(default_factory=default_registry)
+    dashboard_staleness: float = 1.0  # seconds the dashboard's summary may lag the store
 
 
 def _status_response(error: ApiError) -> web.Response:
@@ -78,7 +79,7 @@ class ApiServer:
         self.handlers = Handlers(self.store, self.registry, self.clock, config.data_dir,
                                  bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout)
         self.metrics = CollectorRegistry()
-        self.dashboard = dashboard.Dashboard(self.store)
+        self.dashboard = dashboard.Dashboard(self.store, max_staleness=config.dashboard_staleness)
         self._requests = Counter("apiserver_request_total", "API requests by verb, resource and code",
                                  ["verb", "resource", "code"], registry=self.metrics)
         self._latency = Histogram("apiserver_request_duration_seconds", "API request latency (watches excluded)",

@@ -426,12 +426,25 @@ class Story:
     async def canary(self) -> str:
         server = self.repo / "examples" / "inference" / "digits" / "server.py"
         current = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
-        updated = digits_service(self.python, server, "v2", canary=20)
-        updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        await self.client.update(updated)
         url = current["status"]["url"]
         path, body = self.request_body()
-        versions: dict[str, int] = {}
+        phase = "warm-up"
+        versions: dict[str, dict[str, int]] = {"warm-up": {}, "canary": {}, "promoted": {}}
+        stop = asyncio.Event()
+
+        async def traffic(session: aiohttp.ClientSession) -> None:
+            while not stop.is_set():
+                started = time.perf_counter()
+                async with session.post(f"{url}{path}", json=body,
+                                        timeout=aiohttp.ClientTimeout(total=60)) as response:
+                    payload = await response.json()
+                    if response.status != 200:
+                        raise StoryFailedError(f"request during the rollout answered {response.status}: {payload}")
+                self.latencies_ms.append((time.perf_counter() - started) * 1000)
+                version = str(payload.get("model_version"))
+                counts = versions[phase]
+                counts[version] = counts.get(version, 0) + 1
+                await asyncio.sleep(0.02)
 
         async def promoted() -> Any:
             service = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
@@ -439,30 +452,42 @@ class Story:
             if status.get("rolledBack"):
                 raise StoryFailedError(f"the canary was rolled back: {status['rolledBack']}")
             latest = status.get("latestRevision")
-            traffic = status.get("traffic") or []
+            traffic_split = status.get("traffic") or []
             done = latest and status.get("stableRevision") == latest and not status.get("canaryRevision")
-            return (latest, traffic) if done and traffic and traffic[0].get("percent") == 100 else None
+            return latest if done and traffic_split and traffic_split[0].get("percent") == 100 else None
 
-        deadline = time.monotonic() + 120
         async with aiohttp.ClientSession() as session:
-            while True:
-                async with session.post(f"{url}{path}", json=body) as response:
-                    payload = await response.json()
-                    if response.status != 200:
-                        raise StoryFailedError(f"request during the canary answered {response.status}: {payload}")
-                    version = str(payload.get("model_version"))
-                    versions[version] = versions.get(version, 0) + 1
-                result = await promoted()
-                if result:
-                    break
-                if time.monotonic() > deadline:
-                    raise StoryFailedError("the canary was not promoted within 120 s")
-                await asyncio.sleep(0.05)
+            clients = [asyncio.create_task(traffic(session)) for _ in range(2)]
+            try:
+                self.say("steady traffic brings revision 1 back from zero, then v2 is applied as a 20 % canary")
+                await self.wait_for("revision 1 to serve again", self._answered(versions, "warm-up"), 60)
+                current = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
+                updated = digits_service(self.python, server, "v2", canary=20)
+                updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                await self.client.update(updated)
+                phase = "canary"
+                await self.kubectl("get", "inferenceservices")
+                revision = await self.wait_for("the canary's promotion", promoted, 120)
+                phase = "promoted"
+                await asyncio.sleep(1)
+            finally:
+                stop.set()
+                results = await asyncio.gather(*clients, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise StoryFailedError(f"a client request failed during the rollout: {failures[0]}")
         await self.kubectl("get", "inferenceservices")
-        total = sum(versions.values())
-        share = 100 * versions.get("v2", 0) / max(1, total)
-        return (f"v2 served {share:.0f} % of {total} requests during the canary, then was promoted to 100 % "
-                f"(revision {result[0]})")
+        during = versions["canary"]
+        total = sum(during.values())
+        share = 100 * during.get("v2", 0) / max(1, total)
+        return (f"during the canary v2 answered {share:.0f} % of {total} requests; then it was promoted to "
+                f"100 % (revision {revision}), with no failed request")
+
+    @staticmethod
+    def _answered(versions: dict[str, dict[str, int]], phase: str) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return sum(versions[phase].values()) >= 5
+        return check
 
     # -- the summary ------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ the fragment (``#token=…``), which browsers never send to the server.
 from __future__ import annotations
 
 import json
+import time
 from importlib import resources
 from typing import Any
 
@@ -48,12 +49,19 @@ def _static(name: str) -> web.Response:
 
 
 class Dashboard:
-    """Serves ``/dashboard``; the encoded summary is reused while the store has not changed."""
+    """Serves ``/dashboard``.
 
-    def __init__(self, store: Store) -> None:
+    The encoded summary is reused while the store has not changed, and for at most
+    ``max_staleness`` seconds while it has (a busy cluster changes every few
+    milliseconds — node leases alone — and the page refreshes every 2 s anyway), so
+    any number of open dashboards cost at most one summary per second.
+    """
+
+    def __init__(self, store: Store, *, max_staleness: float = 1.0) -> None:
         self.store = store
         self.cache = ParseCache()
-        self._encoded: tuple[int, bytes] | None = None
+        self.max_staleness = max_staleness
+        self._encoded: tuple[int, float, bytes] | None = None
 
     def state(self) -> dict[str, Any]:
         """The summary document from the store's current objects."""
@@ -62,10 +70,12 @@ class Dashboard:
         return summarize(lists.pop("nodes"), lists.pop("pods"), cache=self.cache, **lists)
 
     def encoded_state(self) -> bytes:
-        revision = self.store.rv
-        if self._encoded is None or self._encoded[0] != revision:
-            self._encoded = (revision, json.dumps(self.state(), separators=(",", ":")).encode())
-        return self._encoded[1]
+        revision, now = self.store.rv, time.monotonic()
+        cached = self._encoded
+        if cached is None or (cached[0] != revision and now - cached[1] >= self.max_staleness):
+            cached = (revision, now, json.dumps(self.state(), separators=(",", ":")).encode())
+            self._encoded = cached
+        return cached[2]
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         """Answer a request under ``/dashboard``."""

@@ -138,6 +138,7 @@ class ApiServer:
             await self._runner.cleanup()
             self._runner = None
 
+
     async def _ensure_system_namespaces(self) -> None:
         key = resource_key(self.handlers.namespace_rt)
         last = None

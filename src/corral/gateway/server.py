@@ -239,21 +239,21 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _route_for(self, request: web.Request, body: bytes) -> Route | web.Response:
+    def _route_for(self, request: web.Request, body: bytes, candidates: list[Route]) -> Route | web.Response:
         host = request.host
         path = request.path
         model: str | None = None
-        if self.table.needs_model(host, path) and body:
+        if candidates and candidates[0].model is not None and body:
             try:
                 parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 return _error(400, "BadRequest", "routing by model needs a JSON body with a \"model\" field")
             if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
                 model = parsed["model"]
-        route = self.table.match(host, path, model)
+        route = next((r for r in candidates if r.model is None or r.model == model), None)
         if route is None:
             what = f"host {host!r}, path {path!r}" + (f", model {model!r}" if model else "")
-            known = sorted({r.model for r in self.table.candidates(host, path) if r.model})
+            known = sorted({r.model for r in candidates if r.model})
             hint = f"; models served here: {', '.join(known)}" if known else ""
             return _error(404, "NotFound", f"no InferenceService route matches {what}{hint}")
         return route
@@ -353,7 +353,7 @@ class Gateway:
         body = await self._read_body(request, limit)
         if isinstance(body, web.Response):
             return body
-        found = self._route_for(request, body)
+        found = self._route_for(request, body, pre)
         if isinstance(found, web.Response):
             return found
         route = found

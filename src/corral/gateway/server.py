@@ -217,8 +217,23 @@ class Gateway:
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    def feed(self) -> dict[str, Any]:
+        """The autoscaler feed: per-service counters plus requests in flight per replica pod."""
+        data = self.metrics.feed()
+        pods: dict[str, dict[str, int]] = {}
+        for route in self.table.routes:
+            for target in route.revisions:
+                for backend in target.backends:
+                    count = self.outstanding.get(backend.address, 0)
+                    pods.setdefault(route.service, {})[backend.pod.split("/", 1)[-1]] = count
+        for service, outstanding in pods.items():
+            entry = data["services"].get(service)
+            if entry is not None:
+                entry["outstanding"] = outstanding
+        return data
+
     async def _feed(self, request: web.Request) -> web.Response:
-        return web.json_response(self.metrics.feed())
+        return web.json_response(self.feed())
 
     # ---- proxy -----------------------------------------------------------------------------
 

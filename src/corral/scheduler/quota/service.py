@@ -138,6 +138,9 @@ class QueueManager:
     def _on_pod(self, pod: dict[str, Any]) -> None:
         key = group_key_of(pod)
         if key not in self.admission.book.admitted:
+            if key in self.admission.pending and not any(
+                    not _terminal(m) for m in self.pods.by_index(GROUP_INDEX, key)):
+                self.admission.drop_pending(key)  # it left while waiting: no one yields to it
             return
         members = self.pods.by_index(GROUP_INDEX, key)
         if all(_terminal(member) for member in members):

@@ -104,7 +104,8 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    options: dict[str, Any] = getattr(request, "param", {})
     server = await start_server(tmp_path / "api")
     assert server.kubeconfig is not None
     client = ApiClient.from_kubeconfig(server.kubeconfig)
@@ -113,7 +114,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                                       backoff_initial=0.2, backoff_max=1.0, log_index_period=0.05,
                                       shutdown_grace=1))
     scheduler = QueuedScheduler(client)
-    controller = TrainingJobController(client, data_dir=str(tmp_path), resync_seconds=2.0)
+    controller = TrainingJobController(client, data_dir=str(tmp_path), resync_seconds=2.0, **options)
     started: list[Any] = []
     try:
         for component in (agent, scheduler, controller):
@@ -276,6 +277,22 @@ async def test_elastic_job_shrinks_from_three_to_two_when_a_worker_is_lost(stack
     assert status["worldSize"] == 2 and status["failures"] == 0 and status["restarts"] == 1
     assert "world=2 rank=1" in await pod_log(client, "elastic-worker-1")
     assert "ElasticShrink" in [event["reason"] for event in await events_of(client, "elastic")]
+
+
+@pytest.mark.parametrize("stack", [{"grow_cooldown": 1.0}], indirect=True)
+async def test_elastic_job_grows_back_when_capacity_frees(stack: Stack) -> None:
+    client = stack.client
+    script = ('echo "world=$WORLD_SIZE attempt=$CORRAL_ATTEMPT"; '
+              'if [ "$WORLD_SIZE" = 3 ] && [ "$CORRAL_ATTEMPT" != 0 ]; then exit 0; fi; sleep 60')
+    await client.create(job_manifest("grows", ["sh", "-c", script], minReplicas=2, maxReplicas=3))
+    await wait_phase(client, "grows", ("Running",), 60)
+    await client.delete("v1", "pods", "grows-worker-2", "default")  # shrink to 2, then room for 3 again
+    job = await wait_phase(client, "grows", ("Succeeded",), 60)
+    status = job["status"]
+    assert status["worldSize"] == 3 and status["failures"] == 0 and status["restarts"] == 2, status
+    reasons = [event["reason"] for event in await events_of(client, "grows")]
+    assert "ElasticShrink" in reasons and "ElasticGrow" in reasons
+    assert "world=3 attempt=2" in await pod_log(client, "grows-worker-2")
 
 
 async def test_ttl_after_finished_deletes_the_job_and_its_pods(stack: Stack) -> None:

@@ -529,7 +529,7 @@ def test_elastic_job_grows_back_when_capacity_frees_after_a_cooldown() -> None:
     assert policy.needs_capacity_check(world.job)
     plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=1)
     assert plan.status["worldSize"] == 2 and plan.requeue_after is not None, "not before the cooldown"
-    world.advance(policy.GROW_COOLDOWN)
+    world.advance(CONFIG.grow_cooldown)
     plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=5)
     assert plan.status["worldSize"] == 3 and plan.events[0].reason == "ElasticGrow"
     assert plan.status["failures"] == 0 and sorted(plan.delete_pods) == ["ddp-worker-0", "ddp-worker-1"]

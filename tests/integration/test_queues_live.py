@@ -209,3 +209,21 @@ async def test_fair_share_orders_borrowers(cluster: Cluster) -> None:
     text = await until(metrics, what="q-b's usage in the metrics")
     assert 'corral_queue_borrowed{flavor="h100",queue="q-a",resource="nvidia.com/gpu"} 2.0' in text
     assert 'corral_queue_time_to_admission_seconds_count{queue="q-b"} 1.0' in text
+
+
+async def test_hold_and_drain_evicts_admitted_work(cluster: Cluster) -> None:
+    c = cluster.client
+    await c.create(queue("q-a", 4))
+    await c.create(pod("runner", "team-a", 2))
+    await until(lambda: node_of(c, "team-a", "runner"), what="runner bound")
+    await c.patch(API, "queues", "q-a", {"spec": {"stopPolicy": "HoldAndDrain"}})
+
+    async def gone() -> bool:
+        return await c.get_or_none("v1", "pods", "runner", "team-a") is None
+
+    await until(gone, what="the admitted pod to be drained")
+    events = (await c.list("v1", "events", namespace="team-a"))["items"]
+    assert any("stopPolicy HoldAndDrain" in e.get("message", "") for e in events)
+    await c.create(pod("later", "team-a", 1))
+    reason = await until(lambda: scheduled_reason(c, "team-a", "later"), what="new work to be held")
+    assert reason.startswith("QueueHeld")

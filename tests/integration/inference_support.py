@@ -325,7 +325,7 @@ async def inference_stack(tmp_path: Any, *, tick: float = 0.5, tls: bool = False
         await runner.start()
 
         async def feed() -> dict[str, Any]:
-            return gateway.metrics.feed()
+            return gateway.feed()
 
         controller = InferenceServiceController(client, Autoscaler(tick=tick), gateway_url=gateway.url, feed=feed,
                                                 tick=tick)

@@ -2,7 +2,8 @@
 
 Trains a scikit-learn classifier on the 8x8 digits that ship with scikit-learn (no download) at
 start-up — ``MODEL_VERSION=v1`` a 3-nearest-neighbours classifier, ``v2`` an RBF support-vector machine — or
-loads a pickled estimator from ``$MODEL_PATH`` (for example one written by the training example).
+loads ``$MODEL_PATH``: a checkpoint of the PyTorch training example (``epoch-NNNN.pt``, needs torch)
+or a pickled scikit-learn estimator.
 Binds ``$POD_IP:$PORT`` as corral pods do.
 
 - ``GET  /healthz`` — ``ok`` once the model is loaded;
@@ -34,11 +35,43 @@ VERSION = os.environ.get("MODEL_VERSION", "v1")
 FAIL_RATE = float(os.environ.get("FAIL_RATE", "0"))
 
 
+class TorchDigits:
+    """The MLP that ``examples/training/ddp/train.py`` trains, loaded from one of its checkpoints.
+
+    Same architecture (64 → hidden → hidden → 10, ReLU) and input scaling (pixels / 16);
+    ``predict``/``score`` mirror scikit-learn's so the server treats both alike.
+    """
+
+    def __init__(self, path: str) -> None:
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        state = torch.load(path, map_location="cpu", weights_only=False)  # a checkpoint the operator points at
+        weights = state["model"]
+        hidden = int(weights["0.weight"].shape[0])
+        self.model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                   nn.Linear(hidden, 10))
+        self.model.load_state_dict(weights)
+        self.model.eval()
+        self.epoch = state.get("epoch")
+
+    def predict(self, instances: Any) -> Any:
+        with self.torch.no_grad():
+            inputs = self.torch.tensor(instances, dtype=self.torch.float32) / 16.0
+            return self.model(inputs).argmax(dim=1).numpy()
+
+    def score(self, features: Any, labels: Any) -> float:
+        return float((self.predict(features) == labels).mean())
+
+
 def load_model() -> tuple[Any, float]:
     digits = load_digits()
     train_x, test_x, train_y, test_y = train_test_split(digits.data, digits.target, test_size=0.25, random_state=0)
     path = os.environ.get("MODEL_PATH")
-    if path:
+    if path and path.endswith(".pt"):
+        model = TorchDigits(path)
+    elif path:
         with open(path, "rb") as handle:
             model = pickle.load(handle)  # noqa: S301 - a model file the operator points at
     elif VERSION == "v2":

@@ -217,8 +217,23 @@ class Gateway:
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    def feed(self) -> dict[str, Any]:
+        """The autoscaler feed: per-service counters plus requests in flight per replica pod."""
+        data = self.metrics.feed()
+        pods: dict[str, dict[str, int]] = {}
+        for route in self.table.routes:
+            for target in route.revisions:
+                for backend in target.backends:
+                    count = self.outstanding.get(backend.address, 0)
+                    pods.setdefault(route.service, {})[backend.pod.split("/", 1)[-1]] = count
+        for service, outstanding in pods.items():
+            entry = data["services"].get(service)
+            if entry is not None:
+                entry["outstanding"] = outstanding
+        return data
+
     async def _feed(self, request: web.Request) -> web.Response:
-        return web.json_response(self.metrics.feed())
+        return web.json_response(self.feed())
 
     # ---- proxy -----------------------------------------------------------------------------
 
@@ -239,21 +254,21 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _route_for(self, request: web.Request, body: bytes) -> Route | web.Response:
+    def _route_for(self, request: web.Request, body: bytes, candidates: list[Route]) -> Route | web.Response:
         host = request.host
         path = request.path
         model: str | None = None
-        if self.table.needs_model(host, path) and body:
+        if candidates and candidates[0].model is not None and body:
             try:
                 parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 return _error(400, "BadRequest", "routing by model needs a JSON body with a \"model\" field")
             if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
                 model = parsed["model"]
-        route = self.table.match(host, path, model)
+        route = next((r for r in candidates if r.model is None or r.model == model), None)
         if route is None:
             what = f"host {host!r}, path {path!r}" + (f", model {model!r}" if model else "")
-            known = sorted({r.model for r in self.table.candidates(host, path) if r.model})
+            known = sorted({r.model for r in candidates if r.model})
             hint = f"; models served here: {', '.join(known)}" if known else ""
             return _error(404, "NotFound", f"no InferenceService route matches {what}{hint}")
         return route
@@ -353,7 +368,7 @@ class Gateway:
         body = await self._read_body(request, limit)
         if isinstance(body, web.Response):
             return body
-        found = self._route_for(request, body)
+        found = self._route_for(request, body, pre)
         if isinstance(found, web.Response):
             return found
         route = found

@@ -97,7 +97,7 @@ function renderCluster(doc) {
     const devices = node.devices.map((device) => {
       const fill = el("span", { class: device.used < 0.999 ? "fill partial" : "fill", style: `height:${Math.round(device.used * 100)}%` });
       const title = `${node.name} GPU ${device.index} ${device.model || ""}${device.simulated ? " (simulated)" : ""}\n` +
-        (device.pods.map((p) => `${p.key} ${p.mig ? "mig " + p.mig : (p.share < 1 ? p.share : "whole")} ${p.phase}`).join("\n") || "free");
+        (device.pods.map(([key, share, phase, mig]) => `${key} ${mig ? "mig " + mig : (share < 1 ? share : "whole")} ${phase}`).join("\n") || "free");
       return el("span", { class: device.simulated ? "dev simulated" : "dev", title, "data-used": device.used }, fill);
     });
     return el("div", { class: node.ready === "True" ? "node" : "node notready", "data-node": node.name },

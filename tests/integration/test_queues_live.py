@@ -178,3 +178,52 @@ async def test_stop_policy_hold_and_status_columns(cluster: Cluster) -> None:
     await until(status, what="Queue status pending=1, Held")
     await c.patch(API, "queues", "q-a", {"spec": {"stopPolicy": "None"}})
     await until(lambda: node_of(c, "team-a", "held"), what="pod bound once the hold is lifted")
+
+
+async def test_fair_share_orders_borrowers(cluster: Cluster) -> None:
+    """Two teams with no GPUs of their own borrow from a third that lends 4 (weights equal).
+    team-a already borrows 2 when both wait: the freed GPUs go to team-b, furthest below
+    its fair share, although team-a's request is older."""
+    c = cluster.client
+    await c.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-l"}})
+    await c.create(queue("q-l", 4))
+    await c.create(queue("q-a", 0))
+    await c.create(queue("q-b", 0))
+    for i in range(2):
+        await c.create(pod(f"a{i}", "team-a", 2))
+        await until(lambda i=i: node_of(c, "team-a", f"a{i}"), what=f"a{i} bound")
+    await c.create(pod("a-next", "team-a", 2))
+    await until(lambda: scheduled_reason(c, "team-a", "a-next"), what="a-next to wait")
+    await c.create(pod("b-first", "team-b", 2))
+    await until(lambda: scheduled_reason(c, "team-b", "b-first"), what="b-first to wait")
+    await c.delete("v1", "pods", "a1", "team-a")
+    await until(lambda: node_of(c, "team-b", "b-first"), what="b-first admitted first")
+    assert await node_of(c, "team-a", "a-next") is None
+    reason = await until(lambda: scheduled_reason(c, "team-a", "a-next"), what="a-next's reason")
+    assert reason.startswith(("FairShare", "QuotaExceeded"))
+
+    async def metrics() -> str | None:
+        text = cluster.scheduler.queues.metrics.render().decode()
+        return text if 'corral_queue_usage{flavor="h100",queue="q-b",resource="nvidia.com/gpu"} 2.0' in text else None
+
+    text = await until(metrics, what="q-b's usage in the metrics")
+    assert 'corral_queue_borrowed{flavor="h100",queue="q-a",resource="nvidia.com/gpu"} 2.0' in text
+    assert 'corral_queue_time_to_admission_seconds_count{queue="q-b"} 1.0' in text
+
+
+async def test_hold_and_drain_evicts_admitted_work(cluster: Cluster) -> None:
+    c = cluster.client
+    await c.create(queue("q-a", 4))
+    await c.create(pod("runner", "team-a", 2))
+    await until(lambda: node_of(c, "team-a", "runner"), what="runner bound")
+    await c.patch(API, "queues", "q-a", {"spec": {"stopPolicy": "HoldAndDrain"}})
+
+    async def gone() -> bool:
+        return await c.get_or_none("v1", "pods", "runner", "team-a") is None
+
+    await until(gone, what="the admitted pod to be drained")
+    events = (await c.list("v1", "events", namespace="team-a"))["items"]
+    assert any("stopPolicy HoldAndDrain" in e.get("message", "") for e in events)
+    await c.create(pod("later", "team-a", 1))
+    reason = await until(lambda: scheduled_reason(c, "team-a", "later"), what="new work to be held")
+    assert reason.startswith("QueueHeld")

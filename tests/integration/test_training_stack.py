@@ -27,7 +27,7 @@ from corral.apiserver.server import RunningServer, start_server
 from corral.cli.logs import job_logs
 from corral.client import ApiClient
 from corral.controllers.trainingjob.controller import TrainingJobController
-from corral.scheduler.service import SchedulerService
+from corral.scheduler.quota.component import QueuedScheduler
 from corral.util.quantity import parse_quantity
 from tests.conftest import require_tool
 
@@ -104,7 +104,8 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    options: dict[str, Any] = getattr(request, "param", {})
     server = await start_server(tmp_path / "api")
     assert server.kubeconfig is not None
     client = ApiClient.from_kubeconfig(server.kubeconfig)
@@ -112,8 +113,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                                       heartbeat_interval=0.5, lease_duration=5, status_interval=5,
                                       backoff_initial=0.2, backoff_max=1.0, log_index_period=0.05,
                                       shutdown_grace=1))
-    scheduler = SchedulerService(client)
-    controller = TrainingJobController(client, data_dir=str(tmp_path), resync_seconds=2.0)
+    scheduler = QueuedScheduler(client)
+    controller = TrainingJobController(client, data_dir=str(tmp_path), resync_seconds=2.0, **options)
     started: list[Any] = []
     try:
         for component in (agent, scheduler, controller):
@@ -237,11 +238,17 @@ async def test_suspend_checkpoints_and_releases_then_resume_finishes(stack: Stac
 async def test_preemption_by_a_higher_priority_job_checkpoints_requeues_and_finishes(stack: Stack) -> None:
     client = stack.client
     cpus = stack.node_cpus
-    low = job_manifest("low", ["sh", "-c", SAVE_ON_TERM], priority=10, replicas=2,
+    # One queue for both jobs, its CPU quota exactly the node: the high-priority job can only
+    # start by preempting the low one (within the queue, and on the node).
+    await client.create({"apiVersion": API, "kind": "Queue", "metadata": {"name": "team"},
+                         "spec": {"namespaces": ["default"], "preemption": {"withinQueue": "LowerPriority"},
+                                  "resourceGroups": [{"coveredResources": ["cpu"], "flavors": [{
+                                      "name": "any", "resources": [{"name": "cpu", "nominalQuota": str(cpus)}]}]}]}})
+    low = job_manifest("low", ["sh", "-c", SAVE_ON_TERM], priority=10, replicas=2, queue="team",
                        resources={"requests": {"cpu": str(cpus / 2)}, "limits": {"cpu": str(cpus / 2)}})
     await client.create(low)
     low_job = await wait_phase(client, "low", ("Running",), 60)
-    high = job_manifest("high", ["sh", "-c", "echo high $RANK; sleep 1"], priority=1000, replicas=1,
+    high = job_manifest("high", ["sh", "-c", "echo high $RANK; sleep 1"], priority=1000, replicas=1, queue="team",
                         resources={"requests": {"cpu": str(cpus)}, "limits": {"cpu": str(cpus)}})
     await client.create(high)
     high_job = await wait_phase(client, "high", ("Succeeded",), 90)
@@ -270,6 +277,22 @@ async def test_elastic_job_shrinks_from_three_to_two_when_a_worker_is_lost(stack
     assert status["worldSize"] == 2 and status["failures"] == 0 and status["restarts"] == 1
     assert "world=2 rank=1" in await pod_log(client, "elastic-worker-1")
     assert "ElasticShrink" in [event["reason"] for event in await events_of(client, "elastic")]
+
+
+@pytest.mark.parametrize("stack", [{"grow_cooldown": 1.0}], indirect=True)
+async def test_elastic_job_grows_back_when_capacity_frees(stack: Stack) -> None:
+    client = stack.client
+    script = ('echo "world=$WORLD_SIZE attempt=$CORRAL_ATTEMPT"; '
+              'if [ "$WORLD_SIZE" = 3 ] && [ "$CORRAL_ATTEMPT" != 0 ]; then exit 0; fi; sleep 60')
+    await client.create(job_manifest("grows", ["sh", "-c", script], minReplicas=2, maxReplicas=3))
+    await wait_phase(client, "grows", ("Running",), 60)
+    await client.delete("v1", "pods", "grows-worker-2", "default")  # shrink to 2, then room for 3 again
+    job = await wait_phase(client, "grows", ("Succeeded",), 60)
+    status = job["status"]
+    assert status["worldSize"] == 3 and status["failures"] == 0 and status["restarts"] == 2, status
+    reasons = [event["reason"] for event in await events_of(client, "grows")]
+    assert "ElasticShrink" in reasons and "ElasticGrow" in reasons
+    assert "world=3 attempt=2" in await pod_log(client, "grows-worker-2")
 
 
 async def test_ttl_after_finished_deletes_the_job_and_its_pods(stack: Stack) -> None:

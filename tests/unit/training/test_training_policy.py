@@ -529,7 +529,7 @@ def test_elastic_job_grows_back_when_capacity_frees_after_a_cooldown() -> None:
     assert policy.needs_capacity_check(world.job)
     plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=1)
     assert plan.status["worldSize"] == 2 and plan.requeue_after is not None, "not before the cooldown"
-    world.advance(policy.GROW_COOLDOWN)
+    world.advance(CONFIG.grow_cooldown)
     plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=5)
     assert plan.status["worldSize"] == 3 and plan.events[0].reason == "ElasticGrow"
     assert plan.status["failures"] == 0 and sorted(plan.delete_pods) == ["ddp-worker-0", "ddp-worker-1"]
@@ -555,3 +555,11 @@ def test_spare_workers_counts_room_on_ready_nodes_by_requests() -> None:
     assert policy.spare_workers(template, [*nodes, node("c", "8")], [busy], 5) == 5
     assert policy.spare_workers(template, [node("a", "4")], [busy], 1) == 1
     assert policy.spare_workers(template, [], [], 3) == 0
+
+
+def test_stopped_workers_are_not_reported_running() -> None:
+    world = running_world(backoffLimit=0)
+    world.exit(1, 1)
+    world.step()
+    assert world.status["phase"] == "Failed"
+    assert [r["phase"] for r in world.status["replicas"]] == ["Stopped", "Failed"]

@@ -52,7 +52,6 @@ ATTEMPT_LABEL = "corral.dev/attempt"
 PREEMPTED_ANNOTATION = "corral.dev/preempted-by"
 FINISHED_PHASES = ("Succeeded", "Failed")
 DEFAULT_SCHEDULE_TIMEOUT = 60.0
-GROW_COOLDOWN = 30.0  # seconds an elastic job runs at one size before it may grow
 FORCE_AFTER = 30.0  # seconds past a pod's deletion deadline before it is force-deleted
 
 # Rank 0 publishes its pod IP in the rendezvous file; the other ranks wait for it. Then the
@@ -83,7 +82,7 @@ class Config:
     """Controller settings that are not on the spec."""
 
     data_dir: str = "/tmp/corral"
-    default_grace_seconds: int = 30
+    grow_cooldown: float = 30.0  # seconds an elastic job runs at one size before it may grow
 
 
 @dataclass(frozen=True)
@@ -421,6 +420,7 @@ def _end_attempt(plan: Plan, pods: list[Obj], phase: str, reason: str, message: 
     status["lastRestartReason"] = reason
     plan.delete_pods = sorted(_names(pods))
     plan.delete_podgroup = True
+    _mark_stopped(status, plan.delete_pods)
     set_phase(plan, phase, reason, message, event_type)
 
 
@@ -451,7 +451,15 @@ def _finish(plan: Plan, pods: list[Obj], phase: str, reason: str, message: str) 
     status["completionTime"] = format_timestamp(now)
     plan.delete_pods = sorted(_names([pod for pod in pods if (pod.get("status") or {}).get("phase")
                                       not in ("Succeeded", "Failed")]))
+    _mark_stopped(status, plan.delete_pods)
     set_phase(plan, phase, reason, message, "Normal" if phase == "Succeeded" else "Warning")
+
+
+def _mark_stopped(status: Obj, names: list[str]) -> None:
+    """Workers the plan stops are no longer Running (kubectl's WORKERS column counts Running)."""
+    for entry in status.get("replicas") or []:
+        if entry.get("pod") in names and entry.get("phase") not in ("Succeeded", "Failed"):
+            entry["phase"] = "Stopped"
 
 
 def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, config: Config, *,
@@ -462,7 +470,7 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
     event before it deletes them), so their loss is not counted as a failure.
     ``spare_workers``: how many more workers the nodes have room for (see
     :func:`spare_workers`); a running elastic job below ``maxReplicas`` grows by that
-    many, at most once per ``GROW_COOLDOWN`` seconds.
+    many, at most once per ``config.grow_cooldown`` seconds.
     """
     metadata = job["metadata"]
     spec = job.get("spec") or {}
@@ -606,7 +614,7 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
                   f"all {world} workers are running (attempt {attempt}, restarts {status['restarts']})")
         if is_elastic(spec) and world < high and spare_workers:
             since = _seconds_since(status.get("lastRestartTime") or status.get("runningSince"), now) or 0.0
-            if since >= GROW_COOLDOWN:
+            if since >= config.grow_cooldown:
                 grown = min(high, world + spare_workers)
                 status["worldSize"] = grown
                 status["restarts"] = int(status["restarts"]) + 1
@@ -614,7 +622,7 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
                              f"capacity for {grown - world} more worker(s) is free; restarting with {grown} "
                              f"workers from the last checkpoint", event_type="Normal")
                 return plan
-            plan.requeue(GROW_COOLDOWN - since)
+            plan.requeue(config.grow_cooldown - since)
     elif len(placed) == world:
         set_phase(plan, "Admitted", "Admitted", f"all {world} workers are placed; starting")
     elif placed and is_elastic(spec):

@@ -122,7 +122,7 @@ class QueueAdmission:
     """Quota admission for the live scheduler. See the module docstring."""
 
     def __init__(self, clock: Clock, node_labels: NodeLabels, *, policy: Policy | None = None,
-                 pending_ttl: float = 30.0, fair_wait: float = 2.0) -> None:
+                 pending_ttl: float = 30.0, fair_wait: float = 30.0) -> None:
         self.clock = clock
         self.node_labels = node_labels
         self.policy = policy or Policy()
@@ -411,6 +411,10 @@ class QueueAdmission:
             entry.never = never
         self._update_heads(entry, was_waiting)
         return Verdict(False, reason, message)
+
+    def drop_pending(self, key: str) -> None:
+        """The waiting group is gone (its pods were deleted)."""
+        self._drop_pending(key)
 
     def _drop_pending(self, key: str) -> PendingEntry | None:
         entry = self.pending.pop(key, None)

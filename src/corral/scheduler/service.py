@@ -59,6 +59,13 @@ from corral.util.clock import Clock, SystemClock, format_timestamp
 log = logging.getLogger(__name__)
 
 PODGROUP_API = "corral.dev/v1alpha1"
+GROUP_INDEX = "schedlive-pod-group"
+
+
+def _group_of(pod: Obj) -> list[str]:
+    """Index of pods by ``namespace/podgroup`` (none for bare pods)."""
+    group = (meta(pod).get("labels") or {}).get("corral.dev/pod-group")
+    return [f"{meta(pod).get('namespace') or 'default'}/{group}"] if group else []
 
 
 class Binder(Protocol):
@@ -234,6 +241,7 @@ class SchedulerService:
                                  s.priority_class_delete)
         self.podgroups.add_handler(self._on_podgroup, lambda _o, n: self._on_podgroup(n), s.podgroup_delete)
         self.nodes.add_handler(self._on_node, lambda _o, n: self._on_node(n), self._on_node_delete)
+        self.pods.add_indexer(GROUP_INDEX, _group_of)
         self.pods.add_handler(self._on_pod, lambda _o, n: self._on_pod(n), self._on_pod_delete)
         for informer in (self.classes, self.podgroups, self.nodes):
             await informer.start()
@@ -472,9 +480,7 @@ class SchedulerService:
         if obj is None:
             return
         namespace, _, name = key.partition("/")
-        members = [p for p in self.pods.list()
-                   if meta(p).get("namespace") == namespace
-                   and (meta(p).get("labels") or {}).get("corral.dev/pod-group") == name]
+        members = self.pods.by_index(GROUP_INDEX, key)
         scheduled = sum(1 for p in members if (p.get("spec") or {}).get("nodeName"))
         phases = [status(p).get("phase") for p in members]
         running = phases.count("Running")

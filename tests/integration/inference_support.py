@@ -125,6 +125,7 @@ class PodRunner:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.next_ip = 1
         self.killed: list[str] = []
+        self.terminating: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self.informer.add_handler(self._on_pod, lambda _old, new: self._on_pod(new), self._on_delete)
@@ -134,7 +135,7 @@ class PodRunner:
     async def stop(self) -> None:
         for task in self.tasks.values():
             task.cancel()
-        for task in self.tasks.values():
+        for task in [*self.tasks.values(), *self.terminating]:
             with contextlib.suppress(BaseException):
                 await task
         for process in self.processes.values():
@@ -161,10 +162,19 @@ class PodRunner:
             task.cancel()
         process = self.processes.pop(key, None)
         if process is not None:
-            if process.poll() is None:
-                process.kill()
-                self.killed.append(key)
-            process.wait(timeout=10)
+            # As the agent does: SIGTERM (the server finishes what it serves), SIGKILL after a grace period.
+            self.killed.append(key)
+            self.terminating.append(asyncio.get_running_loop().create_task(self._terminate(process)))
+
+    async def _terminate(self, process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+        if process.poll() is None:
+            process.terminate()
+        deadline = asyncio.get_running_loop().time() + grace
+        while process.poll() is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
 
     async def _status(self, pod: dict[str, Any], status: dict[str, Any]) -> bool:
         from corral.client import ApiError
@@ -263,9 +273,15 @@ class Stack:
         except ApiError as error:
             if error.code != 409:
                 raise
-        current = await self.client.get("corral.dev/v1alpha1", "inferenceservices", obj["metadata"]["name"],
-                                        obj["metadata"].get("namespace") or "default")
-        return dict(await self.client.update({**current, "spec": obj["spec"]}))
+        for _ in range(20):  # the controller writes status concurrently: retry on conflicts
+            current = await self.client.get("corral.dev/v1alpha1", "inferenceservices", obj["metadata"]["name"],
+                                            obj["metadata"].get("namespace") or "default")
+            try:
+                return dict(await self.client.update({**current, "spec": obj["spec"]}))
+            except ApiError as error:
+                if error.code != 409:
+                    raise
+        raise AssertionError("could not update the InferenceService: conflicts kept coming")
 
     async def get(self, name: str) -> dict[str, Any]:
         return dict(await self.client.get("corral.dev/v1alpha1", "inferenceservices", name, "default"))

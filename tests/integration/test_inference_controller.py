@@ -43,7 +43,8 @@ async def test_scale_from_zero_to_n_and_back_to_zero(tmp_path: Path) -> None:
 
             async def one() -> int:
                 async with http.get(f"{url}/sleep?s=1.0") as resp:
-                    await resp.read()
+                    text = await resp.text()
+                    assert resp.status == 200, text
                     return resp.status
 
             statuses: list[int] = []
@@ -60,12 +61,10 @@ async def test_scale_from_zero_to_n_and_back_to_zero(tmp_path: Path) -> None:
             status = (await stack.get("echo"))["status"]
             assert status["desiredReplicas"] >= 3 or peak >= 3, (status, peak)
 
-        async def no_pods() -> bool:
-            return not await stack.pods("echo")
+        async def at_zero() -> bool:
+            return not await stack.pods("echo") and (await stack.get("echo"))["status"]["desiredReplicas"] == 0
 
-        await stack.wait_for(no_pods, 20, "scale back to zero after the grace period")
-        obj = await stack.get("echo")
-        assert obj["status"]["desiredReplicas"] == 0
+        await stack.wait_for(at_zero, 20, "scale back to zero after the grace period")
         assert first < 10
 
 
@@ -91,6 +90,13 @@ async def test_canary_split_promotion_and_automatic_rollbacks(tmp_path: Path) ->
         await stack.apply(inference_service("m", backend_template("--body-bytes", "1"), **spec))
         await status_where(lambda s: s.get("canaryRevision") == "m-2"
                            and any(r["name"] == "m-2" and r["readyReplicas"] >= 1 for r in s.get("revisions", [])))
+
+        async def gateway_routes_canary() -> bool:
+            route = stack.gateway.table.by_service.get("default/m")
+            return route is not None and any(t.name == "m-2" and t.backends and t.percent == 20
+                                             for t in route.revisions)
+
+        await stack.wait_for(gateway_routes_canary, 10, "the gateway to route 20 % to m-2")
         connector = aiohttp.TCPConnector(limit=16)
         async with aiohttp.ClientSession(connector=connector) as http:
 

@@ -62,7 +62,7 @@ async def explain(client: ApiClient, kind: str, name: str, namespace: str) -> st
         for condition in (group.get("status") or {}).get("conditions") or []:
             lines.append(f"scheduler says: {condition.get('reason')}: {condition.get('message')}")
         key = f"group:{namespace}/{name}"
-    sched = Scheduler(framework=default_framework(Profile.default()), clock=SystemClock(), preemption=False)
+    sched = Scheduler(framework=default_framework(Profile.default(), 100), clock=SystemClock(), preemption=False)
     await _load(client, sched)
     lines.append(explain_group(sched, key).render())
     return "\n".join(lines)

@@ -11,12 +11,52 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 
 import click
 
 from corral.client import ApiClient, KubeconfigError
 from corral.scheduler.framework.profile import ConfigError
+from corral.scheduler.quota.component import QueuedScheduler
 from corral.scheduler.service import SchedulerConfig, SchedulerService
+from corral.util.clock import Clock
+
+
+def check_scheduler_config(path: Path) -> SchedulerConfig:
+    """Load a SchedulerConfiguration or fail the command with the error naming the field."""
+    try:
+        return SchedulerConfig.load(path)
+    except ConfigError as error:
+        raise click.ClickException(f"--scheduler-config: {error}") from None
+
+
+class SchedulerComponent:
+    """corral's one scheduler inside ``corral up``: the live scheduler with queue admission
+    (:class:`~corral.scheduler.quota.component.QueuedScheduler`; without Queue objects it is
+    the plain scheduler), talking to the API server through the kubeconfig ``corral up`` wrote."""
+
+    def __init__(self, kubeconfig: Path, config: SchedulerConfig, clock: Clock) -> None:
+        self.kubeconfig = kubeconfig
+        self.config = config
+        self.clock = clock
+        self.client: ApiClient | None = None
+        self.scheduler: QueuedScheduler | None = None
+
+    async def start(self) -> None:
+        self.client = ApiClient.from_kubeconfig(self.kubeconfig)
+        self.scheduler = QueuedScheduler(self.client, config=self.config, clock=self.clock)
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        if self.client is not None:
+            await self.client.close()
+
+
+def scheduler_component(kubeconfig: Path, config_path: Path | None, clock: Clock) -> SchedulerComponent:
+    config = SchedulerConfig.load(config_path) if config_path is not None else SchedulerConfig()
+    return SchedulerComponent(kubeconfig, config, clock)
 
 
 async def run_until_stopped(start: object, stop: object) -> None:

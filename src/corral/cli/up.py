@@ -28,6 +28,7 @@ from corral.agent.agent import AgentComponent, AgentConfig
 from corral.apiserver.server import ApiServer, ServerConfig
 from corral.cli.agent import validate_simulated
 from corral.controllers.gc import GarbageCollectorComponent
+from corral.gateway.component import InferenceComponent
 from corral.util.clock import Clock, SystemClock
 
 
@@ -49,13 +50,19 @@ class UpContext:
     node_name: str | None = None  # the agent's node (default: hostname)
     simulated_gpus: tuple[str, ...] = ()  # the agent's --simulated-gpus
     agent: bool = True  # run this machine's node agent
+    scheduler_config: Path | None = None  # --scheduler-config
+    gateway_port: int | None = 0  # the inference gateway's port (None: no gateway/InferenceService controller)
 
 
 def extra_components(context: UpContext) -> list[Component]:
     """Components started after the API server, in order (one line per area)."""
-    components: list[Component] = []
+    from corral.cli.scheduler import scheduler_component
+
+    components: list[Component] = [scheduler_component(context.kubeconfig, context.scheduler_config, context.clock)]
     if context.agent:
         components.append(agent_component(context))
+    if context.gateway_port is not None:
+        components.append(InferenceComponent(context.kubeconfig, port=context.gateway_port, clock=context.clock))
     components.append(GarbageCollectorComponent(context.kubeconfig))
     return components
 
@@ -91,7 +98,8 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
                        tls_key: Path | None = None, clock: Clock | None = None, tls: bool = True,
                        components: Callable[[UpContext], list[Component]] = extra_components,
                        node_name: str | None = None, simulated_gpus: tuple[str, ...] = (),
-                       agent: bool = True) -> Running:
+                       agent: bool = True, gateway_port: int | None = 0,
+                       scheduler_config: Path | None = None) -> Running:
     """Start the API server and every component; returns a handle to stop them."""
     clock = clock or SystemClock()
     data_dir = data_dir.expanduser()
@@ -101,7 +109,8 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
     kubeconfig = data_dir / "kubeconfig"
     api.write_kubeconfig(kubeconfig)
     context = UpContext(data_dir, api.url, api.token, kubeconfig, clock, node_name=node_name,
-                        simulated_gpus=tuple(simulated_gpus), agent=agent)
+                        simulated_gpus=tuple(simulated_gpus), agent=agent, gateway_port=gateway_port,
+                        scheduler_config=scheduler_config)
     running = Running(api, context, [api])
     try:
         for component in components(context):
@@ -138,10 +147,17 @@ async def run_until_signal(running: Running, after_ready: Callable[[Running], Aw
 
 
 async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, tls: bool,
-              node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), agent: bool = True) -> None:
+              node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), agent: bool = True,
+              gateway_port: int | None = 8080,
+              scheduler_config: Path | None = None) -> None:
     running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls,
-                                 node_name=node_name, simulated_gpus=simulated_gpus, agent=agent)
+                                 node_name=node_name, simulated_gpus=simulated_gpus, agent=agent,
+                                 gateway_port=gateway_port,
+                                 scheduler_config=scheduler_config)
     print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
+    for component in running.components:
+        if isinstance(component, InferenceComponent):
+            print(f"corral gateway: {component.url}", flush=True)
     print(f"dashboard: {dashboard_url(running.context)}", flush=True)
     await run_until_signal(running)
 
@@ -158,13 +174,25 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
 @click.option("--simulated-gpus", multiple=True, callback=validate_simulated,
               help="Declare simulated GPUs on this node, COUNTxMODEL (e.g. 8xH100-80GB); repeatable.")
 @click.option("--no-agent", is_flag=True, help="Do not run pods on this machine (no node agent).")
+@click.option("--gateway-port", type=int, default=8080, show_default=True,
+              help="Port of the inference gateway (0: any free port; -1: no gateway).")
+@click.option("--scheduler-config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="SchedulerConfiguration YAML: profiles, plugins, weights, bind concurrency (docs/scheduling.md).")
 def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, no_tls: bool,  # noqa: PLR0917
-       node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), no_agent: bool = False) -> None:
+       node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), no_agent: bool = False,
+       gateway_port: int = 8080,
+       scheduler_config: Path | None = None) -> None:
     """Run corral in the foreground (API server and components); Ctrl-C stops it."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    if scheduler_config is not None:
+        from corral.cli.scheduler import check_scheduler_config
+
+        check_scheduler_config(scheduler_config)
     try:
         asyncio.run(_up(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=not no_tls,
-                        node_name=node_name, simulated_gpus=tuple(simulated_gpus), agent=not no_agent))
+                        node_name=node_name, simulated_gpus=tuple(simulated_gpus), agent=not no_agent,
+                        gateway_port=None if gateway_port < 0 else gateway_port,
+                        scheduler_config=scheduler_config))
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None

@@ -279,6 +279,7 @@ class Gateway:
 
     async def _acquire(self, route: Route, exclude: set[str], arrived: float) -> Backend:
         """A backend with a free slot; waits (activator/queue) up to the route's limits."""
+        route = self.table.by_service.get(route.service, route)  # retries see the latest replicas
         backend = self._pick(route, exclude)
         if backend is not None:
             return backend

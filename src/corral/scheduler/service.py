@@ -53,6 +53,7 @@ from corral.scheduler.framework.profile import ConfigError, Profile, profiles_fr
 from corral.scheduler.framework.runtime import Framework
 from corral.scheduler.pods import GPU_DEVICES_ANNOTATION, SCHEDULER_NAME, meta, status
 from corral.scheduler.queue import SchedulingQueue
+from corral.scheduler.sampling import SampledFramework
 from corral.util.clock import Clock, SystemClock, format_timestamp
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class SchedulerConfig:
         unschedulableRetrySeconds: 60    # parked groups are retried at least this often
         recordScheduledEvents: true      # a "Scheduled" Event per bound pod
         seed: 0                          # the cycle RNG's seed (reproducible decisions)
+        percentageOfNodesToScore: 10     # score this share of feasible nodes (default: adaptive,
+                                         # as kube-scheduler: 50% - nodes/125, at least 5% and 100 nodes)
     """
 
     profile: Profile = field(default_factory=Profile.default)
@@ -107,6 +110,7 @@ class SchedulerConfig:
     unschedulable_retry: float = 60.0
     record_scheduled_events: bool = True
     seed: int = 0
+    percentage_of_nodes_to_score: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], scheduler_name: str = SCHEDULER_NAME) -> SchedulerConfig:
@@ -114,7 +118,7 @@ class SchedulerConfig:
         profile = profiles.get(scheduler_name) or (next(iter(profiles.values())) if profiles else Profile.default())
         known = {"apiVersion", "kind", "profiles", "bindConcurrency", "bindRetries", "preemption",
                  "podInitialBackoffSeconds", "podMaxBackoffSeconds", "unschedulableRetrySeconds",
-                 "recordScheduledEvents", "seed"}
+                 "recordScheduledEvents", "seed", "percentageOfNodesToScore"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown field in SchedulerConfiguration (known: {', '.join(sorted(known))})")
@@ -141,6 +145,8 @@ class SchedulerConfig:
             unschedulable_retry=number("unschedulableRetrySeconds", 60.0, 1),
             record_scheduled_events=flag("recordScheduledEvents", True),
             seed=int(number("seed", 0, 0)),
+            percentage_of_nodes_to_score=(number("percentageOfNodesToScore", 100, 1)
+                                          if "percentageOfNodesToScore" in data else None),
         )
 
     @classmethod
@@ -159,10 +165,11 @@ class SchedulerConfig:
             raise ConfigError(f"{path}: {error}") from None
 
 
-def default_framework(profile: Profile) -> Framework:
+def default_framework(profile: Profile, percentage_of_nodes_to_score: float | None = None) -> Framework:
+    """The profile's plugins, scoring a sample of the feasible nodes on big clusters (see :mod:`.sampling`)."""
     from corral.scheduler.plugins import default_registry
 
-    return Framework(profile, default_registry())
+    return SampledFramework(profile, default_registry(), percentage=percentage_of_nodes_to_score)
 
 
 def _transient(error: ApiError) -> bool:
@@ -190,7 +197,7 @@ class SchedulerService:
                                 max_backoff=self.config.max_backoff,
                                 unschedulable_timeout=self.config.unschedulable_retry)
         self.scheduler = Scheduler(
-            framework=default_framework(self.config.profile), clock=self.clock, scheduler_name=scheduler_name,
+            framework=default_framework(self.config.profile, self.config.percentage_of_nodes_to_score), clock=self.clock, scheduler_name=scheduler_name,
             admission=admission or AllowAll(), preemption=self.config.preemption, seed=self.config.seed, queue=queue,
         )
         self.events = EventRecorder(client, "corral-scheduler", clock=self.clock)
@@ -346,7 +353,7 @@ class SchedulerService:
             current = await self.client.get("v1", "pods", binding.name, binding.namespace)
         except ApiError as error:
             return error.not_found
-        return bool((current.get("spec") or {}).get("nodeName"))
+        return bool((current.get("spec") or {}).get("nodeName") or (current.get("metadata") or {}).get("deletionTimestamp"))
 
     async def _bind_group(self, decision: BindDecision) -> None:
         outcomes = await asyncio.gather(*(self._bind_one(b) for b in decision.bindings))

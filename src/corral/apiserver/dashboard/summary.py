@@ -140,11 +140,12 @@ def summarize(
         "nodes": sorted(node_views.values(), key=lambda view: view["name"]),
         "queues": [_queue_view(queue) for queue in queues],
         "pending": pending,
-        "trainingJobs": [_status_view(job, ("phase", "restarts", "replicaStatuses", "startTime", "completionTime"))
+        "trainingJobs": [_status_view(job, ("phase", "restarts", "replicas", "worldSize", "preemptions",
+                                            "startTime", "completionTime"))
                          for job in trainingjobs],
-        "inferenceServices": [_status_view(service, ("url", "readyReplicas", "replicas", "revisions", "traffic",
-                                                     "latestRevision", "requestsPerSecond", "latencyP50Ms",
-                                                     "latencyP99Ms", "conditions"))
+        "inferenceServices": [_status_view(service, ("url", "readyReplicas", "replicas", "desiredReplicas", "revisions",
+                                                     "traffic", "latestRevision", "stableRevision", "canaryRevision",
+                                                     "rolledBack", "autoscalerReason", "conditions"))
                               for service in inferenceservices],
         "events": [{"time": e.get("lastTimestamp") or e.get("eventTime"), "type": e.get("type"),
                     "reason": e.get("reason"), "message": e.get("message"),

@@ -87,7 +87,7 @@ class QueueManager:
         self.on_change = on_change or (lambda: None)
         self.queues = Informer(client, QUEUE_API, "queues")
         self._own_pods = pods is None
-        self.pods = pods or Informer(client, "v1", "pods")
+        self.pods = pods if pods is not None else Informer(client, "v1", "pods")  # an empty Informer is falsy
         self.events = EventRecorder(client, "corral-queues", clock=self.clock)
         self.metrics = QueueMetrics()
         self._task: asyncio.Task[None] | None = None

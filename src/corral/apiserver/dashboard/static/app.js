@@ -67,11 +67,11 @@ function quotaOf(queue, resource) {
 }
 
 function usageOf(queue, field, resource) {
+  // status.flavorsUsage[].resources[] = {name, total, borrowed}
   let total = 0;
-  for (const flavor of queue.status[field] || []) {
-    for (const item of flavor.resources || []) if (item.name === resource) total += Number(item.total ?? item.value ?? 0);
+  for (const flavor of queue.status.flavorsUsage || []) {
+    for (const item of flavor.resources || []) if (item.name === resource) total += Number(item[field] ?? 0);
   }
-  if (typeof queue.status[field] === "number") total = queue.status[field];
   return total;
 }
 
@@ -110,17 +110,17 @@ function renderCluster(doc) {
 function renderQueues(doc) {
   fillRows("queue-table", doc.queues.map((queue) => {
     const quota = quotaOf(queue, "nvidia.com/gpu");
-    const used = usageOf(queue, "flavorsUsage", "nvidia.com/gpu") || Number(queue.status.gpuUsed || 0);
-    const borrowed = usageOf(queue, "flavorsBorrowed", "nvidia.com/gpu") || Number(queue.status.gpuBorrowed || 0);
+    const used = usageOf(queue, "total", "nvidia.com/gpu");
+    const borrowed = usageOf(queue, "borrowed", "nvidia.com/gpu");
     const scale = Math.max(quota, used, 1);
     const bar = el("span", { class: "bar", title: `${used} used of ${quota} quota, ${borrowed} borrowed` },
       el("span", { class: "used", style: `width:${(100 * Math.min(used, quota)) / scale}%` }),
       el("span", { class: "borrowed", style: `left:${(100 * Math.min(used, quota)) / scale}%;width:${(100 * borrowed) / scale}%` }));
     return el("tr", { "data-queue": queue.name }, el("td", {}, queue.name), el("td", {}, queue.cohort),
       el("td", {}, bar, ` ${used} / ${quota}`), el("td", {}, borrowed),
-      el("td", {}, queue.status.fairShare ?? queue.status.fairSharing?.weightedShare ?? ""),
-      el("td", {}, queue.status.pendingWorkloads ?? queue.status.pending ?? ""),
-      el("td", {}, queue.status.admittedWorkloads ?? queue.status.admitted ?? ""));
+      el("td", {}, queue.status.fairSharing ? Number(queue.status.fairSharing.weightedShare).toFixed(3) : ""),
+      el("td", {}, queue.status.pending ?? 0),
+      el("td", {}, queue.status.admitted ?? 0));
   }));
   fillRows("pending-table", doc.pending.map((item) => el("tr", { class: "pending" },
     el("td", {}, `${item.kind} ${item.key}`), el("td", {}, item.queue), el("td", {}, item.reason), el("td", {}, item.message))));
@@ -129,16 +129,17 @@ function renderQueues(doc) {
 function renderWorkloads(doc) {
   fillRows("training-table", doc.trainingJobs.map((job) => el("tr", {},
     el("td", {}, `${job.namespace}/${job.name}`), el("td", {}, job.phase || "Pending"),
-    el("td", {}, job.spec.replicas ?? `${job.spec.minReplicas}-${job.spec.maxReplicas}`), el("td", {}, job.restarts ?? 0),
-    el("td", {}, (job.replicaStatuses || []).map((r) => `${r.index ?? r.rank}:${r.state ?? r.phase}`).join(" ")))));
+    el("td", {}, job.worldSize ?? job.spec.replicas ?? `${job.spec.minReplicas}-${job.spec.maxReplicas}`),
+    el("td", {}, job.restarts ?? 0),
+    el("td", {}, (job.replicas || []).map((r) => `rank ${r.index}: ${r.phase}${r.node ? " on " + r.node : ""}`).join(", ")))));
   fillRows("inference-table", doc.inferenceServices.map((service) => {
     const key = `${service.namespace}/${service.name}`;
     const series = (state.history[key] = (state.history[key] || []).concat([Number(service.readyReplicas || 0)]).slice(-120));
-    const traffic = (service.revisions || service.traffic || []).map((r) => `${r.name ?? r.revision}: ${r.percent ?? r.trafficPercent ?? ""}%`).join(", ");
+    const traffic = (service.traffic || []).map((t) => `${t.revision}${t.tag ? " (" + t.tag + ")" : ""}: ${t.percent}%`).join(", ") +
+      (service.rolledBack ? ` — rolled back: ${service.rolledBack.reason}` : "");
     return el("tr", {}, el("td", {}, key), el("td", {}, service.url || ""),
       el("td", {}, spark(series), ` ${service.readyReplicas ?? 0}`), el("td", {}, traffic),
-      el("td", {}, service.requestsPerSecond ?? ""),
-      el("td", {}, service.latencyP50Ms != null ? `${service.latencyP50Ms} / ${service.latencyP99Ms} ms` : ""));
+      el("td", {}, service.autoscalerReason ?? ""));
   }));
 }
 

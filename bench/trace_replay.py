@@ -2,6 +2,8 @@
 
 - ``seconds_per_run``: one seed (42) of each of the seven policies, one process, wall time
   of ``replay`` (load excluded); ``max_seconds_per_run`` is the slowest policy (target ≤ 10 s).
+  ``cpu_seconds_per_run`` is the same runs' process CPU time — what a run costs on an idle
+  core, the fairer figure on a shared machine (``load_average_1m`` says how shared).
 - With ``BENCH_TRACE_FULL=1`` it also runs the whole table, 7 policies × seeds 42–51 with
   2 worker processes (as ``corral sim trace --jobs 2``), and reports ``full_table_seconds``
   (target ≤ 300 s).
@@ -45,9 +47,12 @@ def main() -> None:
     trace = load_trace(nodes, pods)
     load_s = time.perf_counter() - t0
     per_run: dict[str, float] = {}
+    cpu_run: dict[str, float] = {}
     alloc130: dict[str, float] = {}
     for policy in POLICIES:
+        c0 = time.process_time()
         run = replay(trace, policy, 42)
+        cpu_run[policy] = round(time.process_time() - c0, 2)
         per_run[policy] = round(run.seconds, 2)
         alloc130[policy] = discretise(run, xs=(130,))["alloc_ratio"][130]
     out: dict[str, object] = {
@@ -57,6 +62,9 @@ def main() -> None:
         "load_seconds": round(load_s, 2),
         "seconds_per_run": per_run,
         "max_seconds_per_run": max(per_run.values()),
+        "cpu_seconds_per_run": cpu_run,
+        "max_cpu_seconds_per_run": max(cpu_run.values()),
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "alloc_ratio_130_seed42": alloc130,
         "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),

@@ -7,7 +7,8 @@
   reaches Running and the agent's lease heartbeats stay on time (no gap between
   renewals above 1.5× the 2 s interval over three intervals at that load). The
   figure is the largest such step. The API server runs in the same process and
-  event loop as the agent, as in ``corral up``.
+  event loop as the agent, as in ``corral up``; ``steady_cpu_pct`` is that process's
+  CPU use while it only keeps the pods (log indexing, heartbeats), in % of one core.
 
 It starts an in-process API server (plain HTTP) and one agent in a temp dir and prints
 one JSON line. ``BENCH_AGENT_MAX_PODS`` (default 1000) caps the ramp.
@@ -111,13 +112,15 @@ async def main() -> dict[str, Any]:
             await asyncio.sleep(HEARTBEAT)  # let the step's start-up burst pass before measuring
             agent.max_heartbeat_gap = 0.0
             beats_before = agent.reporter.heartbeats if agent.reporter else 0
+            cpu_before, wall_before = time.process_time(), time.monotonic()
             await asyncio.sleep(HEARTBEAT * 3)  # observe heartbeats at this load
+            cpu_pct = 100 * (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
             gap = agent.max_heartbeat_gap
             beats = (agent.reporter.heartbeats if agent.reporter else 0) - beats_before
             running = sum(1 for w in agent.workers.values() if w.runtime.containers[0].state == "running")
             ok = running >= total and gap <= HEARTBEAT * 1.5 and beats >= 2
             step_results.append({"pods": total, "running": running, "max_heartbeat_gap_s": round(gap, 3),
-                                 "heartbeats": beats, "ok": ok})
+                                 "heartbeats": beats, "steady_cpu_pct": round(cpu_pct, 1), "ok": ok})
             if not ok:
                 break
             healthy = total

@@ -8,7 +8,9 @@ Replays the real arrivals and execution times of the GenTD26 trace
 ``slo_attainment`` (share of requests that wait < 10 s before starting) and
 ``replica_hours`` per policy, and corral's savings against KPA.
 
-Usage: ``python bench/autoscaling_replay.py [--requests N] [--seed S]``.
+Usage: ``python bench/autoscaling_replay.py [--requests N] [--seed S] [--frontier]``
+(``--frontier`` adds KPA at other utilisations and corral at other spare quantiles, to
+compare the attainment/replica-hours trade-off curves rather than single points).
 The shared data is found via ``$CORRAL_SHARED`` or by walking up to a directory
 that has ``shared/``; without it the benchmark exits 0 with ``{"skipped": ...}``
 (exit 1 under ``CI=true``).
@@ -81,6 +83,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=0, help="replay only the first N requests (0 = all)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--frontier", action="store_true",
+                        help="also run KPA at 50/100 %% utilisation and corral at spare quantiles 0.3/0.7")
     args = parser.parse_args()
     shared = find_shared()
     if shared is None:
@@ -122,6 +126,21 @@ def main() -> int:
     out["corral"] = summarize(corral)
     out["corral_replica_hours_saving_vs_kpa"] = round(1 - corral.replica_hours / knative.replica_hours, 4)
     out["corral_attainment_minus_kpa"] = round(corral.slo_attainment - knative.slo_attainment, 4)
+    if args.frontier:
+        frontier: dict[str, list[dict[str, float]]] = {"knative_kpa": [], "corral": []}
+        for utilization in (0.5, 1.0):
+            rng_f = sampler()
+            result = replay(arrivals, exec_times, lambda rng_f=rng_f: draw(rng_f), kpa,
+                            ScalerSpec(max_replicas=big, target_utilization=utilization, stable_window=60.0,
+                                       panic_window=6.0, panic_threshold=2.0, scale_to_zero_grace=30.0))
+            frontier["knative_kpa"].append({"target_utilization": utilization, **summarize(result)})
+        for quantile in (0.3, 0.7):
+            rng_f = sampler()
+            result = replay(arrivals, exec_times, lambda rng_f=rng_f: draw(rng_f), predictive,
+                            ScalerSpec(max_replicas=big, spare_quantile=quantile, stable_window=60.0,
+                                       scale_to_zero_grace=30.0))
+            frontier["corral"].append({"spare_quantile": quantile, **summarize(result)})
+        out["frontier"] = frontier
     out["cold_start_median_s"] = round(sorted(cold_starts)[len(cold_starts) // 2], 1)
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out))

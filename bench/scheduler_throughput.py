@@ -215,6 +215,8 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
                 async for event in client.watch("v1", "pods", ns, resource_version=rv, timeout_seconds=600):
                     obj = event.object
                     rv = obj["metadata"].get("resourceVersion", rv)
+                    if event.type not in ("ADDED", "MODIFIED", "DELETED"):
+                        continue
                     name = obj["metadata"]["name"]
                     if event.type in ("ADDED", "MODIFIED") and obj["spec"].get("nodeName") and name not in bound:
                         bound[name] = time.monotonic()
@@ -302,7 +304,9 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for case in args.cases.split(","):
                 count = args.pods
-                out.update(await run_case(client, case, count, args.groups, capacity, args.stall_timeout))
+                result = await run_case(client, case, count, args.groups, capacity, args.stall_timeout)
+                print(json.dumps(result), file=sys.stderr, flush=True)  # progress, case by case
+                out.update(result)
                 out["gpu_allocation"] = out[f"{case}_gpu_allocation"]
         finally:
             await client.close()
@@ -313,6 +317,8 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
         for proc in reversed(procs):
             stop(proc)
     out["machine"] = f"{os.cpu_count()} CPUs"
+    with contextlib.suppress(OSError):
+        out["load_average_1m_at_end"] = round(os.getloadavg()[0], 1)
     out["workdir"] = str(workdir)
     return out
 

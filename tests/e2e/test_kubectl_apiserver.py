@@ -136,3 +136,12 @@ async def test_explain_and_logs(k: Kubectl) -> None:
     log.parent.mkdir(parents=True)
     log.write_text("hello from web\n")
     assert (await k.run("logs", "web")) == "hello from web\n"
+
+
+async def test_typed_create_commands_send_protobuf_and_work(k: Kubectl) -> None:
+    await k.run("create", "namespace", "team")
+    await k.run("create", "configmap", "cfg", "-n", "team", "--from-literal=a=1")
+    await k.run("create", "secret", "generic", "pw", "-n", "team", "--from-literal=p=secret")
+    assert json.loads(await k.run("get", "configmap", "cfg", "-n", "team", "-o", "json"))["data"] == {"a": "1"}
+    secret = json.loads(await k.run("get", "secret", "pw", "-n", "team", "-o", "json"))
+    assert secret["data"] == {"p": "c2VjcmV0"} and secret["type"] == "Opaque"

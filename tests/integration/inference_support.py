@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def free_port() -> int:
@@ -124,6 +128,8 @@ class PodRunner:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.next_ip = 1
+        # A random loopback /16 per runner, so concurrent test runs on one machine never collide.
+        self.net = f"127.{random.randint(64, 250)}.{random.randint(0, 200)}"
         self.killed: list[str] = []
         self.terminating: list[asyncio.Task[None]] = []
 
@@ -212,7 +218,7 @@ class PodRunner:
         from corral.util.clock import format_timestamp
 
         key = self._key(pod)
-        ip = f"127.0.{self.next_ip // 250}.{self.next_ip % 250 + 2}"
+        ip = f"{self.net}.{self.next_ip % 250 + 2}"
         self.next_ip += 1
         container = pod["spec"]["containers"][0]
         port = int((container.get("ports") or [{}])[0].get("containerPort", 8080))
@@ -227,7 +233,8 @@ class PodRunner:
             while True:
                 if process is not None:
                     process.wait(timeout=10)
-                process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                           cwd=container.get("workingDir") or REPO_ROOT)
                 self.processes[key] = process
                 await self._status(pod, {"phase": "Running", "podIP": ip, "conditions": [
                     {"type": "Ready", "status": "False", "lastTransitionTime": format_timestamp(datetime.now(UTC))}],
@@ -303,22 +310,22 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def inference_stack(tmp_path: Any, *, tick: float = 0.5) -> Any:
+async def inference_stack(tmp_path: Any, *, tick: float = 0.5, tls: bool = False) -> Any:
     from corral.autoscaling.autoscaler import Autoscaler
     from corral.client import ApiClient
     from corral.controllers.inferenceservice import InferenceServiceController
     from corral.gateway.server import Gateway
     from corral.testing.apiserver import running_apiserver
 
-    async with running_apiserver(tmp_path, tls=False) as server:
-        client = ApiClient(server.url, server.token)
+    async with running_apiserver(tmp_path, tls=tls) as server:
+        client = ApiClient.from_kubeconfig(server.kubeconfig) if tls else ApiClient(server.url, server.token)
         gateway = Gateway(seed=3)
         await gateway.start()
         runner = PodRunner(client)
         await runner.start()
 
         async def feed() -> dict[str, Any]:
-            return gateway.metrics.feed()
+            return gateway.feed()
 
         controller = InferenceServiceController(client, Autoscaler(tick=tick), gateway_url=gateway.url, feed=feed,
                                                 tick=tick)

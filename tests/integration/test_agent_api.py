@@ -23,6 +23,7 @@ from corral.agent.process import proc_start_ticks
 from corral.apiserver.server import RunningServer, start_server
 from corral.client import ApiClient, ApiError
 from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
+from corral.util.quantity import to_int
 from tests.conftest import require_tool
 
 PY = sys.executable
@@ -97,6 +98,8 @@ async def test_node_registers_with_gpus_and_renews_its_lease(cluster: Cluster) -
     assert labels["corral.dev/simulated-gpus"] == "true"
     assert labels["kubernetes.io/hostname"] == NODE
     assert node["status"]["capacity"]["nvidia.com/gpu"] == "4"
+    assert to_int(node["status"]["capacity"]["ephemeral-storage"]) > 0
+    assert to_int(node["status"]["allocatable"]["memory"]) > 0 and node["status"]["capacity"]["pods"] == "250"
     assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == cluster.agent.port
     ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
@@ -158,15 +161,20 @@ async def test_bound_pod_gets_exactly_its_assigned_gpus(cluster: Cluster) -> Non
 
 
 async def test_graceful_delete_honours_the_grace_period(cluster: Cluster, tmp_path: Path) -> None:
+    marker = tmp_path / "sigterm"
     code = ("import signal, time\n"
-            "signal.signal(signal.SIGTERM, lambda *a: print('SIGTERM seen', flush=True))\n"
+            f"signal.signal(signal.SIGTERM, lambda *a: open({str(marker)!r}, 'w').write(str(time.time())))\n"
             "print('up', flush=True)\n"
             "while True: time.sleep(0.05)\n")
     await cluster.client.create(pod("stubborn", code, grace=2, restart="Always"))
     running = await cluster.wait_pod("stubborn", lambda p: phase(p) == "Running", what="Running")
     pid = cluster.agent.workers["default/stubborn"].runtime.containers[0].pid
     assert pid is not None
-    began = time.monotonic()
+    for _ in range(200):  # the handler is installed once it printed "up"
+        if b"up" in b"".join([c async for c in cluster.client.pod_log("default", "stubborn")]):
+            break
+        await asyncio.sleep(0.05)
+    began, began_wall = time.monotonic(), time.time()
     await cluster.client.delete("v1", "pods", "stubborn", "default")
     terminating = await cluster.pod("stubborn")
     assert terminating is not None and terminating["metadata"].get("deletionTimestamp")
@@ -176,6 +184,8 @@ async def test_graceful_delete_honours_the_grace_period(cluster: Cluster, tmp_pa
     elapsed = time.monotonic() - began
     assert await cluster.pod("stubborn") is None
     assert 1.9 <= elapsed < 6, elapsed
+    assert marker.exists(), "SIGTERM reached the process first"
+    assert float(marker.read_text()) - began_wall < 1.5, "SIGTERM came at the start of the grace period"
     assert proc_start_ticks(pid) is None, "SIGKILL must have ended the process"
     log = cluster.config.data_dir / "pods" / running["metadata"]["uid"]
     assert not log.exists(), "the pod's files are removed with it"
@@ -209,7 +219,9 @@ async def test_two_pods_serve_the_same_port_on_their_own_ips(cluster: Cluster) -
 async def test_restarted_agent_adopts_the_running_pod(cluster: Cluster) -> None:
     await cluster.client.create(pod("long", "import time\nprint('up', flush=True)\ntime.sleep(120)",
                                     restart="Always"))
+    await cluster.client.create(pod("done", "print('finished')"))
     await cluster.wait_pod("long", lambda p: phase(p) == "Running", what="Running")
+    finished = await cluster.wait_pod("done", lambda p: phase(p) == "Succeeded", what="Succeeded")
     pid = cluster.agent.workers["default/long"].runtime.containers[0].pid
     assert pid is not None
     await cluster.agent.stop(kill_pods=False)
@@ -224,6 +236,15 @@ async def test_restarted_agent_adopts_the_running_pod(cluster: Cluster) -> None:
     assert worker.runtime.containers[0].pid == pid
     after = await cluster.wait_pod("long", lambda p: phase(p) == "Running", what="still Running")
     assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+    logs = b"".join([c async for c in cluster.client.pod_log("default", "done")])
+    assert logs == b"finished\n", "a pod that finished before the restart keeps its logs"
+    await cluster.client.delete("v1", "pods", "done", "default")
+    done_dir = cluster.config.data_dir / "pods" / finished["metadata"]["uid"]
+    for _ in range(100):
+        if not done_dir.exists():
+            break
+        await asyncio.sleep(0.05)
+    assert not done_dir.exists()
     await cluster.client.delete("v1", "pods", "long", "default", grace_period_seconds=1)
     for _ in range(100):
         if proc_start_ticks(pid) is None:
@@ -264,3 +285,32 @@ async def test_lease_expiry_marks_the_node_unknown_taints_and_evicts(cluster: Cl
         await controller.stop()
         with pytest.raises(ApiError):
             await client.get("v1", "pods", "stranded", "default")
+
+
+async def test_a_shorter_second_delete_cuts_the_grace_period(cluster: Cluster) -> None:
+    code = ("import signal, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: None)\n"
+            "print('up', flush=True)\n"
+            "while True: time.sleep(0.05)\n")
+    await cluster.client.create(pod("slow", code, grace=60, restart="Always"))
+    await cluster.wait_pod("slow", lambda p: phase(p) == "Running", what="Running")
+    pid = cluster.agent.workers["default/slow"].runtime.containers[0].pid
+    assert pid is not None
+    for _ in range(200):
+        if b"up" in b"".join([c async for c in cluster.client.pod_log("default", "slow")]):
+            break
+        await asyncio.sleep(0.05)
+    await cluster.client.delete("v1", "pods", "slow", "default")
+    await asyncio.sleep(0.5)
+    assert proc_start_ticks(pid) is not None, "SIGTERM is ignored; the 60 s grace period runs"
+    began = time.monotonic()
+    await cluster.client.delete("v1", "pods", "slow", "default", grace_period_seconds=1)
+    while proc_start_ticks(pid) is not None and time.monotonic() - began < 10:
+        await asyncio.sleep(0.05)
+    assert proc_start_ticks(pid) is None
+    assert time.monotonic() - began < 4
+    for _ in range(100):
+        if await cluster.pod("slow") is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await cluster.pod("slow") is None

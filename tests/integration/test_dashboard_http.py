@@ -48,5 +48,5 @@ async def test_state_shows_devices_and_what_runs_on_them(server: RunningServer) 
     node = state["nodes"][0]
     assert node["name"] == "gpu-1" and node["simulated"] is True
     assert [device["used"] for device in node["devices"]] == [0.0, 0.5]
-    assert node["devices"][1]["pods"][0]["key"] == "default/half"
+    assert node["devices"][1]["pods"][0][:2] == ["default/half", 0.5]
     assert state["cluster"]["gpus"] == 2 and state["cluster"]["gpusUsed"] == 0.5

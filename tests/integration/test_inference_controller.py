@@ -29,7 +29,7 @@ async def test_scale_from_zero_to_n_and_back_to_zero(tmp_path: Path) -> None:
             ready = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
             return obj if ready.get("reason") == "ScaledToZero" else None
 
-        obj = await stack.wait_for(scaled_to_zero, 10, "the service to report ScaledToZero")
+        obj = await stack.wait_for(scaled_to_zero, 30, "the service to report ScaledToZero")
         url = obj["status"]["url"]
         assert url == f"{stack.gateway.url}/v1/models/echo"
         assert await stack.pods("echo") == []
@@ -64,13 +64,13 @@ async def test_scale_from_zero_to_n_and_back_to_zero(tmp_path: Path) -> None:
         async def at_zero() -> bool:
             return not await stack.pods("echo") and (await stack.get("echo"))["status"]["desiredReplicas"] == 0
 
-        await stack.wait_for(at_zero, 20, "scale back to zero after the grace period")
-        assert first < 10
+        await stack.wait_for(at_zero, 60, "scale back to zero after the grace period")
+        assert first < 60  # slow the first time (a replica starts), never an error
 
 
 async def test_canary_split_promotion_and_automatic_rollbacks(tmp_path: Path) -> None:
     rollout = {"minRequests": 10, "maxErrorRate": 0.2, "promoteAfterRequests": 100_000,
-               "promoteAfterSeconds": 3600, "readyTimeoutSeconds": 3, "maxRestarts": 2}
+               "promoteAfterSeconds": 3600, "readyTimeoutSeconds": 120, "maxRestarts": 2}
     async with inference_stack(tmp_path) as stack:
         spec = {"minReplicas": 1, "maxReplicas": 2, "canaryTrafficPercent": 20, "rollout": rollout,
                 "route": {"pathPrefix": "/v1/models/m", "stripPrefix": True}}
@@ -81,7 +81,7 @@ async def test_canary_split_promotion_and_automatic_rollbacks(tmp_path: Path) ->
                 obj = await stack.get("m")
                 return obj if check(obj.get("status") or {}) else None
 
-            return await stack.wait_for(probe, 20, f"status matching {check.__doc__ or check}")
+            return await stack.wait_for(probe, 60, f"status matching {check.__doc__ or check}")
 
         obj = await status_where(lambda s: s.get("stableRevision") == "m-1" and s.get("readyReplicas", 0) >= 1)
         url = obj["status"]["url"]
@@ -96,7 +96,7 @@ async def test_canary_split_promotion_and_automatic_rollbacks(tmp_path: Path) ->
             return route is not None and any(t.name == "m-2" and t.backends and t.percent == 20
                                              for t in route.revisions)
 
-        await stack.wait_for(gateway_routes_canary, 10, "the gateway to route 20 % to m-2")
+        await stack.wait_for(gateway_routes_canary, 60, "the gateway to route 20 % to m-2")
         connector = aiohttp.TCPConnector(limit=16)
         async with aiohttp.ClientSession(connector=connector) as http:
 
@@ -139,9 +139,10 @@ async def test_canary_split_promotion_and_automatic_rollbacks(tmp_path: Path) ->
 
             # v4 never becomes ready: rolled back after readyTimeoutSeconds; no request fails meanwhile.
             never_ready = backend_template("--not-ready", probe={"httpGet": {"path": "/healthz", "port": 8080}})
-            await stack.apply(inference_service("m", never_ready, **spec))
+            await stack.apply(inference_service("m", never_ready,
+                                                **{**spec, "rollout": {**spec["rollout"], "readyTimeoutSeconds": 3}}))
             during = []
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 during += await asyncio.gather(*(one() for _ in range(5)))
                 status = (await stack.get("m"))["status"]
@@ -163,4 +164,4 @@ async def test_canary_split_promotion_and_automatic_rollbacks(tmp_path: Path) ->
         async def failed_pods_gone() -> bool:
             return all(p["metadata"]["labels"]["corral.dev/revision"] == "m-2" for p in await stack.pods("m"))
 
-        await stack.wait_for(failed_pods_gone, 10, "the rolled-back revisions' pods to go")
+        await stack.wait_for(failed_pods_gone, 30, "the rolled-back revisions' pods to go")

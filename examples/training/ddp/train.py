@@ -156,14 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
-    distributed = world_size > 1
+    # torchrun (and corral) set MASTER_ADDR: join the process group even in a world of one (NCCL on 1 GPU).
+    distributed = world_size > 1 or "MASTER_ADDR" in os.environ
     if distributed:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", "29500")
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     restart = os.environ.get("CORRAL_RESTART_COUNT", "0")
     print(
-        f"rank={rank} world={world_size} backend={backend} device={device} "
+        f"rank={rank} world={world_size} backend={backend} device={device} pid={os.getpid()} "
         f"master={os.environ.get('MASTER_ADDR', '-')}:{os.environ.get('MASTER_PORT', '-')} restart={restart}",
         flush=True,
     )

@@ -43,7 +43,14 @@ from aiohttp import web
 from corral.agent import logs as logfiles
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GpuDevice, discover_nvml, parse_simulated
-from corral.agent.node import NodeFacts, NodeReporter, default_node_name, machine_resources, node_resources
+from corral.agent.node import (
+    NodeFacts,
+    NodeReporter,
+    default_node_name,
+    disk_bytes,
+    machine_resources,
+    node_resources,
+)
 from corral.agent.podenv import PodIPAllocator, pod_ip_block
 from corral.agent.process import SIGKILL, proc_start_ticks, read_pid_file
 from corral.agent.status import pod_status
@@ -102,6 +109,8 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._terminations: dict[str, asyncio.Task[None]] = {}
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self._termination_grace: dict[str, float] = {}
+        self._finished: dict[str, Path] = {}  # pods that ended before this agent started: their files
         self._informer: Informer | None = None
         self._runner: web.AppRunner | None = None
         self._ips: PodIPAllocator | None = None
@@ -145,7 +154,7 @@ class Agent:
                           max_pods=cfg.max_pods, address=cfg.listen_host if cfg.listen_host != "0.0.0.0" else
                           "127.0.0.1", port=self.port, limits_enforced=cgroups is not None,
                           limits_message=self.limits_message, gpu_message=self.gpu_message,
-                          extra_labels=dict(cfg.labels))
+                          extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir))
         self._runtime = RuntimeConfig(data_dir=cfg.data_dir, node_name=cfg.node_name, devices=devices,
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,
@@ -225,6 +234,9 @@ class Agent:
         assert self._informer is not None and self._runtime is not None and self._ips is not None
         pod = self._informer.get(key)
         worker = self.workers.get(key)
+        leftover = self._finished.get(key)
+        if leftover is not None and (pod is None or str(pod["metadata"].get("uid")) != leftover.name):
+            shutil.rmtree(self._finished.pop(key), ignore_errors=True)
         if worker is not None and (pod is None or pod["metadata"].get("uid") != worker.pod["metadata"].get("uid")):
             # the pod was removed (or replaced by a namesake): stop what ran for it
             self._begin_termination(key, worker, delete_after=False, grace=0.0)
@@ -277,9 +289,17 @@ class Agent:
 
     def _begin_termination(self, key: str, worker: PodWorker, *, delete_after: bool,
                            grace: float | None = None) -> None:
+        wanted = worker.grace_seconds() if grace is None else grace
         if key in self._terminations:
+            if wanted < self._termination_grace.get(key, wanted):
+                # a later delete shortened the grace period (or force-deleted the pod): hurry up
+                self._termination_grace[key] = wanted
+                hurry = asyncio.create_task(worker.terminate(wanted))
+                self._event_tasks.add(hurry)
+                hurry.add_done_callback(self._event_tasks.discard)
             return
-        self._terminations[key] = asyncio.create_task(self._terminate(key, worker, delete_after, grace))
+        self._termination_grace[key] = wanted
+        self._terminations[key] = asyncio.create_task(self._terminate(key, worker, delete_after, wanted))
 
     async def _terminate(self, key: str, worker: PodWorker, delete_after: bool, grace: float | None) -> None:
         try:
@@ -297,6 +317,7 @@ class Agent:
             worker.cleanup()
             self._written.pop(key, None)
             self._terminations.pop(key, None)
+            self._termination_grace.pop(key, None)
             self._queue.add(key)
 
     async def _delete_now(self, pod: Obj) -> None:
@@ -331,6 +352,9 @@ class Agent:
                                    pod_ip=(pod.get("status") or {}).get("podIP") or None)
                 continue
             _kill_leftovers(directory)
+            if pod is not None:  # finished before the restart: keep its logs until the pod is deleted
+                self._finished[pod_key(pod)] = directory
+                continue
             shutil.rmtree(directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ status
@@ -436,6 +460,8 @@ class Agent:
         name = request.match_info["pod"]
         key = f"{namespace}/{name}"
         worker = self.workers.get(key)
+        if worker is None and key in self._finished:
+            return await self._finished_logs(request, self._finished[key])
         if worker is None:
             return _status_error(404, "NotFound", f"pod {name!r} in namespace {namespace!r} is not running on "
                                  f"node {self.config.node_name!r}")
@@ -469,6 +495,32 @@ class Agent:
                 await response.write(chunk)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
+        return response
+
+    async def _finished_logs(self, request: web.Request, directory: Path) -> web.StreamResponse:
+        """Logs of a pod that finished before this agent started (no worker, files only)."""
+        containers = sorted(p.name for p in directory.iterdir() if p.is_dir())
+        container = request.match_info.get("container") or request.query.get("container")
+        if not container and len(containers) == 1:
+            container = containers[0]
+        if not container or container not in containers:
+            return _status_error(400, "BadRequest", f"choose a container of this pod: [{' '.join(containers)}]")
+        try:
+            params = _log_params(request.query)
+        except ValueError as error:
+            return _status_error(400, "BadRequest", str(error))
+        runs = sorted(int(p.stem) for p in (directory / container).glob("*.log") if p.stem.isdigit())
+        wanted = runs[-2] if params["previous"] and len(runs) > 1 else (runs[-1] if runs and not params["previous"]
+                                                                         else None)
+        if wanted is None:
+            return _status_error(400, "BadRequest", f"container {container!r} has no such logs")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await response.prepare(request)
+        async for chunk in logfiles.stream(logfiles.log_path(directory / container, wanted), follow=False,
+                                           timestamps=params["timestamps"], tail_lines=params["tail_lines"],
+                                           since_seconds=params["since_seconds"], still_running=lambda: False):
+            await response.write(chunk)
+        await response.write_eof()
         return response
 
     # ------------------------------------------------------------------ introspection

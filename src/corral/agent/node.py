@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import socket
 from dataclasses import dataclass, field
@@ -51,6 +52,15 @@ class NodeFacts:
     limits_message: str = ""
     gpu_message: str = ""
     extra_labels: dict[str, str] = field(default_factory=dict)
+    storage_bytes: int = 0
+
+
+def disk_bytes(path: Path) -> int:
+    """Size of the filesystem holding ``path`` (the node's ``ephemeral-storage``)."""
+    try:
+        return shutil.disk_usage(path).total
+    except OSError:
+        return 0
 
 
 def machine_resources() -> tuple[int, int]:
@@ -68,7 +78,7 @@ def machine_resources() -> tuple[int, int]:
 
 def node_resources(facts: NodeFacts) -> dict[str, str]:
     resources = {"cpu": str(facts.cpu), "memory": format_bytes(facts.memory_bytes - facts.memory_bytes % 1024),
-                 "pods": str(facts.max_pods), "ephemeral-storage": "0"}
+                 "pods": str(facts.max_pods), "ephemeral-storage": format_bytes(facts.storage_bytes)}
     resources.update(gpu_capacity(facts.devices))
     return resources
 
@@ -182,7 +192,9 @@ def pressure(data_dir: Path) -> tuple[bool, bool]:
 
 
 def default_node_name() -> str:
-    return socket.gethostname().lower()
+    """This machine's hostname as a valid node name (a lower-case DNS subdomain)."""
+    name = re.sub(r"[^a-z0-9.-]+", "-", socket.gethostname().lower()).strip("-.")
+    return name[:253] or "localhost"
 
 
 class NodeReporter:

@@ -41,6 +41,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +55,7 @@ from aiohttp import web
 
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, matcher
-from corral.apiserver import errors, patch, tables
+from corral.apiserver import errors, patch, protobuf, tables
 from corral.apiserver.errors import ApiError, bad_request
 from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_log
 from corral.apiserver.validation import (
@@ -144,6 +146,8 @@ class Handlers:
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
         self._patch_meta: dict[str, patch.PatchMeta] = {}
+        # uids need uniqueness, not secrecy: one urandom seed instead of a syscall per object
+        self._random = random.Random(os.urandom(32))
         self._pending_namespace_checks: set[str] = set()
         self.namespace_rt = registry.by_kind("v1", "Namespace")
         self.node_rt = registry.by_kind("v1", "Node")
@@ -196,10 +200,15 @@ class Handlers:
         if not data.strip():
             raise bad_request("the request body is empty; expected a JSON or YAML object")
         content_type = request.content_type
-        if "protobuf" in content_type or "cbor" in content_type:
-            raise ApiError(415, "UnsupportedMediaType",
-                           f"corral accepts JSON and YAML bodies, not {content_type} (typed kubectl commands such as "
-                           "`kubectl create namespace` send protobuf; use `kubectl apply -f` or `kubectl create -f`)")
+        if "protobuf" in content_type:
+            try:
+                return protobuf.decode(data)
+            except protobuf.ProtobufError as exc:
+                raise ApiError(415, "UnsupportedMediaType",
+                               f"{exc}: corral reads JSON and YAML bodies, and protobuf only for Namespace, ConfigMap "
+                               "and Secret (use `kubectl apply -f` or `kubectl create -f`)") from None
+        if "cbor" in content_type:
+            raise ApiError(415, "UnsupportedMediaType", "corral accepts JSON and YAML bodies, not CBOR")
         try:
             if "yaml" in content_type:
                 return yaml.safe_load(data)
@@ -486,13 +495,13 @@ class Handlers:
             generate = metadata.get("generateName")
             if not generate:
                 raise errors.invalid(rt.kind, "", [("metadata.name", "Required value: name or generateName is required")], rt.group)
-            metadata["name"] = f"{generate}{uuid.uuid4().hex[:5]}"
+            metadata["name"] = f"{generate}{self._random.getrandbits(40):010x}"[: len(generate) + 5]
         if not isinstance(metadata["name"], str):
             raise errors.invalid(rt.kind, str(metadata["name"]), [("metadata.name", "Invalid value: must be a string")], rt.group)
         check_name(rt, metadata["name"])
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             metadata.pop(field, None)
-        metadata["uid"] = str(uuid.uuid4())
+        metadata["uid"] = str(uuid.UUID(int=self._random.getrandbits(128), version=4))
         metadata["creationTimestamp"] = self.now()
         metadata["generation"] = 1
         self.default(rt, obj)
@@ -518,7 +527,8 @@ class Handlers:
                 for k, v in string_data.items():
                     data[k] = base64.b64encode(str(v).encode()).decode()
                 obj["data"] = data
-            obj.setdefault("type", "Opaque")
+            if not obj.get("type"):
+                obj["type"] = "Opaque"
         elif rt.kind == "Service" and rt.group == "":
             spec = obj.get("spec")
             if isinstance(spec, dict):

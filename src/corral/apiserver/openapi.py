@@ -64,6 +64,11 @@ def _fix(schema: Any) -> Any:
         del schema["additionalProperties"]
     if "const" in schema:
         schema["enum"] = [schema.pop("const")]
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = schema.get(bound)  # JSON Schema's number form; OpenAPI 3.0 (and kubectl) want a boolean
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            schema[limit] = value
+            schema[bound] = True
     return schema
 
 

@@ -58,6 +58,7 @@ class ServerConfig:
     watch_timeout: float = 1800.0
     synchronous: str = "NORMAL"
     registry: Registry = field(default_factory=default_registry)
+    dashboard_staleness: float = 1.0  # seconds the dashboard's summary may lag the store
 
 
 def _status_response(error: ApiError) -> web.Response:
@@ -78,6 +79,7 @@ class ApiServer:
         self.handlers = Handlers(self.store, self.registry, self.clock, config.data_dir,
                                  bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout)
         self.metrics = CollectorRegistry()
+        self.dashboard = dashboard.Dashboard(self.store, max_staleness=config.dashboard_staleness)
         self._requests = Counter("apiserver_request_total", "API requests by verb, resource and code",
                                  ["verb", "resource", "code"], registry=self.metrics)
         self._latency = Histogram("apiserver_request_duration_seconds", "API request latency (watches excluded)",
@@ -135,6 +137,7 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
 
     async def _ensure_system_namespaces(self) -> None:
         key = resource_key(self.handlers.namespace_rt)
@@ -215,7 +218,7 @@ class ApiServer:
         if path == "/metrics":
             return web.Response(body=generate_latest(self.metrics), content_type="text/plain")
         if parts and parts[0] == "dashboard":
-            return await dashboard.serve(request, self.store)
+            return await self.dashboard.serve(request)
         if parts[:2] == ["openapi", "v3"]:
             return self._openapi_route(request, "/".join(parts[2:]))
         if parts[:2] == ["openapi", "v2"]:

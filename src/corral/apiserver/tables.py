@@ -42,8 +42,10 @@ def human_duration(seconds: float) -> str:
 
 
 def columns_of(rt: ResourceType) -> tuple[PrinterColumn, ...]:
+    """The kind's columns after the Name column every table starts with (a kind's own
+    ``Name`` column is dropped so it does not print twice)."""
     if rt.columns:
-        return rt.columns
+        return tuple(column for column in rt.columns if column.name.lower() != "name")
     return (PrinterColumn("Age", "date", lambda o: (o.get("metadata") or {}).get("creationTimestamp")),)
 
 

@@ -60,6 +60,8 @@ class Autoscaler:
         self._tracks: dict[str, _Track] = {}
         self.feed_time: float | None = None
         self.revision_counters: dict[str, dict[str, dict[str, int]]] = {}
+        self.outstanding: dict[str, dict[str, int]] = {}
+        """Requests in flight at the gateway per replica pod name, per service."""
 
     def _track(self, key: str) -> _Track:
         track = self._tracks.get(key)
@@ -70,6 +72,7 @@ class Autoscaler:
     def forget(self, key: str) -> None:
         self._tracks.pop(key, None)
         self.revision_counters.pop(key, None)
+        self.outstanding.pop(key, None)
 
     def desired(self, key: str) -> Decision | None:
         track = self._tracks.get(key)
@@ -99,6 +102,7 @@ class Autoscaler:
             snap = snapshots.get(key)
             if snap is not None:
                 self.revision_counters[key] = snap.get("revisions") or {}
+                self.outstanding[key] = snap.get("outstanding") or {}
             sample = self._sample(track, snap, now)
             ready, current, ttr = replicas.get(key, (0, 0, None))
             sample = replace(sample, ready=ready, time_to_ready=ttr)

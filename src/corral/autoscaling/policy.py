@@ -27,9 +27,10 @@ the unit tests and the replay benchmark drive the very same code.
     queued, as the gateway sees it, not a lagging average) needs a slot at once.
     On top of that it keeps *warm spares* for what a scale-up could not catch
     in time: requests arriving within one cold start (``cold_start``, the
-    replica time-to-ready the controller measures). Their number is the
-    ``spare_quantile`` of a Poisson count at the arrival rate measured over the
-    stable window. A replica costs a cold start to bring back, so by the
+    replica time-to-ready the controller measures) that are still running when
+    it ends. Their number is the ``spare_quantile`` of a Poisson count with mean
+    λ·min(S, cold start) — λ the arrival rate over the stable window, S the
+    measured mean service time. A replica costs a cold start to bring back, so by the
     ski-rental argument it is kept until it has been surplus for twice that
     (``scale_down_delay``); the last replica goes after the stable window plus
     ``scale_to_zero_grace`` with no traffic, as KPA's does. Nothing is fitted to
@@ -243,7 +244,11 @@ def predictive(
     cold_start = window.time_to_ready()
     if cold_start is None:
         cold_start = spec.cold_start
-    spare = math.ceil(poisson_quantile(rate * cold_start, spec.spare_quantile) / slots)
+    # Requests arriving within one cold start that are still running when it ends: Poisson with
+    # mean rate * E[min(service, cold start)] (M/G/inf occupancy); ~rate*cold_start for long
+    # requests, ~rate*service_time (Little) for short ones.
+    horizon_mean = rate * min(service_time, cold_start)
+    spare = math.ceil(poisson_quantile(horizon_mean, spec.spare_quantile) / slots)
     raw = min(demand + spare, math.ceil(spec.max_scale_up_rate * max(1, ready)))
     horizon = spec.scale_down_delay if spec.scale_down_delay is not None else 2 * cold_start
     recs = (*tuple((t, r) for t, r in state.recommendations if now - t < horizon), (now, raw))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 from pathlib import Path
 
@@ -49,15 +50,25 @@ def validate_simulated(_ctx: click.Context, _param: click.Parameter, value: tupl
 @click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address of the agent's log endpoint.")
 @click.option("--listen-port", type=int, default=0, help="Port of the log endpoint (default: any free port).")
 @click.option("--max-pods", type=int, default=250, show_default=True, help="The node's pods capacity.")
+@click.option("--pod-cidr", default=None,
+              help="Loopback block for pod IPs, e.g. 127.42.0.0/16 (default: picked from the node name).")
 def agent_command(*, kubeconfig: str | None, data_dir: str, node_name: str | None, simulated_gpus: list[str],
                   no_gpu_discovery: bool, heartbeat_interval: float, lease_duration: int, backoff_initial: float,
-                  backoff_max: float, listen_host: str, listen_port: int, max_pods: int) -> None:
+                  backoff_max: float, listen_host: str, listen_port: int, max_pods: int,
+                  pod_cidr: str | None) -> None:
     """Run this machine's node agent: register the node, run its pods as processes, serve their logs."""
+    if pod_cidr is not None:
+        try:
+            block = ipaddress.IPv4Network(pod_cidr)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--pod-cidr") from None
+        if not block.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+            raise click.BadParameter(f"{pod_cidr} is not inside 127.0.0.0/8", param_hint="--pod-cidr")
     config = AgentConfig(data_dir=Path(data_dir).resolve(), node_name=node_name or default_node_name(),
                          simulated_gpus=simulated_gpus, discover_gpus=not no_gpu_discovery,
                          heartbeat_interval=heartbeat_interval, lease_duration=lease_duration,
                          backoff_initial=backoff_initial, backoff_max=backoff_max, listen_host=listen_host,
-                         listen_port=listen_port, max_pods=max_pods)
+                         listen_port=listen_port, max_pods=max_pods, pod_cidr=pod_cidr)
     asyncio.run(_run(kubeconfig, config))
 
 

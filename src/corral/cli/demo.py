@@ -1,7 +1,11 @@
-"""``corral demo``: start corral in a fresh temporary data dir, apply ``examples/``, show the result.
+"""``corral demo``: start corral in a fresh temporary data dir and tell its story.
 
-It keeps running until Ctrl-C; ``--once`` exits 0 after showing (what the tests run).
-It grows with every area: add steps to :func:`show`.
+The story (:mod:`corral.cli.story`) runs real work end to end — queues, a DDP training
+job with preemption and self-healing, an inference service from zero with a canary —
+and prints each step as it happens and a summary. Afterwards corral keeps running with
+the dashboard URL printed until Ctrl-C; ``--once`` exits instead: 0 when every step
+succeeded, 1 with the failed step named otherwise (what ``make demo DEMO_ARGS=--once``
+and the tests run).
 """
 
 from __future__ import annotations
@@ -14,64 +18,83 @@ import tempfile
 from pathlib import Path
 
 import click
+from rich.console import Console
 
-from corral.cli.up import Running, run_until_signal, start_corral
+from corral.agent.gpus import discover_nvml
+from corral.cli.story import Story, StoryFailedError, start_sim_nodes
+from corral.cli.up import Running, dashboard_url, run_until_signal, start_corral
+from corral.client import ApiClient
+from corral.gateway.component import InferenceComponent
+
+DEMO_NODE = "corral-box"
 
 
-def default_examples() -> Path:
-    here = Path.cwd() / "examples"
-    if here.is_dir():
+def repository_root() -> Path:
+    """The checkout holding ``examples/`` (the working directory first, then this package's)."""
+    here = Path.cwd()
+    if (here / "examples").is_dir():
         return here
-    return Path(__file__).resolve().parents[3] / "examples"
+    return Path(__file__).resolve().parents[3]
 
 
-async def kubectl(running: Running, *args: str, check: bool = True) -> str:
-    """Run kubectl against this corral and echo what it prints."""
-    env = {**os.environ, "KUBECONFIG": str(running.context.kubeconfig)}
-    print(f"$ kubectl {' '.join(args)}", flush=True)
-    process = await asyncio.create_subprocess_exec("kubectl", *args, env=env, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.STDOUT)
-    out, _ = await process.communicate()
-    text = out.decode()
-    print(text, end="" if text.endswith("\n") or not text else "\n", flush=True)
-    if check and process.returncode != 0:
-        raise click.ClickException(f"kubectl {' '.join(args)} failed with exit code {process.returncode}")
-    return text
+def gateway_url(running: Running) -> str:
+    for component in running.components:
+        if isinstance(component, InferenceComponent):
+            return component.url
+    raise click.ClickException("corral started without its gateway")
 
 
-async def show(running: Running, examples: Path) -> None:
-    """The demo's story, step by step."""
-    await kubectl(running, "apply", "-f", str(examples))
-    await kubectl(running, "get", "namespaces")
-    await kubectl(running, "get", "pods", "-A", "-o", "wide")
-
-
-async def _demo(examples: Path, once: bool, port: int) -> None:
+async def _demo(once: bool, port: int, gateway_port: int) -> int:
+    console = Console(highlight=False, soft_wrap=True)
+    repo = repository_root()
+    devices, message = discover_nvml()
+    simulated: tuple[str, ...] = ()
+    if not devices:
+        simulated = ("8xH100-80GB",)
+        console.print(f"[yellow]No NVIDIA GPU here ({message}).[/yellow] This machine's node declares 8 simulated "
+                      "H100-80GB GPUs, labelled corral.dev/simulated-gpus=true: scheduling, quotas and isolation "
+                      "variables are real, the devices are not.")
+    # The agent runs pods' commands on this host: put this interpreter (with torch and
+    # scikit-learn) first on PATH so `python3` in manifests finds them.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with tempfile.TemporaryDirectory(prefix="corral-demo-") as data_dir:
-        running = await start_corral(Path(data_dir), port=port)
-        print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
+        running = await start_corral(Path(data_dir), port=port, node_name=DEMO_NODE, simulated_gpus=simulated,
+                                     gateway_port=gateway_port)
+        console.print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})")
+        console.print(f"dashboard: {dashboard_url(running.context)}")
+        console.print(f"gateway: {gateway_url(running)}")
+        outcome = 0
 
         async def story(running: Running) -> None:
-            await show(running, examples)
-            if not once:
-                print(f"corral keeps running; try: KUBECONFIG={running.context.kubeconfig} kubectl get pods -A"
-                      "\nCtrl-C stops it.", flush=True)
-                await asyncio.Event().wait()
+            nonlocal outcome
+            async with ApiClient.from_kubeconfig(running.context.kubeconfig) as client:
+                sim = await start_sim_nodes(client)
+                try:
+                    await Story(client, running.context.kubeconfig, gateway_url=gateway_url(running), repo=repo,
+                                node=DEMO_NODE, console=console, simulated=bool(simulated)).run()
+                    console.print("[bold green]The demo's every step succeeded.[/bold green]")
+                except StoryFailedError as error:
+                    console.print(f"[bold red]demo failed:[/bold red] {error}")
+                    outcome = 1
+                if not once:
+                    console.print(f"corral keeps running. Dashboard: {dashboard_url(running.context)}\n"
+                                  f"Try: KUBECONFIG={running.context.kubeconfig} kubectl get pods -A\nCtrl-C stops it.")
+                    await asyncio.Event().wait()
+                await sim.stop()
 
         await run_until_signal(running, story)
+        return outcome
 
 
 @click.command("demo")
-@click.option("--once", is_flag=True, help="Exit after showing the result (for tests).")
-@click.option("--examples", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
-              help="Directory of manifests to apply (default: ./examples).")
+@click.option("--once", is_flag=True, help="Exit after the story: 0 when every step succeeded (for tests).")
 @click.option("--port", type=int, default=0, show_default=True, help="API server port (0: any free port).")
-def demo(once: bool, examples: Path | None, port: int) -> None:
-    """Start corral in a temporary data dir, apply examples/, and show the result with kubectl."""
+@click.option("--gateway-port", type=int, default=0, show_default=True, help="Gateway port (0: any free port).")
+def demo(once: bool, port: int, gateway_port: int) -> None:
+    """Start corral in a temporary data dir and run its story: queues, training, serving, canary."""
     if shutil.which("kubectl") is None:
         raise click.ClickException("corral demo shows its results with kubectl, which is not on PATH")
-    examples = examples or default_examples()
-    if not examples.is_dir():
-        raise click.ClickException(f"no examples directory at {examples}")
-    asyncio.run(_demo(examples, once, port))
+    code = asyncio.run(_demo(once, port, gateway_port))
     sys.stdout.flush()
+    if code:
+        sys.exit(code)

@@ -11,6 +11,7 @@ import asyncio
 
 import click
 
+from corral.cli.queues import queue_explanation
 from corral.client import ApiClient, ApiError, KubeconfigError
 from corral.scheduler.cycle import Scheduler
 from corral.scheduler.explain import explain_group
@@ -65,6 +66,10 @@ async def explain(client: ApiClient, kind: str, name: str, namespace: str) -> st
     sched = Scheduler(framework=default_framework(Profile.default(), 100), clock=SystemClock(), preemption=False)
     await _load(client, sched)
     lines.append(explain_group(sched, key).render())
+    queue_lines = await queue_explanation(client, key, None if kind == "pod" else group)
+    if queue_lines:
+        lines.append("queue:")
+        lines.extend(f"  {line}" if not line.startswith("  ") else line for line in queue_lines)
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from corral.agent.agent import AgentComponent, AgentConfig
 from corral.apiserver.server import ApiServer, ServerConfig
 from corral.cli.agent import validate_simulated
 from corral.controllers.gc import GarbageCollectorComponent
+from corral.controllers.trainingjob.controller import TrainingJobComponent
 from corral.gateway.component import InferenceComponent
 from corral.util.clock import Clock, SystemClock
 
@@ -64,6 +65,7 @@ def extra_components(context: UpContext) -> list[Component]:
     if context.gateway_port is not None:
         components.append(InferenceComponent(context.kubeconfig, port=context.gateway_port, clock=context.clock))
     components.append(GarbageCollectorComponent(context.kubeconfig))
+    components.append(TrainingJobComponent(context.kubeconfig, data_dir=context.data_dir, clock=context.clock))
     return components
 
 

@@ -55,7 +55,7 @@ class InferenceComponent:
         gateway = self.gateway
 
         async def feed() -> dict[str, Any]:
-            return gateway.metrics.feed()
+            return gateway.feed()
 
         self.controller = InferenceServiceController(
             self.client, Autoscaler(tick=self.tick), gateway_url=gateway.url, feed=feed, clock=self.clock,

@@ -13,10 +13,13 @@ registry owned by the gateway instance (no process-global registry).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from corral.util.clock import Clock
 
@@ -70,15 +73,24 @@ class GatewayMetrics:
         self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         self.services: dict[str, ServiceStats] = {}
-        self._concurrency = Gauge("corral_gateway_concurrency", "Requests in flight to replicas",
-                                  ["service"], registry=self.registry)
-        self._queued = Gauge("corral_gateway_queued", "Requests held by the gateway (queue and activator)",
-                             ["service"], registry=self.registry)
+        self.registry.register(_StatsCollector(self))
         self._requests = Counter("corral_gateway_requests", "Requests answered",
                                  ["service", "revision", "code"], registry=self.registry)
         self._latency = Histogram("corral_gateway_request_duration_seconds",
                                   "Time from arrival at the gateway to the end of the response",
                                   ["service"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._latency_children: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, str, str], Any] = {}
+
+    def _observe(self, service: str, revision: str, code: str, seconds: float) -> None:
+        child = self._request_children.get((service, revision, code))
+        if child is None:
+            child = self._request_children[(service, revision, code)] = self._requests.labels(service, revision, code)
+        child.inc()
+        latency = self._latency_children.get(service)
+        if latency is None:
+            latency = self._latency_children[service] = self._latency.labels(service)
+        latency.observe(seconds)
 
     def stats(self, service: str) -> ServiceStats:
         stats = self.services.get(service)
@@ -91,7 +103,6 @@ class GatewayMetrics:
         stats._advance(self.clock.monotonic())
         stats.arrivals += 1
         stats.queued += 1
-        self._queued.labels(service).set(stats.queued)
         return stats
 
     def dispatch(self, service: str) -> None:
@@ -99,15 +110,12 @@ class GatewayMetrics:
         stats._advance(self.clock.monotonic())
         stats.queued -= 1
         stats.in_flight += 1
-        self._queued.labels(service).set(stats.queued)
-        self._concurrency.labels(service).set(stats.in_flight)
 
     def give_up(self, service: str) -> None:
         """A held request left without being dispatched (queue timeout or rejection)."""
         stats = self.stats(service)
         stats._advance(self.clock.monotonic())
         stats.queued -= 1
-        self._queued.labels(service).set(stats.queued)
 
     def finish(self, service: str, revision: str, code: int, started: float, arrived: float) -> None:
         now = self.clock.monotonic()
@@ -120,21 +128,42 @@ class GatewayMetrics:
         rev.requests += 1
         if code >= 500:
             rev.errors += 1
-        self._concurrency.labels(service).set(stats.in_flight)
-        self._requests.labels(service, revision, str(code)).inc()
-        self._latency.labels(service).observe(now - arrived)
+        self._observe(service, revision, str(code), now - arrived)
 
     def attempt_failed(self, service: str, revision: str) -> None:
         """A try on one replica failed at the connection level (the request may be retried)."""
         rev = self.stats(service).revisions.setdefault(revision, RevisionStats())
         rev.requests += 1
         rev.errors += 1
-        self._requests.labels(service, revision, "connection-failed").inc()
+        self._request_children.setdefault((service, revision, "connection-failed"),
+                                          self._requests.labels(service, revision, "connection-failed")).inc()
 
     def answer_without_replica(self, service: str, code: int, arrived: float) -> None:
-        self._requests.labels(service, "", str(code)).inc()
-        self._latency.labels(service).observe(self.clock.monotonic() - arrived)
+        self._observe(service, "", str(code), self.clock.monotonic() - arrived)
 
     def feed(self) -> dict[str, Any]:
         now = self.clock.monotonic()
         return {"time": now, "services": {name: s.snapshot(now) for name, s in self.services.items()}}
+
+
+class _StatsCollector(Collector):
+    """Gauges read from the live stats at scrape time (nothing to update per request)."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        concurrency = GaugeMetricFamily("corral_gateway_concurrency", "Requests in flight to replicas",
+                                        labels=["service"])
+        queued = GaugeMetricFamily("corral_gateway_queued", "Requests held by the gateway (queue and activator)",
+                                   labels=["service"])
+        arrivals = CounterMetricFamily("corral_gateway_arrivals", "Requests received (rps = rate of this)",
+                                       labels=["service"])
+        activations = CounterMetricFamily("corral_gateway_activations", "Scale-from-zero activations",
+                                          labels=["service"])
+        for name, stats in list(self.metrics.services.items()):
+            concurrency.add_metric([name], stats.in_flight)
+            queued.add_metric([name], stats.queued)
+            arrivals.add_metric([name], stats.arrivals)
+            activations.add_metric([name], stats.activations)
+        yield from (concurrency, queued, arrivals, activations)

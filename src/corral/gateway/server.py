@@ -112,6 +112,8 @@ class Gateway:
         self._background: set[asyncio.Task[Any]] = set()
         self._sources: list[Any] = []
         self._activated: dict[str, float] = {}
+        self._waiting = 0
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -215,8 +217,23 @@ class Gateway:
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    def feed(self) -> dict[str, Any]:
+        """The autoscaler feed: per-service counters plus requests in flight per replica pod."""
+        data = self.metrics.feed()
+        pods: dict[str, dict[str, int]] = {}
+        for route in self.table.routes:
+            for target in route.revisions:
+                for backend in target.backends:
+                    count = self.outstanding.get(backend.address, 0)
+                    pods.setdefault(route.service, {})[backend.pod.split("/", 1)[-1]] = count
+        for service, outstanding in pods.items():
+            entry = data["services"].get(service)
+            if entry is not None:
+                entry["outstanding"] = outstanding
+        return data
+
     async def _feed(self, request: web.Request) -> web.Response:
-        return web.json_response(self.metrics.feed())
+        return web.json_response(self.feed())
 
     # ---- proxy -----------------------------------------------------------------------------
 
@@ -225,6 +242,8 @@ class Gateway:
         if declared is not None and declared > limit:
             return _error(413, "RequestEntityTooLarge",
                           f"request body of {declared} bytes exceeds this route's maxBodyBytes ({limit})")
+        if declared is not None:
+            return await request.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.content.iter_any():
@@ -235,21 +254,21 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _route_for(self, request: web.Request, body: bytes) -> Route | web.Response:
+    def _route_for(self, request: web.Request, body: bytes, candidates: list[Route]) -> Route | web.Response:
         host = request.host
         path = request.path
         model: str | None = None
-        if self.table.needs_model(host, path) and body:
+        if candidates and candidates[0].model is not None and body:
             try:
                 parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 return _error(400, "BadRequest", "routing by model needs a JSON body with a \"model\" field")
             if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
                 model = parsed["model"]
-        route = self.table.match(host, path, model)
+        route = next((r for r in candidates if r.model is None or r.model == model), None)
         if route is None:
             what = f"host {host!r}, path {path!r}" + (f", model {model!r}" if model else "")
-            known = sorted({r.model for r in self.table.candidates(host, path) if r.model})
+            known = sorted({r.model for r in candidates if r.model})
             hint = f"; models served here: {', '.join(known)}" if known else ""
             return _error(404, "NotFound", f"no InferenceService route matches {what}{hint}")
         return route
@@ -290,31 +309,35 @@ class Gateway:
                                     headers={"Retry-After": "1"}))
         activated = False
         deadline = arrived + (route.activation_timeout if route.ready_backends == 0 else route.timeout)
-        while True:
-            current = self.table.by_service.get(route.service)
-            if current is None:
-                raise _NoReplicaError(_error(404, "NotFound", f"{route.service} was deleted while the request waited"))
-            route = current
-            backend = self._pick(route, exclude)
-            if backend is not None:
-                return backend
-            if route.ready_backends == 0 and not activated:
-                activated = True
-                last = self._activated.get(route.service)
-                now = self.clock.monotonic()
-                if last is None or now - last >= ACTIVATION_REPEAT:
-                    # One poke per service per burst; the autoscaler also sees the held requests.
-                    self._activated[route.service] = now
-                    stats.activations += 1
-                    await self._activate(route.service)
-            remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                why = "no replica became ready" if route.ready_backends == 0 else "no replica had a free slot"
-                raise _NoReplicaError(_error(503, "ServiceUnavailable", f"{route.service}: {why} in time",
-                                        headers={"Retry-After": "5"}))
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 1.0))
+        self._waiting += 1  # releases wake waiters only while there are some
+        try:
+            while True:
+                current = self.table.by_service.get(route.service)
+                if current is None:
+                    raise _NoReplicaError(_error(404, "NotFound", f"{route.service} was deleted while the request waited"))
+                route = current
+                backend = self._pick(route, exclude)
+                if backend is not None:
+                    return backend
+                if route.ready_backends == 0 and not activated:
+                    activated = True
+                    last = self._activated.get(route.service)
+                    now = self.clock.monotonic()
+                    if last is None or now - last >= ACTIVATION_REPEAT:
+                        # One poke per service per burst; the autoscaler also sees the held requests.
+                        self._activated[route.service] = now
+                        stats.activations += 1
+                        await self._activate(route.service)
+                remaining = deadline - self.clock.monotonic()
+                if remaining <= 0:
+                    why = "no replica became ready" if route.ready_backends == 0 else "no replica had a free slot"
+                    raise _NoReplicaError(_error(503, "ServiceUnavailable", f"{route.service}: {why} in time",
+                                            headers={"Retry-After": "5"}))
+                async with self._changed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 1.0))
+        finally:
+            self._waiting -= 1
 
     async def _activate(self, service: str) -> None:
         if self.on_activate is None:
@@ -332,7 +355,8 @@ class Gateway:
             self.outstanding.pop(backend.address, None)
         else:
             self.outstanding[backend.address] = left
-        self._notify()
+        if self._waiting:
+            self._notify()
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         arrived = self.clock.monotonic()
@@ -344,7 +368,7 @@ class Gateway:
         body = await self._read_body(request, limit)
         if isinstance(body, web.Response):
             return body
-        found = self._route_for(request, body)
+        found = self._route_for(request, body, pre)
         if isinstance(found, web.Response):
             return found
         route = found
@@ -420,7 +444,10 @@ class Gateway:
                        headers: dict[str, str], body: bytes) -> tuple[web.StreamResponse, int]:
         assert self._session is not None
         url = f"http://{backend.address}{path}"
-        timeout = aiohttp.ClientTimeout(total=route.timeout, sock_connect=self._connect_timeout)
+        timeout = self._timeouts.get(route.timeout)
+        if timeout is None:
+            timeout = self._timeouts[route.timeout] = aiohttp.ClientTimeout(total=route.timeout,
+                                                                            sock_connect=self._connect_timeout)
         try:
             try:
                 upstream = await self._session.request(request.method, url, headers=headers, data=body or None,

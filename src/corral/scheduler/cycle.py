@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -192,6 +193,7 @@ class Scheduler:
         self._node_dirty = False
         self._held: dict[str, _Held] = {}
         self._group_held: dict[str, set[str]] = {}
+        self._held_priorities: Counter[int] = Counter()
         self._pending: dict[str, dict[str, Obj]] = {}
         self._podgroups: dict[str, Obj] = {}
         self._classes: dict[str, Obj] = {}
@@ -352,6 +354,7 @@ class Scheduler:
 
     def _add_held(self, key: str, held: _Held) -> None:
         self._held[key] = held
+        self._held_priorities[held.priority] += 1
         self._group_held.setdefault(held.group, set()).add(key)
         if not self._node_dirty:
             self._assume_into(self.snapshot, key, held)
@@ -360,6 +363,9 @@ class Scheduler:
         held = self._held.pop(key, None)
         if held is None:
             return None
+        self._held_priorities[held.priority] -= 1
+        if not self._held_priorities[held.priority]:
+            del self._held_priorities[held.priority]
         members = self._group_held.get(held.group)
         if members is not None:
             members.discard(key)
@@ -540,6 +546,7 @@ class Scheduler:
             pkey = req.key
             held = _Held(req, placement.node, placement.devices, key, priority, pod, assumed=True, nominated=nominated)
             self._held[pkey] = held
+            self._held_priorities[priority] += 1
             self._group_held.setdefault(key, set()).add(pkey)
             if not nominated:
                 self._drop_pending(pkey, pod)
@@ -548,12 +555,23 @@ class Scheduler:
 
     # -- preemption ----------------------------------------------------------------------------
 
-    def victim_units(self) -> tuple[dict[str, VictimUnit], dict[str, str]]:
-        """Evictable units from held pods: gangs whole, bare pods alone; nominated preemptors excluded."""
+    def has_lower_priority_than(self, priority: int) -> bool:
+        """Whether any pod holding resources has a priority below ``priority`` (O(distinct priorities))."""
+        return any(p < priority for p in self._held_priorities)
+
+    def victim_units(self, below: int | None = None) -> tuple[dict[str, VictimUnit], dict[str, str]]:
+        """Evictable units from held pods: gangs whole, bare pods alone; nominated preemptors excluded.
+
+        With ``below``, only units that hold a pod of lower priority are built (the others
+        can never be victims of a preemptor at that priority).
+        """
+        wanted: set[str] | None = None
+        if below is not None:
+            wanted = {h.group for h in self._held.values() if h.priority < below}
         groups: dict[str, list[str]] = {}
         prio: dict[str, int] = {}
         for key, held in self._held.items():
-            if held.nominated:
+            if held.nominated or (wanted is not None and held.group not in wanted):
                 continue
             unit = held.group if held.group.startswith("group:") else f"pod:{key}"
             groups.setdefault(unit, []).append(key)
@@ -566,7 +584,9 @@ class Scheduler:
         self, key: str, pods: Sequence[Obj], reqs: Sequence[PodRequest], *, priority: int,
         diagnosis: Diagnosis, podgroup: Obj | None,
     ) -> PreemptDecision | None:
-        units, unit_of = self.victim_units()
+        if not self.has_lower_priority_than(priority):
+            return None
+        units, unit_of = self.victim_units(below=priority)
         plan: PreemptionPlan | None = plan_preemption(
             self.snapshot, self.framework, reqs, priority, units=units, unit_of_pod=unit_of, diagnosis=diagnosis,
             new_state=lambda: CycleState(self.rng),

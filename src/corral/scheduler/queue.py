@@ -67,6 +67,8 @@ class SchedulingQueue:
     _active: list[tuple[SortKey, int, str]] = field(default_factory=list)
     _backoff: list[tuple[float, int, str]] = field(default_factory=list)
     _unschedulable: set[str] = field(default_factory=set)
+    _in_flight: set[str] = field(default_factory=set)
+    _move_pending: bool = False
     _wake: asyncio.Event | None = None
     _closed: bool = False
 
@@ -97,6 +99,7 @@ class SchedulingQueue:
     def remove(self, key: str) -> None:
         """The group is gone or fully placed; forget it everywhere (stale heap entries are skipped)."""
         info = self._infos.pop(key, None)
+        self._in_flight.discard(key)
         if info is not None:
             self._unschedulable.discard(key)
             info.version += 1
@@ -124,6 +127,7 @@ class SchedulingQueue:
         info.where = "unschedulable"
         info.parked_at = self.clock.monotonic()
         info.version += 1
+        self._in_flight.discard(key)
         self._unschedulable.add(key)
 
     def retry(self, key: str) -> None:
@@ -145,17 +149,29 @@ class SchedulingQueue:
         info.parked_at = self.clock.monotonic()
         info.moved_in_flight = False
         info.version += 1
+        self._in_flight.discard(key)
         self._unschedulable.add(key)
 
     def move_all_to_active(self) -> None:
-        """The cluster changed in a way that may make parked groups fit: move them on."""
+        """The cluster changed in a way that may make parked groups fit: move them on.
+
+        Cheap enough to call on every event: parked groups are moved once, lazily, before
+        the next pop; groups in flight are marked so their attempt's outcome cannot park them.
+        """
+        self._move_pending = bool(self._unschedulable)
+        for key in self._in_flight:
+            info = self._infos.get(key)
+            if info is not None:
+                info.moved_in_flight = True
+        if self._move_pending and self._wake is not None:
+            self._wake.set()
+
+    def _apply_move(self) -> None:
+        self._move_pending = False
         for key in list(self._unschedulable):
             info = self._infos[key]
             self._unschedulable.discard(key)
             self._push_after_backoff(info)
-        for info in self._infos.values():
-            if info.where == "flight":
-                info.moved_in_flight = True
 
     def backoff_for(self, attempts: int) -> float:
         if attempts <= 0:
@@ -175,6 +191,7 @@ class SchedulingQueue:
             info.where = "flight"
             info.version += 1
             info.moved_in_flight = False
+            self._in_flight.add(key)
             return key
         return None
 
@@ -220,6 +237,7 @@ class SchedulingQueue:
         return self._wake
 
     def _push_active(self, info: _Info) -> None:
+        self._in_flight.discard(info.key)
         info.version += 1
         info.where = "active"
         heapq.heappush(self._active, (self.sort_key(info.priority, info.created, info.key), info.version, info.key))
@@ -230,6 +248,7 @@ class SchedulingQueue:
         if info.ready_at <= self.clock.monotonic():
             self._push_active(info)
             return
+        self._in_flight.discard(info.key)
         info.version += 1
         info.where = "backoff"
         heapq.heappush(self._backoff, (info.ready_at, info.version, info.key))
@@ -237,6 +256,8 @@ class SchedulingQueue:
             self._wake.set()
 
     def _flush(self) -> None:
+        if self._move_pending:
+            self._apply_move()
         now = self.clock.monotonic()
         while self._backoff and self._backoff[0][0] <= now:
             _, version, key = heapq.heappop(self._backoff)

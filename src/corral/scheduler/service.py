@@ -188,7 +188,10 @@ class SchedulerService:
         admission: Admission | None = None,
         binder: Binder | None = None,
         scheduler_name: str = SCHEDULER_NAME,
+        event_backlog: int = 5000,
+        event_workers: int = 4,
     ) -> None:
+        self._n_event_workers = event_workers
         self.client = client
         self.config = config or SchedulerConfig()
         self.clock = clock or SystemClock()
@@ -213,6 +216,12 @@ class SchedulerService:
         self._dirty_groups: set[str] = set()
         self._group_messages: dict[str, tuple[str, str]] = {}
         self._wake = asyncio.Event()
+        # Events explain, never drive: they go out from a bounded backlog at a bounded rate of
+        # concurrency (like kube-scheduler's event broadcaster), so a burst of bindings is
+        # not slowed down by as many Event writes; when the backlog is full they are dropped.
+        self._event_backlog: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue(maxsize=event_backlog)
+        self._event_workers: list[asyncio.Task[None]] = []
+        self.events_dropped = 0
         self.bound = 0
         self.first_bind_at: float | None = None
         self.last_bind_at: float | None = None
@@ -232,22 +241,36 @@ class SchedulerService:
             await informer.wait_synced()
         await self.pods.start()
         await self.pods.wait_synced()
+        self._event_workers = [asyncio.create_task(self._event_worker(), name=f"scheduler-events-{i}")
+                               for i in range(self._n_event_workers)]
         self._loop_task = asyncio.create_task(self._loop(), name="scheduler-loop")
         self._status_task = asyncio.create_task(self._status_loop(), name="scheduler-podgroup-status")
 
     async def stop(self) -> None:
         self.scheduler.q.close()
         self._wake.set()
-        for task in (self._loop_task, self._status_task, *self._tasks):
+        for task in (self._loop_task, self._status_task, *self._tasks, *self._event_workers):
             if task is not None:
                 task.cancel()
-        for task in (self._loop_task, self._status_task, *list(self._tasks)):
+        for task in (self._loop_task, self._status_task, *list(self._tasks), *self._event_workers):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._tasks.clear()
         for informer in (self.pods, self.nodes, self.podgroups, self.classes):
             await informer.stop()
+
+    def record_event(self, obj: Obj, event_type: str, reason: str, message: str) -> None:
+        """Queue an Event (dropped, and counted, when the backlog is full)."""
+        try:
+            self._event_backlog.put_nowait((obj, event_type, reason, message))
+        except asyncio.QueueFull:
+            self.events_dropped += 1
+
+    async def _event_worker(self) -> None:
+        while True:
+            obj, event_type, reason, message = await self._event_backlog.get()
+            await self.events.record(obj, "Warning" if event_type == "Warning" else "Normal", reason, message)
 
     # -- informer handlers (they only update the brain and wake the loop) ----------------------
 
@@ -378,8 +401,8 @@ class SchedulerService:
             for binding, outcome in zip(decision.bindings, outcomes, strict=True):
                 if outcome == "ok":
                     where = f"{binding.node}" + (f" (GPUs {binding.devices})" if binding.devices else "")
-                    self._spawn(self.events.record(binding.pod, "Normal", "Scheduled",
-                                                   f"Successfully assigned {binding.key} to {where}"))
+                    self.record_event(binding.pod, "Normal", "Scheduled",
+                                      f"Successfully assigned {binding.key} to {where}")
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -403,7 +426,7 @@ class SchedulerService:
                 self._messages.pop(key, None)
                 continue
             if decision.reason == "Unschedulable":
-                await self.events.record(pod, "Warning", "FailedScheduling", decision.message)
+                self.record_event(pod, "Warning", "FailedScheduling", decision.message)
         if decision.podgroup is not None:
             md = meta(decision.podgroup)
             self._dirty_groups.add(f"{md.get('namespace') or 'default'}/{md.get('name')}")

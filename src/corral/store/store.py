@@ -11,10 +11,15 @@ Design
   ``committed`` future resolves once SQLite has committed it. The API server only
   answers after that, so an acknowledged write survives ``kill -9``. Watch events are
   published only after their commit: a watcher never sees a change that could vanish.
-* **Group commit.** One writer thread drains whatever has queued up and commits it in
-  one transaction (``executemany`` per run of same-kind operations), then resolves the
-  batch's future on the loop. Throughput grows with concurrency instead of paying one
-  commit per write.
+* **Group commit.** Writes made during one turn of the event loop form a batch that is
+  committed in one transaction (``executemany`` per run of same-kind operations) at the
+  start of the next turn, then the batch's future resolves. Throughput grows with
+  concurrency instead of paying one commit per write. With ``synchronous=NORMAL`` (the
+  default) SQLite's WAL commit is a ``write()`` without ``fsync`` — durable against
+  ``kill -9`` of the server, not against power loss — and cheap enough to run on the
+  loop thread, which avoids handing every batch to another thread through the GIL.
+  With ``synchronous=FULL`` (power-loss durability) a writer thread does the commits
+  and their ``fsync`` so the loop keeps serving meanwhile.
 * **Objects as bytes.** Each entry keeps its compact JSON encoding (``raw``), made once
   per write, and decodes the dict lazily. Lists and watch events are assembled from
   those bytes, and a restart only reads bytes back — no JSON parsing on start.
@@ -197,6 +202,7 @@ class Store:
         self._cond = threading.Condition(self._lock)
         self._queue: list[_Batch] = []
         self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
         self._stopping = False
         self._failed: BaseException | None = None
         self._last_future: asyncio.Future[None] | None = None
@@ -210,8 +216,11 @@ class Store:
         self._loop = asyncio.get_running_loop()
         if self._path is not None:
             await asyncio.to_thread(self._load)
-            self._thread = threading.Thread(target=self._writer, name="corral-store-writer", daemon=True)
-            self._thread.start()
+            if self._synchronous.upper() in ("FULL", "EXTRA"):
+                self._thread = threading.Thread(target=self._writer, name="corral-store-writer", daemon=True)
+                self._thread.start()
+            else:
+                self._conn = self._connect()
         self.committed_rv = self.rv
         self._first_rv = self.rv + 1
 
@@ -257,6 +266,10 @@ class Store:
                 self._cond.notify()
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        if self._conn is not None:
+            self._flush()
+            self._conn.close()
+            self._conn = None
 
     # ---- reads ----------------------------------------------------------------------
 
@@ -343,11 +356,20 @@ class Store:
     def _enqueue(self, resource: str, namespace: str, name: str, rv: int, raw: bytes | None) -> asyncio.Future[None]:
         loop = self._loop
         assert loop is not None, "Store.open() was not awaited"
-        if self._thread is None:  # memory only
+        if self._path is None:  # memory only
             future: asyncio.Future[None] = loop.create_future()
             future.set_result(None)
             self._publish(rv)
             return future
+        if self._thread is None:  # inline group commit on the loop
+            batch = self._pending
+            if batch is None:
+                batch = self._pending = _Batch(loop.create_future())
+                loop.call_soon(self._flush)
+            batch.ops.append((resource, namespace, name, rv, raw))
+            batch.last_rv = rv
+            self._last_future = batch.future
+            return batch.future
         with self._lock:
             batch = self._pending
             if batch is None:
@@ -359,10 +381,42 @@ class Store:
         self._last_future = batch.future
         return batch.future
 
-    def _writer(self) -> None:
-        conn = self._connect()
+    def _write_batches(self, conn: sqlite3.Connection, batches: list[_Batch]) -> BaseException | None:
+        """Commit ``batches`` in one transaction; the error if it failed (then nothing was written)."""
         upsert = "INSERT OR REPLACE INTO objects (resource, namespace, name, rv, data) VALUES (?, ?, ?, ?, ?)"
         delete = "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?"
+        try:
+            conn.execute("BEGIN")
+            run: list[tuple[Any, ...]] = []
+            run_is_delete = False
+            for batch in batches:
+                for resource, namespace, name, rv, raw in batch.ops:
+                    is_delete = raw is None
+                    if run and is_delete != run_is_delete:
+                        conn.executemany(delete if run_is_delete else upsert, run)
+                        run = []
+                    run_is_delete = is_delete
+                    run.append((resource, namespace, name) if is_delete else (resource, namespace, name, rv, raw))
+            if run:
+                conn.executemany(delete if run_is_delete else upsert, run)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (batches[-1].last_rv,))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # the store is now unusable
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return exc
+        return None
+
+    def _flush(self) -> None:
+        """Inline mode: commit what the last loop iteration wrote, on the loop thread."""
+        batch = self._pending
+        self._pending = None
+        if batch is None or self._conn is None:
+            return
+        self._committed([batch], self._write_batches(self._conn, [batch]))
+
+    def _writer(self) -> None:
+        conn = self._connect()
         try:
             while True:
                 with self._cond:
@@ -373,27 +427,7 @@ class Store:
                     batches = self._queue
                     self._queue = []
                     self._pending = None
-                error: BaseException | None = None
-                try:
-                    conn.execute("BEGIN")
-                    run: list[tuple[Any, ...]] = []
-                    run_is_delete = False
-                    for batch in batches:
-                        for resource, namespace, name, rv, raw in batch.ops:
-                            is_delete = raw is None
-                            if run and is_delete != run_is_delete:
-                                conn.executemany(delete if run_is_delete else upsert, run)
-                                run = []
-                            run_is_delete = is_delete
-                            run.append((resource, namespace, name) if is_delete else (resource, namespace, name, rv, raw))
-                    if run:
-                        conn.executemany(delete if run_is_delete else upsert, run)
-                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (batches[-1].last_rv,))
-                    conn.execute("COMMIT")
-                except BaseException as exc:  # the store is now unusable
-                    error = exc
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
+                error = self._write_batches(conn, batches)
                 assert self._loop is not None
                 try:
                     self._loop.call_soon_threadsafe(self._committed, batches, error)

@@ -198,6 +198,8 @@ def test_lifecycle_decisions() -> None:
     assert not lease_expired(node, lease, NOW, 40)
     assert lease_expired(node, lease, NOW + timedelta(seconds=11), 40)
     assert lease_expired(node, None, NOW, 40)
+    slow = {"spec": {"renewTime": "2026-01-01T11:59:00.000000Z", "leaseDurationSeconds": 400}}
+    assert not lease_expired(node, slow, NOW, 40), "a lease that declares a longer duration is honoured"
     pod: dict = {"spec": {}}
     assert toleration_seconds(pod, 300) == 300
     pod["spec"]["tolerations"] = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
@@ -215,3 +217,17 @@ def test_cgroups_detection_reports_why_not(tmp_path: Path) -> None:
     assert cgroups is None and "lacks the cpu, memory" in message
     (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n")
     assert Cgroups.oom_kills(tmp_path) == 2
+
+
+def test_agent_cli_rejects_bad_values_naming_the_option() -> None:
+    from click.testing import CliRunner
+
+    from corral.cli.main import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["agent", "--simulated-gpus", "H100"])
+    assert result.exit_code == 2 and "COUNTxMODEL" in result.output
+    result = runner.invoke(cli, ["agent", "--pod-cidr", "10.0.0.0/8"])
+    assert result.exit_code == 2 and "--pod-cidr" in result.output and "127.0.0.0/8" in result.output
+    result = runner.invoke(cli, ["up", "--simulated-gpus", "0xA100"])
+    assert result.exit_code == 2 and "between 1 and 64" in result.output

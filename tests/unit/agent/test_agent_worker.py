@@ -90,14 +90,14 @@ async def test_crash_with_on_failure_restarts_with_doubling_backoff(config: Runt
     stamps = tmp_path / "starts"
     code = f"import time; open({str(stamps)!r}, 'a').write(f'{{time.time()}}\\n'); print('crash'); raise SystemExit(3)"
     worker = run(workers, make_pod("crash", [py("c", code)], restart_policy="OnFailure"), config)
-    rt = worker.runtime.containers[0]
-    await wait_for(lambda: rt.restart_count >= 3, timeout=10, what="three restarts")
+    await wait_for(lambda: stamps.exists() and len(stamps.read_text().split()) >= 4, timeout=15,
+                   what="four starts")
     starts = [float(x) for x in stamps.read_text().split()]
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     # back-off 0.2 s, 0.4 s, 0.8 s (plus process start time): each gap at least its delay and growing
-    assert len(gaps) >= 2
-    assert gaps[0] >= 0.2 and gaps[1] >= 0.4
-    assert gaps[1] > gaps[0]
+    assert len(gaps) >= 3
+    # lower bounds only: process start-up time on a loaded machine adds noise on top
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8
     status = pod_status(worker.pod, worker.runtime, SystemClock().now())
     cstatus = status["containerStatuses"][0]
     assert cstatus["restartCount"] >= 3
@@ -284,3 +284,42 @@ async def test_adoption_of_a_vanished_process_reports_it_and_restarts(config: Ru
     rt2 = again.runtime.containers[0]
     await wait_for(lambda: rt2.restart_count == 1 and rt2.state == "running", what="restarted")
     assert rt2.previous is not None and rt2.previous.reason == "ContainerStatusUnknown"
+
+
+async def test_startup_probe_over_tcp_gates_readiness(config: RuntimeConfig, workers: list[PodWorker]) -> None:
+    server = ("import os, socket, time\n"
+              "time.sleep(0.8)\n"
+              "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+              "s.bind((os.environ['POD_IP'], 7070)); s.listen()\n"
+              "while True:\n"
+              "    c, _ = s.accept(); c.close()\n")
+    probe = {"tcpSocket": {"port": 7070}, "periodSeconds": 0.1, "failureThreshold": 50}
+    worker = run(workers, make_pod("slowstart", [py("s", server, startupProbe=probe)], restart_policy="Always"),
+                 config, ip="127.9.2.1")
+    rt = worker.runtime.containers[0]
+    await wait_for(lambda: rt.state == "running", what="running")
+    assert not rt.started and not rt.ready
+    await wait_for(lambda: rt.started, what="the startup probe to pass")
+    assert rt.ready, "without a readiness probe a started container is ready"
+    assert rt.restart_count == 0
+
+
+async def test_failing_startup_probe_kills_and_restarts(config: RuntimeConfig, workers: list[PodWorker]) -> None:
+    probe = {"exec": {"command": ["false"]}, "periodSeconds": 0.1, "failureThreshold": 2}
+    worker = run(workers, make_pod("neverstarts", [py("c", "import time; time.sleep(60)", startupProbe=probe)],
+                                   restart_policy="Always", grace=0), config)
+    rt = worker.runtime.containers[0]
+    await wait_for(lambda: rt.restart_count >= 1, what="a restart after the startup probe failed")
+    assert rt.previous is not None and "Startup probe failed" in (rt.previous.message or "")
+
+
+async def test_failed_init_container_under_never_fails_the_pod(config: RuntimeConfig,
+                                                               workers: list[PodWorker]) -> None:
+    worker = run(workers, make_pod("badinit", [py("main", "print('never')")], init=[py("init", "raise SystemExit(1)")]),
+                 config)
+    await asyncio.wait_for(worker.finished.wait(), 10)
+    status = pod_status(worker.pod, worker.runtime, SystemClock().now())
+    assert status["phase"] == "Failed" and status["reason"] == "InitContainerFailed"
+    assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+    assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == "PodInitializing"
+    assert not (config.pods_dir / worker.uid / "main").exists(), "the main container never ran"

@@ -109,12 +109,25 @@ def test_predictive_serves_every_request_in_the_system_at_once() -> None:
     assert decision.replicas >= 7
 
 
-def test_predictive_keeps_spares_for_arrivals_within_a_cold_start() -> None:
+def timed_window(arrivals: int, completions: int, service: float, in_flight: int, n: int = 30) -> MetricsWindow:
+    window = MetricsWindow(max_age=600)
+    for i in range(n):
+        window.add(Sample(time=(i + 1) * 2.0, duration=2.0, concurrency=1.0, arrivals=arrivals,
+                          completions=completions, service_seconds=service * completions,
+                          in_flight=in_flight if i == n - 1 else 0))
+    return window
+
+
+def test_predictive_keeps_spares_for_long_requests_arriving_within_a_cold_start() -> None:
     spec = ScalerSpec(max_replicas=100, target=1, cold_start=20)
-    busy = window_with([1.0] * 30, arrivals=1, in_flight=1)  # 0.5 req/s → 10 expected per cold start
+    # 0.5 req/s of 60 s requests: ~10 arrive during one cold start and are still running after it.
+    busy = timed_window(arrivals=1, completions=1, service=60.0, in_flight=1)
     decision = run(predictive, busy, ready=1, spec=spec)
     assert decision.replicas == 1 + poisson_quantile(10.0, spec.spare_quantile)
-    quiet = window_with([1.0] * 30, arrivals=0, in_flight=1)
+    # The same rate of 10 ms requests needs no spare: one replica serves them one after another.
+    short = timed_window(arrivals=1, completions=1, service=0.01, in_flight=1)
+    assert run(predictive, short, ready=1, spec=spec).replicas == 1
+    quiet = timed_window(arrivals=0, completions=0, service=0.0, in_flight=1)
     assert run(predictive, quiet, ready=1, spec=spec).replicas == 1
 
 

@@ -26,7 +26,8 @@ def test_devices_show_whole_and_fractional_use() -> None:
     )
     n1 = doc["nodes"][0]
     assert [d["used"] for d in n1["devices"]] == [1.0, 0.75]
-    assert [p["key"] for p in n1["devices"][1]["pods"]] == ["default/half-a", "default/quarter"]
+    assert n1["devices"][1]["pods"] == [["default/half-a", 0.5, "Running", None],
+                                        ["default/quarter", 0.25, "Running", None]]
     assert doc["nodes"][1]["devices"][0]["used"] == 0.0  # finished pods free their device
     assert doc["nodes"][1]["ready"] == "Unknown"
     assert doc["cluster"] == {"nodes": 2, "gpus": 3, "gpusUsed": 1.75, "allocation": round(1.75 / 3, 4),

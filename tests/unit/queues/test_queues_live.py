@@ -7,7 +7,7 @@ from typing import Any
 
 from corral.scheduler.quota import Workload
 from corral.scheduler.quota.cycle import Policy
-from corral.scheduler.quota.live import PendingEntry, QueueAdmission
+from corral.scheduler.quota.live import QueueAdmission
 from corral.testing import FakeClock
 
 from .helpers import GPU, queue_obj
@@ -90,7 +90,7 @@ def test_denied_names_the_queue_flavor_and_resource() -> None:
     third = [pod("c", 1)]
     verdict = admission.admit(group_of("pod:team-a/c", third), places(third, "h1"))
     assert not verdict.allowed and verdict.reason == "QuotaExceeded"
-    assert 'queue "qa" flavor "h100" nvidia.com/gpu: requests 1, available 0' in verdict.message
+    assert 'queue "qa" flavor "h100" nvidia.com/gpu: requests 1, more than is free' in verdict.message
     assert "pod:team-a/c" not in admission.book.admitted
     lines = admission.explain("pod:team-a/c")
     assert lines[0].startswith('queue "qa": position 1 of 1') and "QuotaExceeded" in lines[1]
@@ -198,9 +198,7 @@ def test_fair_share_yields_to_the_queue_further_below() -> None:
         assert admission.admit(group_of(f"pod:x/x{i}", pods), places(pods, "n")).allowed
     # y's head was denied a moment ago (the lender was full then) and waits for its retry
     y_pods = [pod("y0", 2, ns="y", queue="y")]
-    now = clock.now().timestamp()
-    admission.pending["pod:y/y0"] = PendingEntry(Workload("pod:y/y0", "y"), now, now, "QuotaExceeded", "",
-                                                 {("default", GPU): 2000})
+    admission.note_pending(Workload("pod:y/y0", "y"), "QuotaExceeded", "", {("default", GPU): 2000})
     x_more = [pod("x9", 2, ns="x", queue="x")]
     verdict = admission.admit(group_of("pod:x/x9", x_more), places(x_more, "n"))
     assert not verdict.allowed and verdict.reason == "FairShare" and 'queue "y"' in verdict.message

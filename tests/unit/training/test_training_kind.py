@@ -56,13 +56,13 @@ def test_resource_type_and_printer_columns() -> None:
     resource = trainingjob.resource_type()
     assert (resource.group, resource.version, resource.plural, resource.namespaced, resource.strict) == (
         "corral.dev", "v1alpha1", "trainingjobs", True, True)
-    assert [column.name.upper() for column in resource.columns] == [
-        "NAME", "QUEUE", "WORKERS", "PHASE", "RESTARTS", "AGE"]
+    # The server adds NAME itself: kubectl shows NAME QUEUE WORKERS PHASE RESTARTS AGE.
+    assert [column.name.upper() for column in resource.columns] == ["QUEUE", "WORKERS", "PHASE", "RESTARTS", "AGE"]
     obj = job(replicas=2, queue="team-a")
     obj["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
     obj["status"] = {"phase": "Running", "restarts": 1,
                      "replicas": [{"index": 0, "pod": "ddp-worker-0", "phase": "Running"},
                                   {"index": 1, "pod": "ddp-worker-1", "phase": "Pending"}]}
     cells = [column.value(obj) for column in resource.columns]
-    assert cells[:5] == ["ddp", "team-a", "1/2", "Running", 1]
+    assert cells == ["team-a", "1/2", "Running", 1, "2026-01-01T00:00:00Z"]
     assert trainingjob.human_duration(42) == "42s" and trainingjob.human_duration(310) == "5m10s"

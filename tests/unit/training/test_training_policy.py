@@ -478,3 +478,88 @@ def test_invariants_hold_for_any_sequence_of_events(actions: list[str], limit: i
             assert not plan.create_pods
         running = [r for r in status.get("replicas") or [] if r["phase"] == "Running"]
         assert len(running) <= status["worldSize"]
+
+
+def test_preemption_seen_only_through_the_schedulers_event_is_not_a_failure() -> None:
+    world = running_world()
+    uid = "pod-uid-1"
+    world.pod(1)["metadata"]["uid"] = uid
+    world.step()  # the status learns the pod's uid
+    del world.pods["ddp-worker-1"]
+    suspects = policy.disrupted_pods(world.job, list(world.pods.values()))
+    assert suspects == ["ddp-worker-1"]
+    events = [
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-1", "uid": uid}},
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-0", "uid": "x"}},
+        {"reason": "Preempted", "involvedObject": {"kind": "Pod", "name": "ddp-worker-1", "uid": "older"}},
+    ]
+    preempted = policy.preempted_from_events(world.job, suspects, events)
+    assert preempted == {"ddp-worker-1"}
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, preempted=preempted)
+    assert plan.status["preemptions"] == 1 and plan.status["failures"] == 0
+    assert "worker 1 was preempted" in plan.events[0].message
+    # An event about an earlier pod of the same name does not count.
+    assert policy.preempted_from_events(world.job, suspects, events[2:]) == set()
+
+
+def test_stale_pods_stuck_terminating_are_force_deleted() -> None:
+    world = running_world(backoff={"initialSeconds": 0})
+    world.exit(0, 1)
+    world.step()
+    leftovers = [policy.worker_pod(make_job(), i, 2, 0, CONFIG) for i in range(2)]
+    for pod in leftovers:
+        pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:10Z"
+    leftovers[0]["spec"]["nodeName"] = "dead-node"
+    plan = decide(world.job, leftovers, None, T0 + timedelta(seconds=20), CONFIG)
+    assert plan.force_delete_pods == ["ddp-worker-1"], "never placed: nothing will finish it"
+    plan = decide(world.job, leftovers, None, T0 + timedelta(seconds=41), CONFIG)
+    assert plan.force_delete_pods == ["ddp-worker-0", "ddp-worker-1"]
+
+
+def test_elastic_job_grows_back_when_capacity_frees_after_a_cooldown() -> None:
+    world = World(make_job(minReplicas=2, maxReplicas=3))
+    world.settle()
+    world.run_all()
+    world.step()
+    del world.pods["ddp-worker-2"]
+    world.settle()
+    world.run_all()
+    world.step()
+    assert world.status["worldSize"] == 2 and world.status["phase"] == "Running"
+    assert policy.needs_capacity_check(world.job)
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=1)
+    assert plan.status["worldSize"] == 2 and plan.requeue_after is not None, "not before the cooldown"
+    world.advance(CONFIG.grow_cooldown)
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=5)
+    assert plan.status["worldSize"] == 3 and plan.events[0].reason == "ElasticGrow"
+    assert plan.status["failures"] == 0 and sorted(plan.delete_pods) == ["ddp-worker-0", "ddp-worker-1"]
+    # No room: stays as it is.
+    plan = decide(world.job, list(world.pods.values()), world.podgroup, world.now, CONFIG, spare_workers=0)
+    assert plan.status["worldSize"] == 2 and not plan.delete_pods
+
+
+def test_spare_workers_counts_room_on_ready_nodes_by_requests() -> None:
+    template = {"spec": {"containers": [{"name": "w", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}
+
+    def node(name: str, cpu: str, ready: bool = True) -> dict[str, Any]:
+        return {"metadata": {"name": name},
+                "status": {"allocatable": {"cpu": cpu, "memory": "64Gi"},
+                           "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+    busy = {"spec": {"nodeName": "a", "containers": [{"name": "x", "resources": {"requests": {"cpu": "2500m"}}}]},
+            "status": {"phase": "Running"}}
+    done = {"spec": {"nodeName": "a", "containers": [{"name": "x", "resources": {"requests": {"cpu": "4"}}}]},
+            "status": {"phase": "Succeeded"}}
+    nodes = [node("a", "4"), node("b", "2", ready=False)]
+    assert policy.spare_workers(template, nodes, [busy, done], 5) == 1
+    assert policy.spare_workers(template, [*nodes, node("c", "8")], [busy], 5) == 5
+    assert policy.spare_workers(template, [node("a", "4")], [busy], 1) == 1
+    assert policy.spare_workers(template, [], [], 3) == 0
+
+
+def test_stopped_workers_are_not_reported_running() -> None:
+    world = running_world(backoffLimit=0)
+    world.exit(1, 1)
+    world.step()
+    assert world.status["phase"] == "Failed"
+    assert [r["phase"] for r in world.status["replicas"]] == ["Stopped", "Failed"]

@@ -233,8 +233,12 @@ def _ready(obj: Obj) -> str:
 
 
 def _replicas(obj: Obj) -> str:
+    """Ready replicas / replicas wanted over all revisions (a canary adds its own)."""
     status = _status(obj)
-    return f"{status.get('readyReplicas', 0)}/{status.get('desiredReplicas', 0)}"
+    revisions = status.get("revisions") or []
+    wanted = sum(int(r.get("desiredReplicas") or 0) for r in revisions) if revisions else status.get(
+        "desiredReplicas", 0)
+    return f"{status.get('readyReplicas', 0)}/{wanted}"
 
 
 def _canary(obj: Obj) -> int:

@@ -23,14 +23,13 @@ error naming the field.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from corral.api.columns import age_column
 from corral.api.meta import Condition, CorralObject, StrictModel
 from corral.api.registry import Obj, PrinterColumn, ResourceType
-from corral.util.clock import parse_timestamp
 
 GROUP = "corral.dev"
 VERSION = "v1alpha1"
@@ -110,6 +109,7 @@ class TrainingJobSpec(StrictModel):
 class ReplicaStatus(StrictModel):
     index: int
     pod: str
+    uid: str | None = None
     phase: str = "Pending"
     node: str | None = None
     pod_ip: str | None = Field(default=None, alias="podIP")
@@ -161,13 +161,6 @@ def _workers(obj: Obj) -> str:
     return f"{running}/{wanted}"
 
 
-def _age(obj: Obj) -> str:
-    created = (obj.get("metadata") or {}).get("creationTimestamp")
-    if not created:
-        return "<unknown>"
-    return human_duration((datetime.now(UTC) - parse_timestamp(created)).total_seconds())
-
-
 def human_duration(seconds: float) -> str:
     """Kubernetes' short ages: ``42s``, ``5m10s``, ``3h``, ``2d``."""
     seconds = max(0, int(seconds))
@@ -195,11 +188,10 @@ def resource_type() -> ResourceType:
         categories=("all", "corral"),
         strict=True,
         columns=(
-            PrinterColumn("Name", "string", lambda obj: obj["metadata"]["name"], format="name"),
             PrinterColumn("Queue", "string", lambda obj: (obj.get("spec") or {}).get("queue") or "<default>"),
             PrinterColumn("Workers", "string", _workers),
             PrinterColumn("Phase", "string", lambda obj: (obj.get("status") or {}).get("phase") or "Pending"),
             PrinterColumn("Restarts", "integer", lambda obj: (obj.get("status") or {}).get("restarts") or 0),
-            PrinterColumn("Age", "date", _age),
+            age_column(),
         ),
     )

@@ -9,18 +9,20 @@ the fragment (``#token=…``), which browsers never send to the server.
 
 from __future__ import annotations
 
+import json
+import time
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-from corral.apiserver.dashboard.summary import summarize
+from corral.apiserver.dashboard.summary import ParseCache, summarize
 from corral.store import Store
 
 STATIC_TYPES = {".html": "text/html", ".js": "application/javascript", ".css": "text/css"}
 PREFIX = "/dashboard"
 
-__all__ = ["PREFIX", "is_public", "serve", "summarize"]
+__all__ = ["PREFIX", "Dashboard", "is_public", "summarize"]
 
 _SUMMARY_RESOURCES = {
     "nodes": "nodes", "pods": "pods", "queues": "queues.corral.dev", "podgroups": "podgroups.corral.dev",
@@ -46,19 +48,42 @@ def _static(name: str) -> web.Response:
                         headers={"Cache-Control": "no-cache"})
 
 
-def state(store: Store) -> dict[str, Any]:
-    """The summary document from the store's current objects."""
-    lists = {name: [entry.obj for entry in store.iter_all(resource)] for name, resource in _SUMMARY_RESOURCES.items()}
-    return summarize(lists.pop("nodes"), lists.pop("pods"), **lists)
+class Dashboard:
+    """Serves ``/dashboard``.
 
+    The encoded summary is reused while the store has not changed, and for at most
+    ``max_staleness`` seconds while it has (a busy cluster changes every few
+    milliseconds — node leases alone — and the page refreshes every 2 s anyway), so
+    any number of open dashboards cost at most one summary per second.
+    """
 
-async def serve(request: web.Request, store: Store) -> web.StreamResponse:
-    """Answer a request under ``/dashboard``."""
-    rest = request.path[len(PREFIX):].strip("/")
-    if rest == "":
-        if not request.path.endswith("/"):
-            raise web.HTTPFound(PREFIX + "/")
-        return _static("index.html")
-    if rest == "api/state":
-        return web.json_response(state(store))
-    return _static(rest)
+    def __init__(self, store: Store, *, max_staleness: float = 1.0) -> None:
+        self.store = store
+        self.cache = ParseCache()
+        self.max_staleness = max_staleness
+        self._encoded: tuple[int, float, bytes] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """The summary document from the store's current objects."""
+        lists = {name: [entry.obj for entry in self.store.iter_all(resource)]
+                 for name, resource in _SUMMARY_RESOURCES.items()}
+        return summarize(lists.pop("nodes"), lists.pop("pods"), cache=self.cache, **lists)
+
+    def encoded_state(self) -> bytes:
+        revision, now = self.store.rv, time.monotonic()
+        cached = self._encoded
+        if cached is None or (cached[0] != revision and now - cached[1] >= self.max_staleness):
+            cached = (revision, now, json.dumps(self.state(), separators=(",", ":")).encode())
+            self._encoded = cached
+        return cached[2]
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        """Answer a request under ``/dashboard``."""
+        rest = request.path[len(PREFIX):].strip("/")
+        if rest == "":
+            if not request.path.endswith("/"):
+                raise web.HTTPFound(PREFIX + "/")
+            return _static("index.html")
+        if rest == "api/state":
+            return web.Response(body=self.encoded_state(), content_type="application/json")
+        return _static(rest)

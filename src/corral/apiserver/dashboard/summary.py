@@ -49,19 +49,54 @@ def _gpu_count(node: Obj) -> int:
         return 0
 
 
-def _node_devices(node: Obj) -> list[dict[str, Any]]:
+class ParseCache:
+    """Parsed annotations by their text, kept across summaries (the same strings recur)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self.assignments: dict[str, list[tuple[int, float, str | None]]] = {}
+        self.inventories: dict[str, list[dict[str, Any]]] = {}
+
+    def gpu_devices(self, text: str | None) -> list[tuple[int, float, str | None]]:
+        """``(device index, share of the device as a float, MIG profile or None)`` per entry."""
+        if not text:
+            return []
+        cached = self.assignments.get(text)
+        if cached is None:
+            try:
+                cached = [(a.index, float(a.fraction), a.mig_profile) for a in parse_gpu_devices(text)]
+            except DeviceSpecError:
+                cached = []
+            if len(self.assignments) > self.limit:
+                self.assignments.clear()
+            self.assignments[text] = cached
+        return cached
+
+    def inventory(self, text: str | None) -> list[dict[str, Any]]:
+        if not text:
+            return []
+        cached = self.inventories.get(text)
+        if cached is None:
+            try:
+                cached = parse_device_inventory(text)
+            except DeviceSpecError:
+                cached = []
+            if len(self.inventories) > self.limit:
+                self.inventories.clear()
+            self.inventories[text] = cached
+        return cached
+
+
+def _node_devices(node: Obj, cache: ParseCache) -> list[dict[str, Any]]:
     annotations = _meta(node).get("annotations") or {}
-    try:
-        inventory = parse_device_inventory(annotations.get(DEVICES_ANNOTATION))
-    except DeviceSpecError:
-        inventory = []
+    inventory = cache.inventory(annotations.get(DEVICES_ANNOTATION))
     if not inventory:
         inventory = [{"index": index} for index in range(_gpu_count(node))]
     simulated = (_meta(node).get("labels") or {}).get(SIMULATED_GPUS_LABEL) == "true"
-    return [{"index": device["index"], "model": device.get("model", ""), "memoryMiB": device.get("memoryMiB"),
+    return [{"index": device["index"], "model": device.get("model", ""),
              "simulated": bool(device.get("simulated", simulated)),
              "mig": [slot.get("profile") for slot in device.get("mig") or []], "used": 0.0, "pods": []}
-            for device in inventory]
+            for device in sorted(inventory, key=lambda d: int(d["index"]))]
 
 
 def summarize(
@@ -73,8 +108,13 @@ def summarize(
     trainingjobs: Iterable[Obj] = (),
     inferenceservices: Iterable[Obj] = (),
     events: Iterable[Obj] = (),
+    cache: ParseCache | None = None,
 ) -> dict[str, Any]:
-    """The dashboard document (see the module docstring)."""
+    """The dashboard document (see the module docstring).
+
+    Each device lists what runs on it as ``[pod key, share, phase, MIG profile or null]``.
+    """
+    cache = cache or ParseCache()
     node_views: dict[str, dict[str, Any]] = {}
     for node in nodes:
         ready = _condition(node, "Ready")
@@ -84,7 +124,7 @@ def summarize(
             "simulated": (_meta(node).get("labels") or {}).get(SIMULATED_GPUS_LABEL) == "true",
             "product": (_meta(node).get("labels") or {}).get("nvidia.com/gpu.product", ""),
             "unschedulable": bool((node.get("spec") or {}).get("unschedulable")),
-            "devices": _node_devices(node),
+            "devices": _node_devices(node, cache),
             "pods": 0,
         }
     pending: list[dict[str, Any]] = []
@@ -110,19 +150,20 @@ def summarize(
         if view is None or phase not in ACTIVE_PHASES:
             continue
         view["pods"] += 1
-        try:
-            assignments = parse_gpu_devices((metadata.get("annotations") or {}).get(GPU_DEVICES_ANNOTATION))
-        except DeviceSpecError:
-            assignments = []
-        by_index = {device["index"]: device for device in view["devices"]}
-        for assignment in assignments:
-            device = by_index.get(assignment.index)
-            if device is None:
-                continue
-            share = float(assignment.fraction) if assignment.mig_profile is None else 1.0 / max(1, len(device["mig"]))
+        assignments = cache.gpu_devices((metadata.get("annotations") or {}).get(GPU_DEVICES_ANNOTATION))
+        devices = view["devices"]
+        for index, fraction, mig_profile in assignments:
+            # devices are sorted by index, so device i is at position i unless indices have gaps
+            if index < len(devices) and devices[index]["index"] == index:
+                device = devices[index]
+            else:
+                found = [d for d in devices if d["index"] == index]
+                if not found:
+                    continue
+                device = found[0]
+            share = fraction if mig_profile is None else 1.0 / max(1, len(device["mig"]))
             device["used"] = min(1.0, device["used"] + share)
-            device["pods"].append({"key": key, "share": round(share, 4), "phase": phase,
-                                   "mig": assignment.mig_profile})
+            device["pods"].append([key, share, phase, mig_profile])
             gpus_used += share
     for group in podgroups:
         status = group.get("status") or {}

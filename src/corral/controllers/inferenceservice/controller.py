@@ -81,6 +81,7 @@ class ScaleAdvisor(Protocol):
     """
 
     revision_counters: dict[str, dict[str, dict[str, int]]]
+    outstanding: dict[str, dict[str, int]]
 
     def observe(self, feed: dict[str, Any], services: dict[str, Obj],
                 replicas: dict[str, tuple[int, int, float | None]]) -> Mapping[str, ScaleDecision]: ...
@@ -304,7 +305,7 @@ class InferenceServiceController:
             rev_name = revision_name(revision)
             want = 0 if revision_failed(revision) else wanted.get(rev_name, 0)
             rev_pods = pods_by_revision.get(rev_name, [])
-            changes = pod_changes(rev_pods, want)
+            changes = pod_changes(rev_pods, want, self.autoscaler.outstanding.get(key))
             for pod_name in changes.delete:
                 with contextlib.suppress(ApiError):
                     await self.client.delete("v1", "pods", pod_name, namespace)

@@ -186,8 +186,14 @@ class PodChanges:
     delete: tuple[str, ...]
 
 
-def pod_changes(pods: list[Obj], desired: int) -> PodChanges:
-    """Create/delete to get ``desired`` live pods; finished pods are replaced, surplus goes least-ready first."""
+def pod_changes(pods: list[Obj], desired: int, outstanding: dict[str, int] | None = None) -> PodChanges:
+    """Create/delete to get ``desired`` live pods; finished pods are replaced.
+
+    Surplus goes not-ready first, then the ready pods with the fewest requests in flight at
+    the gateway (``outstanding``, by pod name), newest first among equals — so scale-down
+    rarely cuts a request off.
+    """
+    load = outstanding or {}
     live: list[tuple[Obj, PodHealth]] = []
     delete: list[str] = []
     for pod in pods:
@@ -200,13 +206,10 @@ def pod_changes(pods: list[Obj], desired: int) -> PodChanges:
         live.append((pod, health))
     surplus = len(live) - desired
     if surplus > 0:
-        # Not-ready first, then the newest (the oldest warm replicas keep serving).
-        ordered = sorted(live, key=lambda item: (item[1].ready,
-                                                 (item[0].get("metadata") or {}).get("creationTimestamp") or ""),
-                         )
-        not_ready = [p for p, h in ordered if not h.ready]
-        ready = [p for p, h in ordered if h.ready]
+        not_ready = [p for p, h in live if not h.ready]
+        ready = [p for p, h in live if h.ready]
         ready.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
+        ready.sort(key=lambda p: load.get(str(p["metadata"]["name"]), 0))  # stable: newest first among equals
         for pod in (not_ready + ready)[:surplus]:
             delete.append(str(pod["metadata"]["name"]))
     return PodChanges(create=max(0, -surplus), delete=tuple(delete))

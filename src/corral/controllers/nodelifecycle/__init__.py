@@ -1,8 +1,8 @@
 """The node lifecycle controller: notice dead nodes and move their pods away.
 
 A node's agent renews its Lease (``kube-node-lease/<node>``) every heartbeat.
-When the lease has not been renewed for ``grace_period`` (40 s by default), the
-controller sets every node condition to ``Unknown`` (``NodeStatusUnknown``) and
+When the lease has not been renewed for ``grace_period`` (40 s by default, or the
+lease's own ``leaseDurationSeconds`` when that is longer), the controller sets every node condition to ``Unknown`` (``NodeStatusUnknown``) and
 taints the node ``node.kubernetes.io/unreachable:NoExecute``. Pods on a tainted
 node are evicted once their toleration for that taint runs out —
 ``tolerationSeconds`` of a matching toleration, or ``default_toleration``
@@ -37,7 +37,7 @@ LEASE_NAMESPACE = "kube-node-lease"
 class NodeLifecycleConfig:
     grace_period: float = 40.0
     default_toleration: float = 300.0
-    resync: float = 5.0
+    resync: float = 30.0  # a safety net: lease events and deadlines drive reconciles
 
 
 def last_heartbeat(node: Obj, lease: Obj | None) -> datetime:
@@ -52,11 +52,24 @@ def last_heartbeat(node: Obj, lease: Obj | None) -> datetime:
     return datetime.min.replace(tzinfo=None)
 
 
+def effective_grace(lease: Obj | None, grace: float) -> float:
+    """The controller's grace period, or the lease's own ``leaseDurationSeconds`` when longer.
+
+    Holders that renew slowly on purpose (simulated nodes at scale renew every
+    ``N/50`` seconds) declare it in their lease and are not declared dead early.
+    """
+    declared = ((lease or {}).get("spec") or {}).get("leaseDurationSeconds")
+    try:
+        return max(grace, float(declared)) if declared is not None else grace
+    except (TypeError, ValueError):
+        return grace
+
+
 def lease_expired(node: Obj, lease: Obj | None, now: datetime, grace: float) -> bool:
     beat = last_heartbeat(node, lease)
     if beat.tzinfo is None:
         return True
-    return (now - beat).total_seconds() > grace
+    return (now - beat).total_seconds() > effective_grace(lease, grace)
 
 
 def unreachable_taint(node: Obj) -> dict[str, Any] | None:
@@ -128,7 +141,7 @@ class NodeLifecycleReconciler:
                 await self._set_taints(name, [t for t in node.get("spec", {}).get("taints") or []
                                               if t.get("key") != UNREACHABLE_TAINT])
                 await self.events.record(node, "Normal", "NodeReachable", f"node {name}'s lease is renewed again")
-            deadline = last_heartbeat(node, lease) + timedelta(seconds=self.config.grace_period)
+            deadline = last_heartbeat(node, lease) + timedelta(seconds=effective_grace(lease, self.config.grace_period))
             return Result(requeue_after=max(0.05, (deadline - now).total_seconds() + 0.05))
         ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
                      None)

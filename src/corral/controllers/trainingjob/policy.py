@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import copy
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 from typing import Any, Literal
 
 from corral.api.registry import Obj
 from corral.util.clock import format_timestamp, parse_timestamp
+from corral.util.quantity import QuantityError, parse_quantity
 
 API_VERSION = "corral.dev/v1alpha1"
 JOB_LABEL = "corral.dev/training-job"
@@ -49,12 +52,14 @@ ATTEMPT_LABEL = "corral.dev/attempt"
 PREEMPTED_ANNOTATION = "corral.dev/preempted-by"
 FINISHED_PHASES = ("Succeeded", "Failed")
 DEFAULT_SCHEDULE_TIMEOUT = 60.0
+FORCE_AFTER = 30.0  # seconds past a pod's deletion deadline before it is force-deleted
 
 # Rank 0 publishes its pod IP in the rendezvous file; the other ranks wait for it. Then the
-# worker's own command runs with MASTER_ADDR (and torchrun's PET_MASTER_ADDR) set.
+# worker's own command runs with MASTER_ADDR (and torchrun's PET_MASTER_ADDR) set. No "$$" and
+# no "$(NAME)" in here: Kubernetes (and the agent) expand those in commands.
 RENDEZVOUS_SCRIPT = r"""f="$CORRAL_RENDEZVOUS_FILE"
 if [ "$NODE_RANK" = "0" ]; then
-  mkdir -p "$(dirname "$f")" && printf '%s' "${POD_IP:-127.0.0.1}" > "$f.$$" && mv -f "$f.$$" "$f" || exit 1
+  mkdir -p "$(dirname "$f")" && printf '%s' "${POD_IP:-127.0.0.1}" > "$f.tmp" && mv -f "$f.tmp" "$f" || exit 1
 else
   n=0
   while [ ! -s "$f" ]; do
@@ -77,7 +82,7 @@ class Config:
     """Controller settings that are not on the spec."""
 
     data_dir: str = "/tmp/corral"
-    default_grace_seconds: int = 30
+    grow_cooldown: float = 30.0  # seconds an elastic job runs at one size before it may grow
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class Plan:
     delete_podgroup: bool = False
     create_pods: list[Obj] = field(default_factory=list)
     delete_pods: list[str] = field(default_factory=list)
+    force_delete_pods: list[str] = field(default_factory=list)
     delete_job: bool = False
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
@@ -304,12 +310,14 @@ def terminated_state(pod: Obj) -> tuple[int | None, str | None]:
     return found
 
 
-def replica_from_pod(index: int, pod: Obj | None, created: bool) -> Replica:
+def replica_from_pod(index: int, pod: Obj | None, created: bool, preempted: bool = False) -> Replica:
+    """The state of worker ``index``; ``preempted`` when the scheduler's events say so."""
     if pod is None:
-        return Replica(index, "Lost" if created else "Missing", None)
+        return Replica(index, "Lost" if created else "Missing", None, reason="Preempted" if preempted else None,
+                       preempted=preempted)
     status = pod.get("status") or {}
     phase = status.get("phase") or "Pending"
-    preempted = was_preempted(pod)
+    preempted = preempted or was_preempted(pod)
     code, reason = terminated_state(pod)
     if phase == "Succeeded":
         return Replica(index, "Succeeded", pod, code if code is not None else 0, reason)
@@ -327,10 +335,10 @@ def replica_from_pod(index: int, pod: Obj | None, created: bool) -> Replica:
 
 def describe(replica: Replica) -> str:
     what = f"worker {replica.index}"
-    if replica.state == "Lost":
-        return f"{what} was deleted"
     if replica.preempted:
         return f"{what} was preempted"
+    if replica.state == "Lost":
+        return f"{what} was deleted"
     if replica.state == "Terminating":
         return f"{what} is being deleted"
     if replica.reason == "OOMKilled":
@@ -412,7 +420,25 @@ def _end_attempt(plan: Plan, pods: list[Obj], phase: str, reason: str, message: 
     status["lastRestartReason"] = reason
     plan.delete_pods = sorted(_names(pods))
     plan.delete_podgroup = True
+    _mark_stopped(status, plan.delete_pods)
     set_phase(plan, phase, reason, message, event_type)
+
+
+def stuck_pods(pods: list[Obj], now: datetime) -> list[str]:
+    """Terminating pods nobody will finish: never placed, or past their deadline by FORCE_AFTER seconds.
+
+    A node that died takes its agent with it; without a force delete the next attempt
+    (same pod names) would wait for ever.
+    """
+    stuck = []
+    for pod in pods:
+        deleting = (pod.get("metadata") or {}).get("deletionTimestamp")
+        if not deleting:
+            continue
+        unplaced = not (pod.get("spec") or {}).get("nodeName")
+        if unplaced or (now - parse_timestamp(deleting)).total_seconds() > FORCE_AFTER:
+            stuck.append(pod["metadata"]["name"])
+    return sorted(stuck)
 
 
 def _names(pods: list[Obj]) -> list[str]:
@@ -425,11 +451,27 @@ def _finish(plan: Plan, pods: list[Obj], phase: str, reason: str, message: str) 
     status["completionTime"] = format_timestamp(now)
     plan.delete_pods = sorted(_names([pod for pod in pods if (pod.get("status") or {}).get("phase")
                                       not in ("Succeeded", "Failed")]))
+    _mark_stopped(status, plan.delete_pods)
     set_phase(plan, phase, reason, message, "Normal" if phase == "Succeeded" else "Warning")
 
 
-def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, config: Config) -> Plan:
-    """Everything the controller should do for ``job`` right now."""
+def _mark_stopped(status: Obj, names: list[str]) -> None:
+    """Workers the plan stops are no longer Running (kubectl's WORKERS column counts Running)."""
+    for entry in status.get("replicas") or []:
+        if entry.get("pod") in names and entry.get("phase") not in ("Succeeded", "Failed"):
+            entry["phase"] = "Stopped"
+
+
+def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, config: Config, *,
+           preempted: Collection[str] = (), spare_workers: int = 0) -> Plan:
+    """Everything the controller should do for ``job`` right now.
+
+    ``preempted`` names worker pods the scheduler preempted (it records a ``Preempted``
+    event before it deletes them), so their loss is not counted as a failure.
+    ``spare_workers``: how many more workers the nodes have room for (see
+    :func:`spare_workers`); a running elastic job below ``maxReplicas`` grows by that
+    many, at most once per ``config.grow_cooldown`` seconds.
+    """
     metadata = job["metadata"]
     spec = job.get("spec") or {}
     generation = metadata.get("generation")
@@ -498,6 +540,7 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
     # ---- the previous attempt must be gone before the next one starts (same pod names, same port).
     if stale:
         plan.delete_pods = sorted(_names(stale))
+        plan.force_delete_pods = stuck_pods(stale, now)
         plan.requeue(1.0)
         if status.get("createdAttempt") != attempt:
             return plan
@@ -537,7 +580,8 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
 
     # ---- the attempt is running: read the workers.
     by_index = {pod_index(pod): pod for pod in current}
-    replicas = [replica_from_pod(index, by_index.get(index), True) for index in range(world)]
+    replicas = [replica_from_pod(index, by_index.get(index), True, pod_name(metadata["name"], index) in preempted)
+                for index in range(world)]
     status["replicas"] = [_replica_status(metadata["name"], replica) for replica in replicas]
 
     success_policy = spec.get("successPolicy") or "AllWorkers"
@@ -568,6 +612,17 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
             status["masterAddr"] = master
         set_phase(plan, "Running", "Running",
                   f"all {world} workers are running (attempt {attempt}, restarts {status['restarts']})")
+        if is_elastic(spec) and world < high and spare_workers:
+            since = _seconds_since(status.get("lastRestartTime") or status.get("runningSince"), now) or 0.0
+            if since >= config.grow_cooldown:
+                grown = min(high, world + spare_workers)
+                status["worldSize"] = grown
+                status["restarts"] = int(status["restarts"]) + 1
+                _end_attempt(plan, pods, "Restarting", "ElasticGrow",
+                             f"capacity for {grown - world} more worker(s) is free; restarting with {grown} "
+                             f"workers from the last checkpoint", event_type="Normal")
+                return plan
+            plan.requeue(config.grow_cooldown - since)
     elif len(placed) == world:
         set_phase(plan, "Admitted", "Admitted", f"all {world} workers are placed; starting")
     elif placed and is_elastic(spec):
@@ -593,6 +648,9 @@ def decide(job: Obj, pods: list[Obj], podgroup: Obj | None, now: datetime, confi
 def _replica_status(job_name: str, replica: Replica) -> Obj:
     entry: Obj = {"index": replica.index, "pod": pod_name(job_name, replica.index), "phase": replica.state}
     pod = replica.pod or {}
+    uid = (pod.get("metadata") or {}).get("uid")
+    if uid:
+        entry["uid"] = uid
     node = (pod.get("spec") or {}).get("nodeName")
     if node:
         entry["node"] = node
@@ -671,3 +729,96 @@ def pods_of(job: Obj, pods: list[Obj]) -> list[Obj]:
 def summary(status: Obj) -> dict[str, Any]:
     """A compact view for logs and the CLI."""
     return {key: status.get(key) for key in ("phase", "attempt", "worldSize", "restarts", "failures", "preemptions")}
+
+
+def disrupted_pods(job: Obj, pods: list[Obj]) -> list[str]:
+    """Workers of the running attempt that are terminating or gone: were they preempted? (see events)."""
+    status = job.get("status") or {}
+    attempt = int(status.get("attempt") or 0)
+    if status.get("createdAttempt") != attempt or status.get("phase") in FINISHED_PHASES:
+        return []
+    name = job["metadata"]["name"]
+    current = {pod["metadata"]["name"]: pod for pod in pods if pod_attempt(pod) == attempt}
+    world = int(status.get("worldSize") or world_bounds(job.get("spec") or {})[1])
+    names = []
+    for index in range(world):
+        pod = current.get(pod_name(name, index))
+        if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            names.append(pod_name(name, index))
+    return names
+
+
+def preempted_from_events(job: Obj, suspects: Collection[str], events: list[Obj]) -> set[str]:
+    """The suspects that have a ``Preempted`` event (matched by pod uid when the status knows it)."""
+    uids = {entry.get("pod"): entry.get("uid") for entry in (job.get("status") or {}).get("replicas") or []}
+    found = set()
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        name = involved.get("name")
+        if event.get("reason") != "Preempted" or involved.get("kind") != "Pod" or name not in suspects:
+            continue
+        known = uids.get(name)
+        if known and involved.get("uid") and involved.get("uid") != known:
+            continue
+        found.add(str(name))
+    return found
+
+
+def needs_capacity_check(job: Obj) -> bool:
+    """Only a running elastic job below ``maxReplicas`` can grow."""
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    return (is_elastic(spec) and status.get("phase") == "Running"
+            and int(status.get("worldSize") or 0) < world_bounds(spec)[1])
+
+
+def _requests(template: Obj) -> dict[str, Fraction]:
+    total: dict[str, Fraction] = {}
+    for container in (template.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        wanted = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        for name, value in wanted.items():
+            try:
+                total[name] = total.get(name, Fraction(0)) + parse_quantity(value)
+            except QuantityError:
+                continue
+    return total
+
+
+def spare_workers(template: Obj, nodes: list[Obj], pods: list[Obj], limit: int) -> int:
+    """How many more workers like ``template`` fit on ready nodes, by requests vs allocatable (≤ ``limit``).
+
+    A coarse check (no device-level placement, no taints): the scheduler has the last word,
+    and an elastic gang that cannot be placed whole goes on with what fits.
+    """
+    need = _requests(template)
+    used: dict[str, dict[str, Fraction]] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        bucket = used.setdefault(node, {})
+        for name, amount in _requests(pod).items():
+            bucket[name] = bucket.get(name, Fraction(0)) + amount
+    free_slots = 0
+    for node in nodes:
+        conditions = (node.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            continue
+        if (node.get("spec") or {}).get("unschedulable"):
+            continue
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        name = node["metadata"]["name"]
+        fits = limit
+        for resource, amount in need.items():
+            if amount <= 0:
+                continue
+            try:
+                have = parse_quantity(allocatable.get(resource, 0)) - used.get(name, {}).get(resource, Fraction(0))
+            except QuantityError:
+                have = Fraction(0)
+            fits = min(fits, max(0, int(have // amount)))
+        free_slots += fits
+        if free_slots >= limit:
+            return limit
+    return free_slots

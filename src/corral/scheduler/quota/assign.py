@@ -53,6 +53,8 @@ class Assignment:
 class Candidates:
     assignments: tuple[Assignment, ...]
     reasons: tuple[str, ...] = field(default=())
+    summaries: tuple[str, ...] = field(default=())
+    """The reasons without live figures (see ``Fit.summary``)."""
 
     @property
     def best(self) -> Assignment | None:
@@ -63,10 +65,12 @@ def candidates(book: QuotaBook, workload: Workload) -> Candidates:
     """Assignments of the workload in its queue, best first (FIT/BORROW before PREEMPT)."""
     config = book.queues.get(workload.queue)
     if config is None:
-        return Candidates((), (f'queue "{workload.queue}" does not exist',))
+        missing = (f'queue "{workload.queue}" does not exist',)
+        return Candidates((), missing, missing)
     total = workload.total()
     per_group: list[list[tuple[Flavor, dict[FR, int]]]] = []
     reasons: list[str] = []
+    summaries: list[str] = []
     for group in config.groups:
         wanted = {resource: amount for resource, amount in total.items() if resource in group.resources and amount > 0}
         if not wanted:
@@ -76,10 +80,12 @@ def candidates(book: QuotaBook, workload: Workload) -> Candidates:
             conflicts = [pod_set for pod_set in workload.pod_sets if not flavor.compatible(pod_set.node_selector)]
             if conflicts:
                 reasons.append(f'flavor "{flavor.name}" does not match the pods\' nodeSelector')
+                summaries.append(reasons[-1])
                 continue
             options.append((flavor, {(flavor.name, resource): amount for resource, amount in wanted.items()}))
         if not options:
-            return Candidates((), tuple(reasons) or (f'queue "{config.name}" has no flavor for {sorted(wanted)}',))
+            why = tuple(reasons) or (f'queue "{config.name}" has no flavor for {sorted(wanted)}',)
+            return Candidates((), why, why)
         per_group.append(options)
     out: list[Assignment] = []
     for combo in itertools.islice(itertools.product(*per_group), MAX_COMBINATIONS):
@@ -90,11 +96,13 @@ def candidates(book: QuotaBook, workload: Workload) -> Candidates:
         assignment = Assignment(tuple(flavor for flavor, _ in combo), usage, fit)
         if assignment.node_labels() is None:
             reasons.append(f"flavors {assignment.describe()} need conflicting node labels")
+            summaries.append(reasons[-1])
             continue
         if fit.mode in (Mode.NOFIT, Mode.PREEMPT):
             reasons.append(fit.reason)
+            summaries.append(fit.stable)
         if fit.mode == Mode.NOFIT:
             continue
         out.append(assignment)
     out.sort(key=lambda a: a.mode)  # stable: the queue's flavor order within a mode
-    return Candidates(tuple(out), tuple(reasons))
+    return Candidates(tuple(out), tuple(reasons), tuple(summaries))

@@ -79,6 +79,8 @@ class PlacementLike(Protocol):
     def node(self) -> str: ...
 
 
+_WAITING = frozenset({"QuotaExceeded", "Preempting", "WaitingForVictims", "QueueOrder", "FairShare"})
+
 Verdict = AdmissionResult
 """The scheduler's ``AdmissionResult``: ``allowed``, ``reason``, ``message``."""
 
@@ -120,7 +122,7 @@ class QueueAdmission:
     """Quota admission for the live scheduler. See the module docstring."""
 
     def __init__(self, clock: Clock, node_labels: NodeLabels, *, policy: Policy | None = None,
-                 pending_ttl: float = 30.0, fair_wait: float = 2.0) -> None:
+                 pending_ttl: float = 30.0, fair_wait: float = 30.0) -> None:
         self.clock = clock
         self.node_labels = node_labels
         self.policy = policy or Policy()
@@ -128,18 +130,23 @@ class QueueAdmission:
         self.fair_wait = fair_wait
         self.book = QuotaBook.build([])
         self.pending: dict[str, PendingEntry] = {}
+        self._by_queue: dict[str, dict[str, PendingEntry]] = {}
         self.nominations: dict[str, Nomination] = {}
         self.evicting: dict[str, str] = {}  # victim group key -> preemptor key
         self._evictions: list[tuple[Admitted, str]] = []
         self._admissions: list[tuple[str, float]] = []  # (queue, seconds waited) for metrics
         self._admitted_pods: dict[str, tuple[str, ...]] = {}
         self._blocked: dict[tuple[str, int, int], list[tuple[int, dict[str, int], str]]] = {}
+        self._workloads: dict[str, tuple[tuple[str, ...], Workload]] = {}
+        self._nominations_version = 0
+        self._head_cache: dict[str, tuple[float, list[PendingEntry], list[PendingEntry]]] = {}
 
     # -- queues ------------------------------------------------------------------------------
 
     def set_queues(self, objs: Iterable[Mapping[str, Any]]) -> None:
         """Replace the queue configuration; admitted usage is kept (of queues that still exist)."""
         configs = [parse_queue(obj) for obj in objs]
+        self._blocked.clear()
         old = self.book
         self.book = QuotaBook.build(configs)
         for item in old.admitted.values():
@@ -167,9 +174,7 @@ class QueueAdmission:
         if queue is None:
             return Verdict(True, "NoQueue", "no queue: not limited by quota")
         config = self.queues.get(queue)
-        workload = Workload(key=group.key, queue=queue, priority=group.priority,
-                            created=min((timestamp(p) for p in group.pod_objs), default=now),
-                            pod_sets=pod_sets_of(group.pod_objs))
+        workload = self._workload(group, queue, now)
         if config is None:
             return self._deny(workload, now, "QueueNotFound", f'queue "{queue}" does not exist')
         if config.stop_policy != "None":
@@ -198,27 +203,28 @@ class QueueAdmission:
         victims = find_victims(self.book, workload, usage, evicting=set(self.evicting), reserved=reserved)
         if victims:
             self.nominations[workload.key] = Nomination(workload, usage, tuple(v.key for v in victims), now)
+            self._nominations_version += 1
             for victim in victims:
                 self.evicting[victim.key] = workload.key
                 self._evictions.append((victim, workload.key))
             return self._deny(workload, now, "Preempting",
-                              f"{fit.reason}; preempting {len(victims)} workload(s): "
+                              f"{fit.stable}; preempting {len(victims)} workload(s): "
                               + ", ".join(v.key for v in victims), usage)
-        verdict = self._deny(workload, now, "QuotaExceeded", fit.reason, usage)
-        self.pending[workload.key].never = fit.mode == Mode.NOFIT
-        return verdict
+        return self._deny(workload, now, "QuotaExceeded", fit.stable, usage, never=fit.mode == Mode.NOFIT)
 
     def precheck(self, group: GroupLike) -> Verdict | None:
         """Before placement: a denial when quota or queue order rules the group out whatever
-        its placement (so the scheduler spends no placement on it), else None."""
+        its placement (so the scheduler spends no placement on it), else None.
+
+        Cheap on the retry storms that follow every release: the workload is parsed once per
+        version of its pods, and a request at least as large as one already found blocked in
+        the same quota state is denied from a cache."""
         now = self.clock.now().timestamp()
         queue = self.queue_of(group.namespace, group.queue or _named_queue(group.pod_objs))
         if queue is None:
             return None
         config = self.queues.get(queue)
-        workload = Workload(key=group.key, queue=queue, priority=group.priority,
-                            created=min((timestamp(p) for p in group.pod_objs), default=now),
-                            pod_sets=pod_sets_of(group.pod_objs))
+        workload = self._workload(group, queue, now)
         if config is None:
             return self._deny(workload, now, "QueueNotFound", f'queue "{queue}" does not exist')
         if config.stop_policy != "None":
@@ -228,12 +234,12 @@ class QueueAdmission:
             return self._deny(workload, now, "QueueOrder", ahead)
         if workload.key in self.nominations:
             return None
-        book = self._reserved_view(exclude=workload.key)
-        cache_key = (queue, book.version(queue), len(self.nominations))
+        cache_key = (queue, self.book.version(queue), self._nominations_version)
         total = workload.total()
         for priority, shape, reason in self._blocked.get(cache_key, ()):
             if priority >= workload.priority and all(total.get(r, 0) >= a for r, a in shape.items()):
                 return self._deny(workload, now, "QuotaExceeded", reason)
+        book = self._reserved_view(exclude=workload.key)
         found = candidates(book, workload)
         if any(a.mode <= Mode.BORROW for a in found.assignments):
             return None
@@ -241,14 +247,30 @@ class QueueAdmission:
         for assignment in preemptible:
             if find_victims(self.book, workload, dict(assignment.usage), evicting=set(self.evicting)):
                 return None  # placement first; admit() nominates the victims
-        reason = "; ".join(found.reasons) or f'no flavor of queue "{queue}" can hold it'
+        reason = "; ".join(found.summaries) or f'no flavor of queue "{queue}" can hold it'
         if len(self._blocked) > 64:
             self._blocked.clear()
         self._blocked.setdefault(cache_key, []).append((workload.priority, total, reason))
-        verdict = self._deny(workload, now, "QuotaExceeded", reason,
-                             dict(preemptible[0].usage) if preemptible else None)
-        self.pending[workload.key].never = not found.assignments
-        return verdict
+        return self._deny(workload, now, "QuotaExceeded", reason,
+                          dict(preemptible[0].usage) if preemptible else None, never=not found.assignments)
+
+    def _workload(self, group: GroupLike, queue: str, now: float) -> Workload:
+        versions = tuple(str((p.get("metadata") or {}).get("resourceVersion")) for p in group.pod_objs)
+        hit = self._workloads.get(group.key)
+        if hit is not None and hit[0] == versions and hit[1].queue == queue and hit[1].priority == group.priority:
+            return hit[1]
+        workload = Workload(key=group.key, queue=queue, priority=group.priority,
+                            created=min((timestamp(p) for p in group.pod_objs), default=now),
+                            pod_sets=pod_sets_of(group.pod_objs))
+        if len(self._workloads) > 100_000:
+            self._workloads.clear()
+        self._workloads[group.key] = (versions, workload)
+        return workload
+
+    def note_pending(self, workload: Workload, reason: str, message: str = "",
+                     usage: dict[FR, int] | None = None) -> None:
+        """Record that ``workload`` waits (the scheduler's view of a denial; tests use it too)."""
+        self._deny(workload, self.clock.now().timestamp(), reason, message, usage)
 
     def forget(self, group_key: str) -> None:
         """The scheduler undid an allowed reservation (bind failed, group gone): return the quota."""
@@ -261,9 +283,10 @@ class QueueAdmission:
         """The group ended (pods finished or deleted): its quota is free."""
         self.book.remove(group_key)
         self._admitted_pods.pop(group_key, None)
+        self._workloads.pop(group_key, None)
         # A victim that is gone leaves its room to its preemptor, booked at its next try.
         self.evicting.pop(group_key, None)
-        self.pending.pop(group_key, None)
+        self._drop_pending(group_key)
 
     def resync(self, pods: Iterable[Mapping[str, Any]]) -> None:
         """Level-triggered rebuild from the pod cache.
@@ -295,16 +318,17 @@ class QueueAdmission:
             created = min(timestamp(p) for p in members)
             priority = max(int((p.get("spec") or {}).get("priority") or 0) for p in members)
             self.book.add(Admitted(key, config.name, priority, created, usage, now))
-            self.pending.pop(key, None)
+            self._drop_pending(key)
         for key, item in list(self.book.admitted.items()):
             if key not in active and now - item.admitted_at > self.pending_ttl:
                 self.release(key)
         for key, entry in list(self.pending.items()):
             if now - entry.last_seen > self.pending_ttl:
-                del self.pending[key]
+                self._drop_pending(key)
         for key, nomination in list(self.nominations.items()):
             if now - nomination.at > 10 * self.pending_ttl:
                 del self.nominations[key]
+                self._nominations_version += 1
 
     def take_evictions(self) -> list[tuple[Admitted, str]]:
         """Victims chosen since the last call, with their preemptor (for the service to evict)."""
@@ -357,8 +381,9 @@ class QueueAdmission:
               pod_objs: Sequence[Mapping[str, Any]], note: str) -> Verdict:
         self.book.remove(workload.key)  # idempotent: a retried group is booked once
         self.book.add(Admitted(workload.key, workload.queue, workload.priority, workload.created, usage, now))
-        entry = self.pending.pop(workload.key, None)
-        self.nominations.pop(workload.key, None)
+        entry = self._drop_pending(workload.key)
+        if self.nominations.pop(workload.key, None) is not None:
+            self._nominations_version += 1
         waited = now - (entry.first_seen if entry is not None else now)
         self._admissions.append((workload.queue, max(0.0, now - workload.created) if workload.created else waited))
         self._admitted_pods[workload.key] = tuple(pod_key(p) for p in pod_objs)
@@ -367,34 +392,88 @@ class QueueAdmission:
                        + (f" ({note})" if note else ""))
 
     def _deny(self, workload: Workload, now: float, reason: str, message: str,
-              usage: dict[FR, int] | None = None) -> Verdict:
+              usage: dict[FR, int] | None = None, *, never: bool = False) -> Verdict:
         entry = self.pending.get(workload.key)
+        if entry is not None and now - entry.last_seen > self.pending_ttl:
+            self._head_cache.pop(workload.queue, None)  # it was out of the recent set: recount
+        if entry is not None and entry.workload.queue != workload.queue:
+            self._drop_pending(workload.key)
+            entry = None
+        was_waiting = entry is not None and entry.reason in _WAITING
         if entry is None:
-            self.pending[workload.key] = PendingEntry(workload, now, now, reason, message, dict(usage or {}))
+            entry = PendingEntry(workload, now, now, reason, message, dict(usage or {}), never)
+            self.pending[workload.key] = entry
+            self._by_queue.setdefault(workload.queue, {})[workload.key] = entry
         else:
             entry.workload, entry.last_seen, entry.reason, entry.message = workload, now, reason, message
             if usage:
                 entry.usage = dict(usage)
+            entry.never = never
+        self._update_heads(entry, was_waiting)
         return Verdict(False, reason, message)
 
-    def _recent(self, now: float) -> list[PendingEntry]:
-        return [e for e in self.pending.values() if now - e.last_seen <= self.pending_ttl]
+    def drop_pending(self, key: str) -> None:
+        """The waiting group is gone (its pods were deleted)."""
+        self._drop_pending(key)
+
+    def _drop_pending(self, key: str) -> PendingEntry | None:
+        entry = self.pending.pop(key, None)
+        if entry is not None:
+            self._forget_head(entry)
+            queue = self._by_queue.get(entry.workload.queue)
+            if queue is not None:
+                queue.pop(key, None)
+        return entry
+
+    def _recent(self, now: float, queue: str) -> list[PendingEntry]:
+        return [e for e in self._by_queue.get(queue, {}).values() if now - e.last_seen <= self.pending_ttl]
 
     def _ahead(self, workload: Workload, config: QueueConfig, now: float) -> str | None:
         """Why queue order holds this workload back, or None."""
         mine = order_key(workload)
-        for entry in self._recent(now):
+        strict, aged = self._heads(config, now)
+        for entry in strict if config.strategy == "StrictFIFO" else aged:
             other = entry.workload
-            if other.queue != workload.queue or other.key == workload.key or order_key(other) >= mine or entry.never:
-                continue
-            if entry.reason not in ("QuotaExceeded", "Preempting", "WaitingForVictims", "QueueOrder", "FairShare"):
+            if other.key == workload.key or order_key(other) >= mine:
                 continue
             if config.strategy == "StrictFIFO":
                 return f'waiting behind {other.key} at the head of queue "{config.name}" (StrictFIFO)'
-            if now - entry.first_seen >= self.policy.starvation_seconds:
-                return (f'queue "{config.name}" holds for {other.key}, waiting {now - entry.first_seen:.0f}s '
-                        f"(longer than {self.policy.starvation_seconds:.0f}s)")
+            return (f'queue "{config.name}" holds for {other.key}, waiting {now - entry.first_seen:.0f}s '
+                    f"(longer than {self.policy.starvation_seconds:.0f}s)")
         return None
+
+    def _update_heads(self, entry: PendingEntry, was_waiting: bool) -> None:
+        """Keep the cached heads right without re-sorting the queue on every denial."""
+        waiting = entry.reason in _WAITING and not entry.never
+        if was_waiting == waiting:
+            return
+        if not waiting:
+            self._forget_head(entry)
+            return
+        cached = self._head_cache.get(entry.workload.queue)
+        if cached is None:
+            return
+        strict = sorted([*(e for e in cached[1] if e is not entry), entry], key=lambda e: order_key(e.workload))[:2]
+        # (a new entry is not aged: the aged list stays)
+        self._head_cache[entry.workload.queue] = (cached[0], strict, cached[2])
+
+    def _forget_head(self, entry: PendingEntry) -> None:
+        cached = self._head_cache.get(entry.workload.queue)
+        if cached is not None and any(e is entry for e in (*cached[1], *cached[2])):
+            del self._head_cache[entry.workload.queue]
+
+    def _heads(self, config: QueueConfig, now: float) -> tuple[list[PendingEntry], list[PendingEntry]]:
+        """The first two waiting entries of the queue, and the first two that waited past the
+        starvation limit, in queue order; cached until the queue's waiting set changes (or 1 s)."""
+        cached = self._head_cache.get(config.name)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1], cached[2]
+        waiting = sorted((e for e in self._recent(now, config.name) if not e.never and e.reason in _WAITING),
+                         key=lambda e: order_key(e.workload))
+        strict = waiting[:2]
+        aged = [e for e in waiting if now - e.first_seen >= self.policy.starvation_seconds][:2]
+        self._head_cache[config.name] = (now, strict, aged)
+        return strict, aged
 
     def _reserved_view(self, exclude: str) -> QuotaBook:
         """The book as others must see it: nominated preemptors' room is taken."""
@@ -416,7 +495,8 @@ class QueueAdmission:
         if config.cohort is None:
             return None
         mine = book.share(workload.queue, usage)
-        for entry in self._recent(now):
+        others = [e for name in book.members(workload.queue) if name != workload.queue for e in self._recent(now, name)]
+        for entry in others:
             other = entry.workload
             if other.queue == workload.queue or other.queue not in self.queues or now - entry.last_seen > self.fair_wait:
                 continue
@@ -444,7 +524,7 @@ class QueueAdmission:
             return [f'admitted to queue "{item.queue}": ' + ", ".join(
                 f"{fr[0]}/{fr[1]}={fmt_milli(a, fr[1])}" for fr, a in sorted(item.usage.items()))]
         workload = entry.workload
-        same = sorted((e.workload for e in self.pending.values() if e.workload.queue == workload.queue), key=order_key)
+        same = sorted((e.workload for e in self._by_queue.get(workload.queue, {}).values()), key=order_key)
         position = next((i for i, w in enumerate(same) if w.key == group_key), 0)
         lines = [f'queue "{workload.queue}": position {position + 1} of {len(same)} waiting for quota',
                  f"{entry.reason}: {entry.message}"]

@@ -191,6 +191,13 @@ class Fit:
     mode: Mode
     reason: str = ""
     blocking: FR | None = None
+    summary: str = ""
+    """The reason without the live figures: stable while the situation holds, so a
+    condition that carries it is not rewritten at every retry."""
+
+    @property
+    def stable(self) -> str:
+        return self.summary or self.reason
 
 
 @dataclass(frozen=True)
@@ -339,8 +346,11 @@ class QuotaBook:
                     free = self.pool(queue, fr) - self.pool_used(queue, fr)
                     detail += f'; cohort "{config.cohort}" has {fmt_milli(max(0, free), fr[1])} unused'
                 detail += ")"
+                summary = (f"{label}: requests {fmt_milli(amount, fr[1])}, more than is free "
+                           f"(nominal {fmt_milli(quota.nominal, fr[1])}{self._borrow_text(config, quota, fr)}"
+                           + (f'; cohort "{config.cohort}"' if config.cohort is not None else "") + ")")
                 if worst.mode < Mode.PREEMPT:
-                    worst = Fit(Mode.PREEMPT, detail, fr)
+                    worst = Fit(Mode.PREEMPT, detail, fr, summary)
                 continue
             if used + amount > quota.nominal and worst.mode < Mode.BORROW:
                 worst = Fit(Mode.BORROW, f"{label}: borrows {fmt_milli(used + amount - quota.nominal, fr[1])} "

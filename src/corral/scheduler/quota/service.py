@@ -138,6 +138,9 @@ class QueueManager:
     def _on_pod(self, pod: dict[str, Any]) -> None:
         key = group_key_of(pod)
         if key not in self.admission.book.admitted:
+            if key in self.admission.pending and not any(
+                    not _terminal(m) for m in self.pods.by_index(GROUP_INDEX, key)):
+                self.admission.drop_pending(key)  # it left while waiting: no one yields to it
             return
         members = self.pods.by_index(GROUP_INDEX, key)
         if all(_terminal(member) for member in members):
@@ -160,6 +163,10 @@ class QueueManager:
         self.admission.resync(self.pods.list())
         for victim, preemptor in self.admission.take_evictions():
             self._spawn(self.evict(victim, preemptor))
+        for item in list(self.admission.book.admitted.values()):
+            config = self.admission.queues.get(item.queue)
+            if config is not None and config.stop_policy == "HoldAndDrain" and item.key not in self._evicted:
+                self._spawn(self.evict(item, "", reason=f"queue {item.queue} drains (stopPolicy HoldAndDrain)"))
         for queue, seconds in self.admission.take_admissions():
             self.metrics.tta.labels(queue).observe(seconds)
         await self.write_statuses()
@@ -220,13 +227,13 @@ class QueueManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def evict(self, victim: Admitted, preemptor: str) -> None:
+    async def evict(self, victim: Admitted, preemptor: str, *, reason: str = "") -> None:
         """Delete the victim group's pods gracefully, each with a ``Preempted`` Event."""
         if victim.key in self._evicted:
             return
         self._evicted.add(victim.key)
         usage = ", ".join(f"{fr[0]}/{fr[1]}={fmt_milli(a, fr[1])}" for fr, a in sorted(victim.usage.items()))
-        message = (f"Preempted by {preemptor} to reclaim quota of queue {victim.queue} ({usage})")
+        message = (reason or f"Preempted by {preemptor} to reclaim quota of queue {victim.queue}") + f" ({usage})"
         for pod in self.pods.by_index(GROUP_INDEX, victim.key):
             if _terminal(pod):
                 continue

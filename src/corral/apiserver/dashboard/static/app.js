@@ -89,7 +89,7 @@ function spark(values, width = 120, height = 22) {
 function renderCluster(doc) {
   const c = doc.cluster;
   document.getElementById("summary").textContent =
-    `${c.nodes} nodes · ${c.gpus} GPUs · ${c.gpusUsed} allocated (${pct(c.allocation)}) · ` +
+    `${c.nodes} node${c.nodes === 1 ? "" : "s"} · ${c.gpus} GPUs · ${c.gpusUsed} allocated (${pct(c.allocation)}) · ` +
     Object.entries(c.podPhases).map(([p, n]) => `${n} ${p}`).join(" · ");
   document.getElementById("alloc").textContent = `${pct(c.allocation)} allocated`;
   const grid = document.getElementById("gpu-grid");
@@ -97,7 +97,7 @@ function renderCluster(doc) {
     const devices = node.devices.map((device) => {
       const fill = el("span", { class: device.used < 0.999 ? "fill partial" : "fill", style: `height:${Math.round(device.used * 100)}%` });
       const title = `${node.name} GPU ${device.index} ${device.model || ""}${device.simulated ? " (simulated)" : ""}\n` +
-        (device.pods.map((p) => `${p.key} ${p.mig ? "mig " + p.mig : (p.share < 1 ? p.share : "whole")} ${p.phase}`).join("\n") || "free");
+        (device.pods.map(([key, share, phase, mig]) => `${key} ${mig ? "mig " + mig : (share < 1 ? share : "whole")} ${phase}`).join("\n") || "free");
       return el("span", { class: device.simulated ? "dev simulated" : "dev", title, "data-used": device.used }, fill);
     });
     return el("div", { class: node.ready === "True" ? "node" : "node notready", "data-node": node.name },

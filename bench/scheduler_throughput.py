@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -56,18 +57,10 @@ async def role_apiserver(info: Path) -> None:
 
 
 async def role_sim(info: Path, nodes: int, ready: Path) -> None:
-    from corral.sim.nodes import SimNodes, SimNodeSpec
+    from corral.sim.nodes import SimNodes
 
-    h100 = nodes // 2
-    mig = nodes // 10
-    a100 = nodes - h100 - mig
-    specs = [
-        SimNodeSpec(count=h100, gpus=8, gpu_model="H100-80GB", name_prefix="h100"),
-        SimNodeSpec(count=a100, gpus=8, gpu_model="A100-80GB", name_prefix="a100"),
-        SimNodeSpec(count=mig, gpus=8, gpu_model="A100-80GB", name_prefix="a100-mig", mig="1g.10gb"),
-    ]
     client = _client(info)
-    sim = SimNodes(client, specs, workers=32, create_concurrency=64)
+    sim = SimNodes(client, sim_specs(nodes), workers=32, create_concurrency=64)
     await sim.start()
     ready.write_text("ok")
     await _wait_for_signal()
@@ -110,6 +103,57 @@ async def _wait_for_signal() -> None:
 def _client(info: Path, **kwargs: Any) -> ApiClient:
     data = json.loads(info.read_text())
     return ApiClient(data["url"], data["token"], **kwargs)
+
+
+# -- decisions alone (no API): the scheduler's own ceiling ---------------------------------------
+
+
+def sim_specs(nodes: int) -> list[Any]:
+    from corral.sim.nodes import SimNodeSpec
+
+    h100 = nodes // 2
+    mig = nodes // 10
+    return [
+        SimNodeSpec(count=h100, gpus=8, gpu_model="H100-80GB", name_prefix="h100"),
+        SimNodeSpec(count=nodes - h100 - mig, gpus=8, gpu_model="A100-80GB", name_prefix="a100"),
+        SimNodeSpec(count=mig, gpus=8, gpu_model="A100-80GB", name_prefix="a100-mig", mig="1g.10gb"),
+    ]
+
+
+def decisions_per_s(case: str, nodes: int, count: int, groups: int) -> float:
+    """Pods placed per second by the live scheduler's brain (same code, same config), no I/O:
+    the bound on throughput that the API, the network and the other processes do not set."""
+    from corral.scheduler.cycle import BindDecision, Scheduler
+    from corral.scheduler.service import SchedulerConfig, default_framework
+    from corral.sim.nodes import build_node
+    from corral.util.clock import SystemClock
+
+    config = SchedulerConfig()
+    brain = Scheduler(framework=default_framework(config.profile), clock=SystemClock())
+    for spec in sim_specs(nodes):
+        for i in range(spec.count):
+            brain.node_upsert(build_node(spec, i))
+    brain.sync_nodes()
+    podgroups, pods = make_pods(case, count, groups)
+    for pg in podgroups:
+        brain.podgroup_upsert(pg)
+    for i, pod in enumerate(pods):
+        pod["metadata"].update(uid=str(i), creationTimestamp="2026-01-01T00:00:00Z")
+        brain.pod_upsert(pod)
+    placed = 0
+    t0 = time.perf_counter()
+    while (decision := brain.schedule_next()) is not None:
+        if isinstance(decision, BindDecision):
+            for binding in decision.bindings:
+                brain.bind_succeeded(binding.key)
+                bound = {**binding.pod, "spec": {**binding.pod["spec"], "nodeName": binding.node},
+                         "metadata": {**binding.pod["metadata"],
+                                      "annotations": {**binding.pod["metadata"]["annotations"],
+                                                      "corral.dev/gpu-devices": binding.devices}},
+                         "status": {"phase": "Running"}}
+                brain.pod_upsert(bound)
+                placed += 1
+    return round(placed / (time.perf_counter() - t0), 1)
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -282,6 +326,13 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
     procs: list[subprocess.Popen[bytes]] = []
     out: dict[str, Any] = {"bench": "scheduler_throughput", "nodes": args.nodes, "gpus_per_node": 8}
     try:
+        if args.decisions:
+            for case in args.cases.split(","):
+                out[f"{case}_decisions_per_s"] = decisions_per_s(case, args.nodes, args.pods, args.groups)
+                print(json.dumps({f"{case}_decisions_per_s": out[f"{case}_decisions_per_s"]}), file=sys.stderr,
+                      flush=True)
+        if args.decisions_only:
+            return out
         api = spawn("apiserver", workdir)
         procs.append(api)
         await wait_file(info, api, 60)
@@ -316,10 +367,13 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for proc in reversed(procs):
             stop(proc)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     out["machine"] = f"{os.cpu_count()} CPUs"
     with contextlib.suppress(OSError):
         out["load_average_1m_at_end"] = round(os.getloadavg()[0], 1)
-    out["workdir"] = str(workdir)
+    if args.keep:
+        out["workdir"] = str(workdir)
     return out
 
 
@@ -334,6 +388,11 @@ def main() -> None:
     parser.add_argument("--stall-timeout", type=float, default=30.0,
                         help="end a case when no pod was bound for this many seconds")
     parser.add_argument("--profile", default=None, help="directory for a cProfile of the scheduler")
+    parser.add_argument("--no-decisions", dest="decisions", action="store_false",
+                        help="skip the in-process decision-rate measurement")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
+    parser.add_argument("--decisions-only", action="store_true",
+                        help="only the in-process decision rate (no API server, no processes)")
     args = parser.parse_args()
     workdir = Path(args.workdir) if args.workdir else None
     if args.role == "apiserver":

@@ -28,7 +28,7 @@ def test_up_prints_one_ready_line_writes_kubeconfig_and_stops_on_sigterm(tmp_pat
     binary = corral()
     if not Path(binary[0]).exists():
         binary = [require_tool("corral")]
-    with subprocess.Popen([*binary, "up", "--data-dir", str(tmp_path), "--port", "0"],
+    with subprocess.Popen([*binary, "up", "--data-dir", str(tmp_path), "--port", "0", "--gateway-port", "0"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         _check_up(process, tmp_path)
 

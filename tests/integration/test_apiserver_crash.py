@@ -46,7 +46,7 @@ WRITER = textwrap.dedent("""
 
 def start(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     corral = str(Path(sys.executable).parent / "corral")
-    process = subprocess.Popen([corral, "up", "--data-dir", str(data_dir), "--port", "0", "--no-tls"],
+    process = subprocess.Popen([corral, "up", "--data-dir", str(data_dir), "--port", "0", "--no-tls", "--apiserver-only"],
                                stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()

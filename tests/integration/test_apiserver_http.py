@@ -390,3 +390,22 @@ async def test_pod_log_from_data_dir(client: Client) -> None:
     assert text == "three\n"
     status, _body = await client.call("GET", f"{POD}/a/log?container=nope")
     assert status == 400
+
+
+async def test_bookmarks_arrive_while_other_resources_keep_changing(client: Client) -> None:
+    _, listed = await client.call("GET", POD)
+    url = f"{client.server.url}{POD}?watch=true&resourceVersion={listed['metadata']['resourceVersion']}&allowWatchBookmarks=true"
+    headers = {"Authorization": f"Bearer {client.server.token}"}
+    async with client.session.get(url, headers=headers) as response:
+
+        async def churn() -> None:
+            for i in range(40):
+                await client.call("POST", "/api/v1/namespaces/default/configmaps",
+                                  {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"churn{i}"}})
+                await asyncio.sleep(0.02)
+
+        task = asyncio.ensure_future(churn())
+        (event,) = await read_events(response, 1)
+        await task
+    assert event["type"] == "BOOKMARK"
+    assert int(event["object"]["metadata"]["resourceVersion"]) > int(listed["metadata"]["resourceVersion"])

@@ -362,8 +362,6 @@ class Handlers:
         include = request.query.get("includeObject", "Metadata")
         key = resource_key(rt)
         namespace = target.namespace
-        if target.name is not None:
-            pass
         if rv_text not in ("", "0"):
             try:
                 start_rv = int(rv_text)
@@ -449,6 +447,9 @@ class Handlers:
                         chunks.append(line("ADDED", entry))
                     elif was_match:
                         chunks.append(line("DELETED", entry))
+                if bookmarks and loop.time() >= next_bookmark:  # busy streams of other objects still get bookmarks
+                    next_bookmark = loop.time() + self.bookmark_interval
+                    chunks.append(self._bookmark(rt, watcher.cursor))
                 if chunks:
                     await response.write(b"".join(chunks))
         except (ConnectionResetError, asyncio.CancelledError):

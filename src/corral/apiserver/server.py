@@ -91,6 +91,8 @@ class ApiServer:
             lambda: self.store.watcher_count)
         Gauge("apiserver_store_commit_batches", "SQLite commits (group commits)", registry=self.metrics).set_function(
             lambda: self.store.batches)
+        self._load_seconds = Gauge("apiserver_store_load_seconds", "Time to rebuild the index from SQLite at start",
+                                   registry=self.metrics)
         self._openapi: dict[str, bytes] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -104,7 +106,9 @@ class ApiServer:
         if self.config.data_dir is not None:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             self.token = self.tokens.ensure_admin()
+        started = time.perf_counter()
         await self.store.open()
+        self._load_seconds.set(time.perf_counter() - started)
         await self._ensure_system_namespaces()
         self._openapi = openapi.build_documents(self.registry)
         app = web.Application(client_max_size=MAX_BODY + 1024 * 1024, middlewares=[self._middleware])

@@ -151,11 +151,12 @@ async def run_until_signal(running: Running, after_ready: Callable[[Running], Aw
 async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, tls: bool,
               node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), agent: bool = True,
               gateway_port: int | None = 8080,
-              scheduler_config: Path | None = None) -> None:
+              scheduler_config: Path | None = None, apiserver_only: bool = False) -> None:
     running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls,
                                  node_name=node_name, simulated_gpus=simulated_gpus, agent=agent,
                                  gateway_port=gateway_port,
-                                 scheduler_config=scheduler_config)
+                                 scheduler_config=scheduler_config,
+                                 components=(lambda _: []) if apiserver_only else extra_components)
     print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
     for component in running.components:
         if isinstance(component, InferenceComponent):
@@ -180,10 +181,11 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
               help="Port of the inference gateway (0: any free port; -1: no gateway).")
 @click.option("--scheduler-config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="SchedulerConfiguration YAML: profiles, plugins, weights, bind concurrency (docs/scheduling.md).")
+@click.option("--apiserver-only", is_flag=True, help="Run the API server alone (no other component; for benchmarks and tests).")
 def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, no_tls: bool,  # noqa: PLR0917
        node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), no_agent: bool = False,
        gateway_port: int = 8080,
-       scheduler_config: Path | None = None) -> None:
+       scheduler_config: Path | None = None, apiserver_only: bool = False) -> None:
     """Run corral in the foreground (API server and components); Ctrl-C stops it."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -195,6 +197,6 @@ def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Pat
         asyncio.run(_up(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=not no_tls,
                         node_name=node_name, simulated_gpus=tuple(simulated_gpus), agent=not no_agent,
                         gateway_port=None if gateway_port < 0 else gateway_port,
-                        scheduler_config=scheduler_config))
+                        scheduler_config=scheduler_config, apiserver_only=apiserver_only))
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None

@@ -255,3 +255,47 @@ async def test_preemption_takes_cheapest_victims_once(tmp_path: Path) -> None:
         urgent = await c.pod("urgent-1")
         assert urgent["status"].get("nominatedNodeName") == "n-0"
         assert c.scheduler is not None and c.scheduler.scheduler.stats.preemptions == 2
+
+
+async def test_live_decisions_equal_the_in_process_brain(tmp_path: Path) -> None:
+    """The same inputs give the same placements live (over HTTP) and in-process (the simulator's path)."""
+    from corral.scheduler.cycle import BindDecision, Scheduler
+    from corral.scheduler.service import default_framework
+    from corral.testing import FakeClock
+
+    specs = [SimNodeSpec(count=6, gpus=4, gpu_model="H100-80GB", name_prefix="h"),
+             SimNodeSpec(count=2, gpus=2, gpu_model="A100-80GB", name_prefix="m", mig="1g.10gb")]
+    async with cluster(tmp_path, specs, start_scheduler=False) as c:
+        kinds = [{"gpus": 1}, {"gpus": 2}, {"fraction": "0.5"}, {"mig": "1g.10gb"}, {"gpus": 3}, {"fraction": "0.25"}]
+        names = [f"p-{i:02d}" for i in range(30)]
+        for i, name in enumerate(names):
+            await c.create_pod(name, **kinds[(i * 7) % len(kinds)])  # type: ignore[arg-type]
+        pending = [await c.pod(n) for n in names]
+        nodes = (await c.client.list("v1", "nodes"))["items"]
+        service = SchedulerService(c.client, config=SchedulerConfig())
+        await service.start()
+        try:
+            def decided(p: dict[str, Any]) -> bool:
+                return bool(p["spec"].get("nodeName")) or any(
+                    x["type"] == "PodScheduled" and x["status"] == "False" for x in p["status"].get("conditions") or [])
+
+            async def all_decided() -> list[dict[str, Any]] | None:
+                pods = [await c.pod(n) for n in names]
+                return pods if all(decided(p) for p in pods) else None
+
+            live = await c.wait(all_decided, 30, "a decision for every pod")
+        finally:
+            await service.stop()
+    brain = Scheduler(framework=default_framework(SchedulerConfig().profile), clock=FakeClock())
+    for node in nodes:
+        brain.node_upsert(node)
+    for pod in pending:
+        brain.pod_upsert(pod)
+    expected: dict[str, tuple[str, str]] = {}
+    while (decision := brain.schedule_next()) is not None:
+        if isinstance(decision, BindDecision):
+            for b in decision.bindings:
+                expected[b.name] = (b.node, b.devices)
+    assert 0 < len(expected) < len(names), "some pods fit and some do not"
+    assert {p["metadata"]["name"]: (p["spec"]["nodeName"], devices_of(p)) for p in live
+            if p["spec"].get("nodeName")} == expected

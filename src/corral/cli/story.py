@@ -400,11 +400,16 @@ class Story:
         async with aiohttp.ClientSession() as session:
             workers = [asyncio.create_task(load(session)) for _ in range(8)]
             deadline = time.monotonic() + 45
+            rate = 0.0
             while peak < 2 and time.monotonic() < deadline:
                 current = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
                 peak = max(peak, int((current.get("status") or {}).get("readyReplicas") or 0))
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(2)  # a little load on the scaled-up service
+            for _ in range(8):  # a little load on the scaled-up service, as the gateway reports it
+                current = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
+                stats = (current.get("status") or {}).get("trafficStats") or {}
+                rate = max(rate, float(stats.get("requestsPerSecond") or 0.0))
+                await asyncio.sleep(0.5)
             stop.set()
             for worker in workers:
                 await worker
@@ -421,7 +426,8 @@ class Story:
 
         await self.wait_for("the service to scale back to zero", at_zero, 60)
         await self.kubectl("get", "inferenceservices")
-        return f"{sent} requests from 8 clients: scaled to {peak} ready replicas, then back to 0 when idle"
+        return (f"{sent} requests from 8 clients (up to {rate:.0f} requests/s at the gateway): scaled to {peak} "
+                "ready replicas, then back to 0 when idle")
 
     async def canary(self) -> str:
         server = self.repo / "examples" / "inference" / "digits" / "server.py"

@@ -145,3 +145,8 @@ async def test_typed_create_commands_send_protobuf_and_work(k: Kubectl) -> None:
     assert json.loads(await k.run("get", "configmap", "cfg", "-n", "team", "-o", "json"))["data"] == {"a": "1"}
     secret = json.loads(await k.run("get", "secret", "pw", "-n", "team", "-o", "json"))
     assert secret["data"] == {"p": "c2VjcmV0"} and secret["type"] == "Opaque"
+
+
+async def test_auth_whoami_names_the_token_identity(k: Kubectl) -> None:
+    whoami = await k.run("auth", "whoami")
+    assert "admin" in whoami and "system:masters" in whoami

@@ -192,12 +192,17 @@ async def test_always_failing_job_stops_after_backoff_limit(stack: Stack) -> Non
     assert "exit code 3" in failed["message"] and "backoffLimit is 1" in failed["message"]
     kubectl = require_tool("kubectl")
     # Not subprocess.run: the API server runs on this very event loop.
-    proc = await asyncio.create_subprocess_exec(kubectl, "--kubeconfig", str(stack.server.kubeconfig), "get",
-                                                "trainingjobs", stdout=asyncio.subprocess.PIPE)
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0
-    shown = out.decode().splitlines()
-    assert shown[0].split() == ["NAME", "QUEUE", "WORKERS", "PHASE", "RESTARTS", "AGE"], shown
+    # The failed job's last worker may still be terminating for a moment: poll until it is gone.
+    for _ in range(60):
+        proc = await asyncio.create_subprocess_exec(kubectl, "--kubeconfig", str(stack.server.kubeconfig), "get",
+                                                    "trainingjobs", stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0
+        shown = out.decode().splitlines()
+        assert shown[0].split() == ["NAME", "QUEUE", "WORKERS", "PHASE", "RESTARTS", "AGE"], shown
+        if shown[1].split()[2] == "0/2":
+            break
+        await asyncio.sleep(0.5)
     assert shown[1].split()[:5] == ["broken", "<default>", "0/2", "Failed", "1"], shown
     lines: list[str] = []
     await job_logs(client, "default", "broken", follow=False, write=lines.append)

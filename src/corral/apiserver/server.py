@@ -41,6 +41,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
 IDENTITY = web.RequestKey("identity", Identity)
 RESOURCE = web.RequestKey("resource", str)
 WATCHING = web.RequestKey("watching", bool)
+AUTH_GROUP = "authentication.k8s.io"
 
 
 @dataclass
@@ -238,6 +239,8 @@ class ApiServer:
             request[RESOURCE] = parts[4] if len(parts) > 4 and parts[2] == "namespaces" else parts[2]
             request[WATCHING] = request.query.get("watch") not in (None, "0", "false", "False", "f", "F", "FALSE")
             return await self.handlers.handle(request, "", "v1", parts[2:])
+        if parts[:2] == ["apis", "authentication.k8s.io"]:
+            return self._authentication(request, parts[2:])
         if parts and parts[0] == "apis":
             if len(parts) == 1:
                 return web.json_response(self._group_list())
@@ -255,6 +258,24 @@ class ApiServer:
             return await self.handlers.handle(request, parts[1], parts[2], parts[3:])
         raise ApiError(404, "NotFound", f"the server could not find the requested resource {path!r}")
 
+    def _authentication(self, request: web.Request, rest: list[str]) -> web.Response:
+        """``authentication.k8s.io/v1`` SelfSubjectReview: who the token is (``kubectl auth whoami``)."""
+        if not rest:
+            return web.json_response(self._group(AUTH_GROUP, ["v1"]))
+        if rest[0] != "v1":
+            raise ApiError(404, "NotFound", f"the server does not serve version {rest[0]!r} of {AUTH_GROUP}")
+        if len(rest) == 1:
+            return web.json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{AUTH_GROUP}/v1",
+                                      "resources": [{"name": "selfsubjectreviews", "singularName": "selfsubjectreview",
+                                                     "namespaced": False, "kind": "SelfSubjectReview", "verbs": ["create"]}]})
+        if rest[1:] != ["selfsubjectreviews"] or request.method != "POST":
+            raise ApiError(404, "NotFound", f"{AUTH_GROUP}/v1 serves only POST selfsubjectreviews")
+        identity = request[IDENTITY]
+        return web.json_response({
+            "kind": "SelfSubjectReview", "apiVersion": f"{AUTH_GROUP}/v1", "metadata": {"creationTimestamp": None},
+            "status": {"userInfo": {"username": identity.user, "uid": identity.uid, "groups": list(identity.groups)}},
+        }, status=201)
+
     def _openapi_route(self, request: web.Request, rest: str) -> web.Response:
         if not rest:
             return web.json_response(openapi.root_document(self._openapi))
@@ -269,6 +290,7 @@ class ApiServer:
 
     def _group_list(self) -> dict[str, Any]:
         groups = [self._group(g, vs) for g, vs in self.registry.group_versions().items() if g]
+        groups.append(self._group(AUTH_GROUP, ["v1"]))
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:

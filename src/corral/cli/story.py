@@ -375,6 +375,8 @@ class Story:
 
         url = await self.wait_for("the service's URL", has_url, 30)
         path, body = self.request_body()
+        self.say("a new revision first starts one replica to prove it is healthy, then idles down to zero")
+        await self.wait_for("the new service to settle at zero replicas", self._at_zero, 90)
         await self.kubectl("get", "inferenceservices")
         self.say(f"POST {url}{path} with no replica running: the gateway holds it and scales up")
         async with aiohttp.ClientSession() as session:
@@ -400,11 +402,16 @@ class Story:
         async with aiohttp.ClientSession() as session:
             workers = [asyncio.create_task(load(session)) for _ in range(8)]
             deadline = time.monotonic() + 45
+            rate = 0.0
             while peak < 2 and time.monotonic() < deadline:
                 current = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
                 peak = max(peak, int((current.get("status") or {}).get("readyReplicas") or 0))
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(2)  # a little load on the scaled-up service
+            for _ in range(8):  # a little load on the scaled-up service, as the gateway reports it
+                current = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
+                stats = (current.get("status") or {}).get("trafficStats") or {}
+                rate = max(rate, float(stats.get("requestsPerSecond") or 0.0))
+                await asyncio.sleep(0.5)
             stop.set()
             for worker in workers:
                 await worker
@@ -412,16 +419,16 @@ class Story:
         if peak < 2:
             raise StoryFailedError(f"8 concurrent clients never brought more than {peak} ready replica(s)")
         self.say("the load stops; after the scale-to-zero grace period the replicas go away")
-
-        async def at_zero() -> Any:
-            current = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
-            status = current.get("status") or {}
-            pods = await self.client.list("v1", "pods", "default", label_selector="corral.dev/inference-service=digits")
-            return True if int(status.get("replicas") or 0) == 0 and not pods.get("items") else None
-
-        await self.wait_for("the service to scale back to zero", at_zero, 60)
+        await self.wait_for("the service to scale back to zero", self._at_zero, 60)
         await self.kubectl("get", "inferenceservices")
-        return f"{sent} requests from 8 clients: scaled to {peak} ready replicas, then back to 0 when idle"
+        return (f"{sent} requests from 8 clients (up to {rate:.0f} requests/s at the gateway): scaled to {peak} "
+                "ready replicas, then back to 0 when idle")
+
+    async def _at_zero(self) -> bool:
+        current = await self.client.get(CORRAL, "inferenceservices", "digits", "default")
+        status = current.get("status") or {}
+        pods = await self.client.list("v1", "pods", "default", label_selector="corral.dev/inference-service=digits")
+        return int(status.get("replicas") or 0) == 0 and not pods.get("items") and "readyReplicas" in status
 
     async def canary(self) -> str:
         server = self.repo / "examples" / "inference" / "digits" / "server.py"

@@ -116,38 +116,16 @@ def frag_int(idle: I64, cpu_left: I64, access: NDArray[np.bool_], wl: Workload) 
     return np.asarray(amount @ wl.counts, dtype=np.int64)
 
 
-def consumable_frag_int(idle: I64, cpu_left: I64, access: NDArray[np.bool_], wl: Workload) -> I64:
-    """corral's multi-step fragmentation: for each class p, the idle GPU milli that a stream
-    of p-pods could *not* consume on the node — ``idle − m·k·min(GPU slots, cpu_left // c)``,
-    where GPU slots count every device's ``idle // m`` (shares) or ``free GPUs // k``
-    (whole GPUs). CPU-only classes see all idle milli as fragment, as in FGD."""
-    if not wl.total:
-        return np.zeros(idle.shape[0], dtype=np.int64)
-    idle_tot = idle.sum(axis=1)
-    slots_u = (idle[:, :, None] // wl.unique_milli_floor[None, None, :]).sum(axis=1)  # (X, U)
-    slots = slots_u[:, wl.milli_inverse]  # (X, P) share / single-GPU slots
-    nfull = (idle >= MILLI).sum(axis=1)
-    multi = wl.count > 1
-    if multi.any():
-        slots = np.where(multi[None, :], nfull[:, None] // np.maximum(wl.count, 1)[None, :], slots)
-    by_cpu = np.maximum(cpu_left, 0)[:, None] // np.maximum(wl.cpu, 1)[None, :]
-    n = np.minimum(slots, by_cpu) * access
-    consumed = n * (wl.milli * wl.count)[None, :]
-    amount = np.where((wl.milli > 0)[None, :], idle_tot[:, None] - consumed, idle_tot[:, None])
-    return np.asarray(amount @ wl.counts, dtype=np.int64)
-
-
 class FragModel:
     """Frag of every node now and after hypothetical placements, memoised per node version.
 
     Stored in ``snapshot.memo[memo_key]`` so a new snapshot starts clean.
     """
 
-    def __init__(self, workload: Workload, kind: str = "fgd") -> None:
+    def __init__(self, workload: Workload) -> None:
         self.workload = workload
-        self.kind = kind
-        self.fn = consumable_frag_int if kind == "consume" else frag_int
-        self.memo_key = f"frag:{kind}:{workload.key}"
+        self.fn = frag_int
+        self.memo_key = f"frag:{workload.key}"
 
     def _memo(self, snapshot: Snapshot) -> dict[str, Any]:
         memo: dict[str, Any] | None = snapshot.memo.get(self.memo_key)

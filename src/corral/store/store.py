@@ -245,14 +245,19 @@ class Store:
             row = conn.execute("SELECT value FROM meta WHERE key = 'rv'").fetchone()
             rv = int(row[0]) if row else 0
             objects = self._objects
+            current: tuple[str, str] = ("", "\0")
+            items: dict[str, Entry] = {}
+            highest = 0
+            # rows come in primary-key order, grouped by (resource, namespace)
             for resource, namespace, name, obj_rv, data in conn.execute(
                 "SELECT resource, namespace, name, rv, data FROM objects"
             ):
-                objects.setdefault(resource, {}).setdefault(namespace, {})[name] = Entry(
-                    resource, namespace, name, obj_rv, bytes(data)
-                )
-                rv = max(rv, obj_rv)
-            self.rv = rv
+                if (resource, namespace) != current:
+                    current = (resource, namespace)
+                    items = objects.setdefault(resource, {}).setdefault(namespace, {})
+                items[name] = Entry(resource, namespace, name, obj_rv, data)
+                highest = max(highest, obj_rv)
+            self.rv = max(rv, highest)
         finally:
             conn.close()
 

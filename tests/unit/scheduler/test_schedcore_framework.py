@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from corral.scheduler.cache import node_spec_from_obj
 from corral.scheduler.framework import (
     Code,
     ConfigError,
@@ -169,3 +170,18 @@ def test_every_policy_is_registered() -> None:
         assert name in reg
     with pytest.raises(KeyError, match="unknown scheduler plugin"):
         reg.create("nope")
+
+
+def test_snapshot_node_changes_keep_placements() -> None:
+    snap = snapshot(node("a", gpus=2), node("b", gpus=2))
+    fw = framework(Profile.for_policy("bestfit"))
+    r = schedule_group(snap, [req(pod("p", gpus=1, node_selector={"kubernetes.io/hostname": "b"}))], fw)
+    assert r.ok and r.placements[0].node == "b"
+    snap.upsert_node(node_spec_from_obj(node("c", gpus=4)))
+    assert snap.nodes == ["a", "b", "c"] and snap.gpu_free[1].tolist() == [0, 1000, 0, 0]
+    assert snap.gpu_idle.tolist() == [2000, 1000, 4000]
+    gone = snap.remove_node("a")
+    assert gone == [] and snap.nodes == ["b", "c"]
+    assert snap.placement_of("default/p") == (0, r.placements[0].devices)
+    assert [p.key for p in snap.remove_node("b")] == ["default/p"]
+    assert not snap.is_assumed("default/p")

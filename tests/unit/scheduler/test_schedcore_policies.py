@@ -148,3 +148,27 @@ def test_gpu_spec_model_constraint() -> None:
     res = schedule_group(snap, [PodRequest("q", cpu_milli=1000, gpu_count=1, gpu_models=frozenset({"V100M16"}))], fw)
     assert res.failure is not None
     assert res.failure.reason_counts == {"node(s) didn't have the requested GPU model": 2}
+
+
+# corral = (FGD score + 25·(1 − rank/N) + 5·cpu balance) / 1.3, cpu per GPU milli = 4000/300.
+#  share:  FGD 50 everywhere; cpu left after / cpu the idle GPUs need: A 28000/22667 -> 1,
+#          B 12000/14667 = 0.818, C 60000/36000 -> 1; rank bonus A 8.33, B 16.67, C 25
+#          -> A 63.33, B 70.76, C 80 (/1.3: 48.72, 54.43, 61.54) -> C, FGD's device there: 1
+#  cpu-only: A: 11 + 5·(2000/26667) + 8.33 = 19.71; C: 50 + 5·(34000/40000) + 25 = 79.25
+def test_corral_policy_by_hand() -> None:
+    node, devices, scores = place("corral", SHARE)
+    assert (node, devices) == ("C", "1:0.3")
+    assert scores == pytest.approx([63.333 / 1.3, 70.758 / 1.3, 80 / 1.3], abs=0.01)
+    node, devices, scores = place("corral", CPU)
+    assert (node, devices) == ("C", "")
+    assert scores == pytest.approx([19.708 / 1.3, 79.25 / 1.3], abs=0.01)
+
+
+def test_corral_learns_the_workload_without_one() -> None:
+    snap = cluster()
+    fw = Framework(Profile.for_policy("corral"), default_registry())
+    for i in range(3):
+        res = schedule_group(snap, [PodRequest(f"s{i}", cpu_milli=1000, gpu_count=1, gpu_milli=300)], fw)
+        assert res.ok
+    policy = fw.plugin("corral")
+    assert policy.model.workload.classes == (PodClass(1000, 300, 1),)  # type: ignore[attr-defined]

@@ -167,8 +167,18 @@ class RollbackInfo(StrictModel):
     time: str | None = None
 
 
+class TrafficStats(StrictModel):
+    """What the gateway saw over the autoscaler's last tick (for people and dashboards)."""
+
+    requests_per_second: float = Field(default=0.0, alias="requestsPerSecond")
+    mean_latency_ms: float | None = Field(default=None, alias="meanLatencyMs")
+    in_flight: int = Field(default=0, alias="inFlight")
+    window_seconds: float = Field(default=0.0, alias="windowSeconds")
+
+
 class InferenceServiceStatus(StrictModel):
     url: str | None = None
+    traffic_stats: TrafficStats | None = Field(default=None, alias="trafficStats")
     latest_revision: str | None = Field(default=None, alias="latestRevision")
     stable_revision: str | None = Field(default=None, alias="stableRevision")
     canary_revision: str | None = Field(default=None, alias="canaryRevision")

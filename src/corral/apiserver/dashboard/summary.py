@@ -186,7 +186,7 @@ def summarize(
                          for job in trainingjobs],
         "inferenceServices": [_status_view(service, ("url", "readyReplicas", "replicas", "desiredReplicas", "revisions",
                                                      "traffic", "latestRevision", "stableRevision", "canaryRevision",
-                                                     "rolledBack", "autoscalerReason", "conditions"))
+                                                     "rolledBack", "autoscalerReason", "trafficStats", "conditions"))
                               for service in inferenceservices],
         "events": [{"time": e.get("lastTimestamp") or e.get("eventTime"), "type": e.get("type"),
                     "reason": e.get("reason"), "message": e.get("message"),

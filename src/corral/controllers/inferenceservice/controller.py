@@ -127,6 +127,31 @@ class InferenceServiceReconciler:
         return await self.owner.reconcile(key)
 
 
+def traffic_stats(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Request rate and mean latency between two gateway feed snapshots of one service (pure)."""
+    window = float(current.get("time", 0.0)) - float(previous.get("time", 0.0))
+    completions = int(current.get("completions", 0)) - int(previous.get("completions", 0))
+    busy = float(current.get("serviceSeconds", 0.0)) - float(previous.get("serviceSeconds", 0.0))
+    stats: dict[str, Any] = {
+        "requestsPerSecond": round(completions / window, 2) if window > 0 else 0.0,
+        "inFlight": int(current.get("inFlight", 0)),
+        "windowSeconds": round(max(window, 0.0), 2),
+    }
+    if completions > 0:
+        stats["meanLatencyMs"] = round(1000 * busy / completions, 1)
+    return stats
+
+
+def stats_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Worth a status write: traffic started or stopped, or the rate moved by more than 10 %."""
+    if old is None:
+        return True
+    before, after = float(old.get("requestsPerSecond", 0.0)), float(new.get("requestsPerSecond", 0.0))
+    if (before == 0) != (after == 0):
+        return True
+    return abs(after - before) > 0.1 * max(before, after)
+
+
 class InferenceServiceController:
     """A corral component: ``await start()`` / ``await stop()``."""
 
@@ -159,6 +184,8 @@ class InferenceServiceController:
         self.controller.watch(self.pods, self._pod_keys)
         self._loop: asyncio.Task[None] | None = None
         self._suffixes = secrets.SystemRandom()
+        self._feed_snapshots: dict[str, dict[str, Any]] = {}
+        self._traffic: dict[str, dict[str, Any]] = {}
 
     @staticmethod
     def _pod_keys(pod: Obj) -> list[str]:
@@ -211,6 +238,15 @@ class InferenceServiceController:
         for key, decision in decisions.items():
             status = services[key].get("status") or {}
             if decision.replicas != status.get("desiredReplicas") or status.get("canaryRevision"):
+                self.controller.enqueue(key)
+        for key, snapshot in (feed.get("services") or {}).items():
+            previous = self._feed_snapshots.get(key)
+            self._feed_snapshots[key] = snapshot
+            if previous is None or key not in services:
+                continue
+            stats = traffic_stats(previous, snapshot)
+            if stats_changed((services[key].get("status") or {}).get("trafficStats"), stats):
+                self._traffic[key] = stats
                 self.controller.enqueue(key)
 
     async def _autoscale_loop(self) -> None:
@@ -347,6 +383,8 @@ class InferenceServiceController:
             "autoscalerReason": reason,
             "observedGeneration": metadata.get("generation"),
         })
+        if key in self._traffic:
+            status["trafficStats"] = self._traffic[key]
         conditions = list(status.get("conditions") or [])
         generation = metadata.get("generation")
         stable_ready = sum(1 for p in pods_by_revision.get(plan.stable or "", []) if pod_health(p).ready)

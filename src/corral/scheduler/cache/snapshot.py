@@ -233,6 +233,10 @@ class Snapshot:
                     self.gpu_cap[i, col] = MILLI
             self.device_col.append(cols)
         self.gpu_free = self.gpu_cap.copy()
+        self.gpu_idle = self.gpu_free.sum(axis=1)
+        """Free GPU milli per node (sum of ``gpu_free`` over devices), kept current."""
+        self.all_nodes = np.ones(n, dtype=np.bool_)
+        self.all_nodes.setflags(write=False)
         self.mig_free = self.mig_cap.copy()
         self.gpu_count = (self.gpu_exists & ~self.gpu_mig_mode).sum(axis=1).astype(np.int64)
         self.unschedulable = np.array([s.unschedulable for s in specs], dtype=np.bool_)
@@ -349,7 +353,7 @@ class Snapshot:
                     c == col and s.profile == d.mig_profile and s.slot == d.mig_slot for c, s in self.mig_slices[node]
                 ):
                     raise ValueError(f"MIG slice {d.format()} on {self.nodes[node]} is not free")
-            elif self.gpu_free[node, col] < d.milli:
+            elif self.gpu_mig_mode[node, col] or self.gpu_free[node, col] < d.milli:
                 raise ValueError(f"GPU {d.index} on {self.nodes[node]} has {self.gpu_free[node, col]} milli free, not {d.milli}")
         for d in devices:
             col = cols[d.index]
@@ -358,6 +362,7 @@ class Snapshot:
                 self.mig_free[node, self.mig_index[d.mig_profile]] -= 1
             else:
                 self.gpu_free[node, col] -= d.milli
+                self.gpu_idle[node] -= d.milli
         self.cpu_used[node] += pod.cpu_milli
         self.mem_used[node] += pod.memory
         self.pods_used[node] += 1
@@ -388,6 +393,7 @@ class Snapshot:
                 self.mig_free[node, self.mig_index[d.mig_profile]] += 1
             else:
                 self.gpu_free[node, col] += d.milli
+                self.gpu_idle[node] += d.milli
         self.cpu_used[node] -= a.pod.cpu_milli
         self.mem_used[node] -= a.pod.memory
         self.pods_used[node] -= 1

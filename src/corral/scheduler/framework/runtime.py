@@ -95,6 +95,8 @@ class Framework:
         rejections: list[tuple[str, np.ndarray, bool]] = []
         for p in self.filter:
             res = p.filter(state, snapshot, pod)
+            if res.feasible is snapshot.all_nodes:
+                continue
             ok &= res.feasible
             rejections.extend((r.reason, r.nodes, r.resolvable) for r in res.rejections)
         return ok, rejections

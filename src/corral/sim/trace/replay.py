@@ -99,7 +99,7 @@ def replay(trace: Trace, policy: str, seed: int, *, ratio: float = TUNE_RATIO,
     used = np.zeros(n, dtype=np.int64)
     frag = np.zeros(n, dtype=np.float64)
     total_arrived = 0
-    capacity_now = int(snapshot.gpu_cap.sum())
+    used_now = 0
     placed = failed = 0
     scale = float(max(typical.total, 1))
     for i, pod in enumerate(pods):
@@ -111,6 +111,8 @@ def replay(trace: Trace, policy: str, seed: int, *, ratio: float = TUNE_RATIO,
             failed += 1
         total_arrived += pod.gpu_total_milli
         arrived[i] = total_arrived
-        used[i] = capacity_now - int(snapshot.gpu_free.sum()) if result.ok else (used[i - 1] if i else 0)
+        if result.ok:
+            used_now += sum(d.milli for pl in result.placements for d in pl.devices if not d.mig_profile)
+        used[i] = used_now
         frag[i] = float(metric.now(snapshot).sum()) / scale
     return RunResult(trace.name, policy, seed, capacity, arrived, used, frag, placed, failed, time.perf_counter() - t0)

@@ -139,6 +139,8 @@ function renderWorkloads(doc) {
       (service.rolledBack ? ` — rolled back: ${service.rolledBack.reason}` : "");
     return el("tr", {}, el("td", {}, key), el("td", {}, service.url || ""),
       el("td", {}, spark(series), ` ${service.readyReplicas ?? 0}`), el("td", {}, traffic),
+      el("td", {}, service.trafficStats ? service.trafficStats.requestsPerSecond : ""),
+      el("td", {}, service.trafficStats?.meanLatencyMs != null ? `${service.trafficStats.meanLatencyMs} ms` : ""),
       el("td", {}, service.autoscalerReason ?? ""));
   }));
 }

@@ -24,7 +24,7 @@ class DotProd:
         maxcpu = float(max(int(snapshot.cpu_cap.max()), 1))
         maxgpu = float(max(int(snapshot.gpu_cap.sum(axis=1).max()), 1))
         cpu_left = (snapshot.cpu_cap[nodes] - snapshot.cpu_used[nodes]).astype(np.float64)
-        idle = snapshot.gpu_free[nodes].sum(axis=1).astype(np.float64)
+        idle = snapshot.gpu_idle[nodes].astype(np.float64)
         dot = (cpu_left / maxcpu) * (pod.cpu_milli / maxcpu) + (idle / maxgpu) * (pod.gpu_total_milli / maxgpu)
         return np.asarray(np.trunc(100.0 * (1.0 - dot / 2.0)), dtype=np.float64)
 

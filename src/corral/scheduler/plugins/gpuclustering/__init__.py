@@ -26,7 +26,7 @@ class GpuClustering:
         if not tag:
             return np.zeros(len(nodes), dtype=np.float64)
         maxgpu = max(int(snapshot.gpu_cap.sum(axis=1).max()), 1)
-        idle = snapshot.gpu_free[nodes].sum(axis=1)
+        idle = snapshot.gpu_idle[nodes]
         base = (25 * (maxgpu - idle)) // maxgpu
         counts = snapshot.tag_counts.get(tag)
         mine = counts[nodes] if counts is not None else np.zeros(len(nodes), dtype=np.int64)

@@ -53,7 +53,7 @@ class GpuDevices:
     def filter(self, state: CycleState, snapshot: Snapshot, pod: PodRequest) -> FilterResult:
         n = len(snapshot)
         if not pod.wants_gpu:
-            return FilterResult(np.ones(n, dtype=np.bool_))
+            return FilterResult(snapshot.all_nodes)
         rej: list[Rejection] = []
         if pod.gpu_models is not None:
             rej.append(Rejection(REASON_MODEL, ~model_mask(snapshot, pod), resolvable=False))

@@ -72,6 +72,8 @@ class NodeAffinity:
 
     def filter(self, state: CycleState, snapshot: Snapshot, pod: PodRequest) -> FilterResult:
         n = len(snapshot)
+        if not pod.node_selector and not pod.required_terms:
+            return FilterResult(snapshot.all_nodes)
         ok = np.ones(n, dtype=np.bool_)
         for key, value in pod.node_selector.items():
             ok &= snapshot.label_values(key) == value

@@ -20,7 +20,7 @@ class NodeName:
     def filter(self, state: CycleState, snapshot: Snapshot, pod: PodRequest) -> FilterResult:
         n = len(snapshot)
         if not pod.node_name:
-            return FilterResult(np.ones(n, dtype=np.bool_))
+            return FilterResult(snapshot.all_nodes)
         bad = np.ones(n, dtype=np.bool_)
         i = snapshot.index.get(pod.node_name)
         if i is not None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from corral.scheduler.cache import Snapshot
 from corral.scheduler.framework import CycleState, FilterResult, PodRequest, Rejection, Taint
 
@@ -20,8 +18,8 @@ class NodeUnschedulable:
     name = NAME
 
     def filter(self, state: CycleState, snapshot: Snapshot, pod: PodRequest) -> FilterResult:
-        if any(t.tolerates(_TAINT) for t in pod.tolerations):
-            return FilterResult(np.ones(len(snapshot), dtype=np.bool_))
+        if not snapshot.unschedulable.any() or any(t.tolerates(_TAINT) for t in pod.tolerations):
+            return FilterResult(snapshot.all_nodes)
         return FilterResult.of(len(snapshot), Rejection(REASON, snapshot.unschedulable, resolvable=False))
 
 

@@ -26,7 +26,7 @@ class TaintToleration:
     def filter(self, state: CycleState, snapshot: Snapshot, pod: PodRequest) -> FilterResult:
         n = len(snapshot)
         if len(snapshot.taint_sets) == 1:
-            return FilterResult(np.ones(n, dtype=np.bool_))
+            return FilterResult(snapshot.all_nodes)
         bad_set = np.array(
             [
                 any(t.effect in ("NoSchedule", "NoExecute") and not any(tol.tolerates(t) for tol in pod.tolerations) for t in ts)

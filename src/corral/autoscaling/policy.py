@@ -134,9 +134,13 @@ def _clamp(value: int, spec: ScalerSpec) -> int:
 
 
 def _apply_zero_grace(
-    desired: int, current: int, now: float, state: ScalerState, spec: ScalerSpec
+    desired: int, current: int, now: float, state: ScalerState, spec: ScalerSpec, *, hold: int = 1
 ) -> tuple[int, ScalerState, str | None]:
-    """Hold at least one replica until the policy has wanted zero for the grace period."""
+    """Hold ``hold`` replicas (at least one) until the policy has wanted zero for the grace period.
+
+    ``hold`` lets a policy keep its scale-down rate on the way to zero (4 ready at rate 2
+    hold 2, then 1), as Knative's KPA does.
+    """
     if desired > 0:
         return desired, replace(state, zero_since=None), None
     if current == 0:
@@ -144,7 +148,7 @@ def _apply_zero_grace(
     zero_since = state.zero_since if state.zero_since is not None else now
     if now - zero_since >= spec.scale_to_zero_grace:
         return 0, replace(state, zero_since=zero_since), "ScaleToZero"
-    return max(1, min(current, 1)), replace(state, zero_since=zero_since), "ScaleToZeroGrace"
+    return max(1, min(current, hold)), replace(state, zero_since=zero_since), "ScaleToZeroGrace"
 
 
 def kpa(window: MetricsWindow, ready: int, current: int, spec: ScalerSpec, state: ScalerState) -> Decision:
@@ -182,7 +186,7 @@ def kpa(window: MetricsWindow, ready: int, current: int, spec: ScalerSpec, state
         desired = desired_stable
         reason = "Stable"
     state = replace(state, panic_since=panic_since, max_panic_pods=max_panic)
-    desired, state, zero_reason = _apply_zero_grace(desired, current, now, state, spec)
+    desired, state, zero_reason = _apply_zero_grace(desired, current, now, state, spec, hold=down)
     return Decision(_clamp(desired, spec), state, zero_reason or reason, panic=panic_since is not None)
 
 

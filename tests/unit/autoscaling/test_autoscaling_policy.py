@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from corral.autoscaling.metrics import MetricsWindow, Sample
@@ -186,6 +186,7 @@ def test_more_load_never_means_fewer_replicas(base, extra, policy) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(values=loads, ready=st.integers(min_value=1, max_value=200))
+@example(values=[0.0], ready=4)  # idle with 4 ready: the grace period holds 2 (rate 2), not 1
 def test_kpa_scale_rates_hold(values, ready) -> None:
     spec = ScalerSpec(max_replicas=100_000, target=1.0, max_scale_up_rate=3.0, max_scale_down_rate=2.0)
     decision = decide("kpa", window_with(values), ready, ready, spec, state=ScalerState())

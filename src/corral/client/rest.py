@@ -263,12 +263,7 @@ class ApiClient:
         path = resource_path(api_version, plural, namespace)
         async with self.session.get(path, params=_clean_params(params),
                                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as response:
-            if response.status >= 300:
-                raw = await response.read()
-                try:
-                    raise ApiError.from_status(response.status, json.loads(raw))
-                except ValueError:
-                    raise ApiError(response.status, "", raw.decode(errors="replace")) from None
+            await _raise_for_status(response)
             buffer = b""
             async for chunk in response.content.iter_any():
                 buffer += chunk
@@ -380,14 +375,21 @@ class ApiClient:
         path = resource_path("v1", "pods", namespace, pod, "log")
         async with self.session.get(path, params=_clean_params(params),
                                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as response:
-            if response.status >= 300:
-                raw = await response.read()
-                try:
-                    raise ApiError.from_status(response.status, json.loads(raw))
-                except ValueError:
-                    raise ApiError(response.status, "", raw.decode(errors="replace")) from None
+            await _raise_for_status(response)
             async for chunk in response.content.iter_any():
                 yield chunk
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    """Raise :class:`ApiError` for a non-2xx streaming response (a ``Status`` body when there is one)."""
+    if response.status < 300:
+        return
+    raw = await response.read()
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = raw.decode(errors="replace")
+    raise ApiError.from_status(response.status, body)
 
 
 def _clean_params(params: Mapping[str, Any] | None) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""Scores by node utilisation after placement, over cpu, memory and GPUs (milli):
-LeastAllocated (spread), MostAllocated (bin-pack) and BalancedAllocation (equal shares).
+"""Scores by node utilisation after placement: LeastAllocated (spread) and MostAllocated
+(bin-pack) over cpu, memory and GPUs (milli), BalancedAllocation (equal shares) over cpu and memory.
 Three plugins in one package because they share the utilisation arithmetic."""
 
 from __future__ import annotations
@@ -41,10 +41,15 @@ class MostAllocated:
 
 
 class BalancedAllocation:
+    """Balances cpu against memory, as kube-scheduler's default does. GPUs are left out on
+    purpose: counting them made every 1-GPU pod prefer the emptiest GPU node, spreading small
+    pods until no node kept 8 GPUs free for a whole-node job (GPU placement is the GPU
+    policy's job, ``corral``/``fgd``)."""
+
     name = "BalancedAllocation"
 
     def score(self, state: CycleState, snapshot: Snapshot, pod: PodRequest, nodes: IntArray) -> FloatArray:
-        return np.asarray(100.0 * (1.0 - np.nanstd(_fractions(snapshot, pod, nodes), axis=1)))
+        return np.asarray(100.0 * (1.0 - np.std(_fractions(snapshot, pod, nodes)[:, :2], axis=1)))
 
 
 def new_least(args: Mapping[str, Any]) -> LeastAllocated:

@@ -63,7 +63,7 @@ class Controller:
         self.name = name
         self.reconciler = reconciler
         self.workers = workers
-        self.queue = queue or WorkQueue()
+        self.queue = queue if queue is not None else WorkQueue()  # an empty queue is falsy
         self.resync_seconds = resync_seconds
         self._primary: list[Informer] = []
         self._tasks: list[asyncio.Task[None]] = []

@@ -32,7 +32,7 @@ from typing import Any
 
 from corral.api.registry import Obj
 from corral.client import ApiClient, ApiError, Informer, WorkQueue
-from corral.client.workqueue import QueueClosedError
+from corral.controllers.runtime import Controller, Result
 from corral.util.clock import Clock, SystemClock, format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -287,6 +287,7 @@ class SimNodes:
         self.node_names: set[str] = {n for s in self.specs for n in s.names()}
         self.pods = Informer(client, "v1", "pods")
         self.queue = WorkQueue()
+        self.kubelet = Controller("sim-kubelet", self, workers=workers, queue=self.queue)
         self._tasks: list[asyncio.Task[None]] = []
         self._leases_supported = True
         self.transitions = 0
@@ -321,11 +322,11 @@ class SimNodes:
         self.pods.add_handler(self._on_pod, lambda _old, new: self._on_pod(new), None)
         await self.pods.start()
         await self.pods.wait_synced()
-        self._tasks = [asyncio.create_task(self._worker(), name=f"sim-kubelet-{i}") for i in range(self.workers)]
-        self._tasks.append(asyncio.create_task(self._lease_loop(), name="sim-leases"))
+        await self.kubelet.start()
+        self._tasks = [asyncio.create_task(self._lease_loop(), name="sim-leases")]
 
     async def stop(self) -> None:
-        self.queue.shutdown()
+        await self.kubelet.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -348,29 +349,19 @@ class SimNodes:
             meta = pod.get("metadata") or {}
             self.queue.add(f"{meta.get('namespace')}/{meta.get('name')}")
 
-    async def _worker(self) -> None:
-        while True:
-            try:
-                key = await self.queue.get()
-            except QueueClosedError:
-                return
-            try:
-                await self.reconcile(key)
-                self.queue.forget(key)
-            except ApiError as error:
-                if not error.not_found:
-                    log.warning("sim kubelet: %s: %s", key, error)
-                    self.queue.add_rate_limited(key)
-            except Exception:  # a bug must not stop the simulated kubelet
-                log.exception("sim kubelet: %s", key)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+    async def reconcile(self, key: str) -> Result | None:
+        """One pod's next step (run by the shared reconciler runtime, which retries errors with backoff)."""
+        try:
+            return await self._step(key)
+        except ApiError as error:
+            if error.not_found:  # the pod went away meanwhile: nothing left to play
+                return None
+            raise
 
-    async def reconcile(self, key: str) -> None:
+    async def _step(self, key: str) -> Result | None:
         pod = self.pods.get(key)
         if pod is None or (pod.get("spec") or {}).get("nodeName") not in self.node_names:
-            return
+            return None
         namespace, _, name = key.partition("/")
         now = self.clock.now()
         step = pod_transition(pod, now.timestamp())
@@ -384,11 +375,11 @@ class SimNodes:
             await self.client.patch("v1", "pods", name, succeeded_status(pod, now), namespace=namespace,
                                     subresource="status")
         elif step.action == "wait":
-            self.queue.add_after(key, max(0.0, step.at - now.timestamp()))
-            return
+            return Result(requeue_after=max(0.0, step.at - now.timestamp()))
         else:
-            return
+            return None
         self.transitions += 1
+        return None
 
     async def _lease_loop(self) -> None:
         names = sorted(self.node_names)

@@ -57,8 +57,13 @@ async def test_scale_from_zero_to_n_and_back_to_zero(tmp_path: Path) -> None:
                            if any(c["type"] == "Ready" and c["status"] == "True"
                                   for c in (p.get("status") or {}).get("conditions") or []))
 
-            peak = await ready_replicas()
-            status = (await stack.get("echo"))["status"]
+            async def scaled_up() -> tuple[dict, int] | None:
+                # the autoscaler acts on its next tick (0.5 s); the 3 s window still holds the load
+                peak = await ready_replicas()
+                status = (await stack.get("echo"))["status"]
+                return (status, peak) if status["desiredReplicas"] >= 3 or peak >= 3 else None
+
+            status, peak = await stack.wait_for(scaled_up, 2.5, "the autoscaler to want 3+ replicas")
             assert status["desiredReplicas"] >= 3 or peak >= 3, (status, peak)
 
         async def at_zero() -> bool:

@@ -20,7 +20,9 @@ import json
 import os
 import pickle
 import random
+import signal
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -85,6 +87,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     model: Any = None
     accuracy = 0.0
+    busy = threading.BoundedSemaphore(1000)  # one slot per request in flight (drained on SIGTERM)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         return
@@ -106,6 +109,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"unknown path {self.path}; try POST /v1/models/{NAME}:predict"})
 
     def do_POST(self) -> None:
+        with Handler.busy:
+            self._post()
+
+    def _post(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if self.path != f"/v1/models/{NAME}:predict":
@@ -131,12 +138,21 @@ def main() -> None:
     host = os.environ.get("POD_IP", "127.0.0.1")
     port = int(os.environ.get("PORT", "8080"))
     server = ThreadingHTTPServer((host, port), Handler)
+    # Graceful termination: on SIGTERM (scale-down, rollout) stop accepting and let predictions in
+    # flight finish (up to 10 s) before exiting, so a replica going away never cuts an answer short.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"digits {VERSION}: accuracy {Handler.accuracy:.3f}, loaded in {time.monotonic() - started:.2f}s, "
           f"serving on {host}:{port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        server.server_close()
+        # Wait (bounded) for predictions still being answered; idle keep-alive connections don't hold us.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Handler.busy._value < 1000:  # noqa: SLF001
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":

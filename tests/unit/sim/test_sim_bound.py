@@ -115,3 +115,25 @@ def test_bound_is_above_every_policy_on_a_small_trace(tmp_path: Path) -> None:
             run = replay(trace, policy, seed)
             got = 100.0 * float(run.used_milli[-1]) / trace.gpu_milli_capacity
             assert got <= b["online_pct"] + 1e-3, (seed, policy, got, b)
+
+
+def test_cli_prints_one_line_per_seed_and_a_summary(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from corral.cli.main import cli
+
+    n, p = tmp_path / "nodes.csv", tmp_path / "openb_pod_list_two.csv"
+    n.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,32000,65536,2,T4\n")
+    # an 810 share and two whole GPUs (2810 of 2000 milli: trimmed to <= 2600 by the protocol)
+    p.write_text(HEADER + "a,1000,1024,1,810,,LS,Running,0,1,0\n"
+                          "w1,4000,2048,1,1000,,LS,Running,0,1,0\nw2,4000,2048,1,1000,,LS,Running,0,1,0\n")
+    res = CliRunner().invoke(cli, ["sim", "bound", "--nodes", str(n), "--pods", str(p), "--seeds", "1,2"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.output.splitlines()]
+    assert [x["seed"] for x in lines[:2]] == [1, 2] and lines[2]["seeds"] == [1, 2]
+    for x in lines[:2]:
+        assert x["online_pct"] <= x["offline_pct"] <= 100.0
+    bad = CliRunner().invoke(cli, ["sim", "bound", "--nodes", str(n), "--pods", str(p), "--seeds", "x"])
+    assert bad.exit_code != 0 and "--seeds" in bad.output

@@ -38,18 +38,17 @@ their arrivals before the hi-th A pod; the interval with the highest bound is sp
 is a single candidate (then its LP value is the bound) or the LP budget is spent (then the
 highest interval bound is still a valid bound).
 
-Run: ``python -m corral.sim.trace.bound --nodes N.csv --pods P.csv --seeds 42-51`` (one JSON
-line per seed and a summary; needs scipy, which comes with scikit-learn).
+Run: ``corral sim bound --nodes N.csv --pods P.csv --seeds 42-51`` (one JSON line per seed and
+a summary; needs scipy, which comes with scikit-learn).
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import json
 import math
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +56,7 @@ import numpy as np
 
 from corral.scheduler.framework import PodRequest
 from corral.scheduler.framework.types import MILLI
-from corral.sim.trace.loaders import Trace, load_trace
+from corral.sim.trace.loaders import Trace
 from corral.sim.trace.replay import TUNE_RATIO, arrivals
 
 
@@ -234,8 +233,8 @@ def anchor_classes(pods: tuple[PodRequest, ...] | list[PodRequest], limit: int =
     return [c for _, c in ranked[:limit]]
 
 
-def run_bound(trace: Trace, seed: int, *, ratio: float = TUNE_RATIO, max_lps: int = 80,
-              anchors: int = 4) -> dict[str, Any]:
+def run_bound(trace: Trace, seed: int, *, ratio: float = TUNE_RATIO, max_lps: int = 60,
+              anchors: int = 1) -> dict[str, Any]:
     """Offline and online upper bounds (allocation %, of GPU capacity) for one seed's run."""
     seq = arrivals(trace, np.random.default_rng(seed), ratio)
     return {"seed": seed, **bound_sequence(node_types(trace), seq, trace.gpu_milli_capacity,
@@ -243,7 +242,7 @@ def run_bound(trace: Trace, seed: int, *, ratio: float = TUNE_RATIO, max_lps: in
 
 
 def bound_sequence(types: list[NodeType], sequence: list[PodRequest], capacity: int, anchors: list[Cls],
-                   *, max_lps: int = 80) -> dict[str, Any]:
+                   *, max_lps: int = 60) -> dict[str, Any]:
     """The bounds for one arrival ``sequence`` on nodes of ``types`` (see the module doc)."""
     t0 = time.perf_counter()
     pods = [p for p in sequence if p.gpu_count]
@@ -318,29 +317,16 @@ def bound_sequence(types: list[NodeType], sequence: list[PodRequest], capacity: 
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    from corral.sim.trace.runner import parse_seeds
-
-    ap = argparse.ArgumentParser(prog="python -m corral.sim.trace.bound", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nodes", required=True)
-    ap.add_argument("--pods", required=True)
-    ap.add_argument("--seeds", default="42-51")
-    ap.add_argument("--ratio", type=float, default=TUNE_RATIO)
-    ap.add_argument("--max-lps", type=int, default=80)
-    ap.add_argument("--anchors", type=int, default=4)
-    a = ap.parse_args(argv)
-    trace = load_trace(a.nodes, a.pods)
+def summarise_bounds(trace: Trace, seeds: list[int], *, ratio: float = TUNE_RATIO, anchors: int = 1,
+                     max_lps: int = 60) -> Iterator[dict[str, Any]]:
+    """One result per seed, then ``{"trace", "seeds", "online_pct_mean", ...}``."""
     rows = []
-    for seed in parse_seeds(a.seeds):
-        r = run_bound(trace, seed, ratio=a.ratio, max_lps=a.max_lps, anchors=a.anchors)
+    for seed in seeds:
+        r = run_bound(trace, seed, ratio=ratio, max_lps=max_lps, anchors=anchors)
         rows.append(r)
-        print(json.dumps(r), flush=True)
+        yield r
     on = [r["online_pct"] for r in rows]
     off = [r["offline_pct"] for r in rows]
-    print(json.dumps({"trace": trace.name, "seeds": [r["seed"] for r in rows],
-                      "online_pct_mean": round(float(np.mean(on)), 3), "online_pct_max": max(on),
-                      "offline_pct_mean": round(float(np.mean(off)), 3)}))
-
-
-if __name__ == "__main__":
-    main()
+    yield {"trace": trace.name, "seeds": [r["seed"] for r in rows],
+           "online_pct_mean": round(float(np.mean(on)), 3), "online_pct_max": max(on),
+           "offline_pct_mean": round(float(np.mean(off)), 3)}

@@ -227,3 +227,39 @@ async def test_hold_and_drain_evicts_admitted_work(cluster: Cluster) -> None:
     await c.create(pod("later", "team-a", 1))
     reason = await until(lambda: scheduled_reason(c, "team-a", "later"), what="new work to be held")
     assert reason.startswith("QueueHeld")
+
+
+async def test_corral_up_serves_queue_metrics_on_the_api_servers_metrics(tmp_path: Path) -> None:
+    from corral.cli.up import start_corral
+
+    running = await asyncio.wait_for(start_corral(tmp_path / "data", port=0, tls=False, agent=False,
+                                                  gateway_port=None), 30)
+    client = ApiClient(running.context.url, running.context.token)
+    nodes = SimNodes(client, [SimNodeSpec(count=1, gpus=8, gpu_model="H100-80GB", name_prefix="h100")], workers=2)
+    try:
+        await nodes.start()
+        await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        await client.create(queue("q-a", 4))
+        await client.create(pod("a0", "team-a", 2))
+        await until(lambda: node_of(client, "team-a", "a0"), what="a0 bound")
+
+        async def metrics() -> str:
+            async with client.session.get("/metrics") as response:
+                assert response.status == 200
+                text = await response.text()
+            return text if 'corral_queue_usage{flavor="h100",queue="q-a",resource="nvidia.com/gpu"} 2.0' in text else ""
+
+        text = await until(metrics, what="queue metrics on /metrics")
+        assert 'corral_queue_admitted_workloads{queue="q-a"} 1.0' in text
+        assert "corral_queue_time_to_admission_seconds_bucket" in text
+        assert "apiserver_request_total" in text  # the API server's own are still there
+        anonymous = ApiClient(running.context.url, "")
+        try:
+            async with anonymous.session.get("/metrics") as response:
+                assert response.status == 401  # like every API path: a token is needed
+        finally:
+            await anonymous.close()
+    finally:
+        await nodes.stop()
+        await client.close()
+        await running.stop()

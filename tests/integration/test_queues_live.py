@@ -211,6 +211,44 @@ async def test_fair_share_orders_borrowers(cluster: Cluster) -> None:
     assert 'corral_queue_time_to_admission_seconds_count{queue="q-b"} 1.0' in text
 
 
+async def test_fair_share_preemption_between_borrowers(cluster: Cluster) -> None:
+    """team-a borrows all 8 GPUs a third team lends; team-b (no quota of its own either,
+    fairSharing.preemptionStrategy LessThanOrEqualToFinalShare) asks for 3 × 2 GPUs. Two of
+    team-a's pods are preempted (shares 4/8 and 4/8: equal), the third would push team-a
+    below team-b, so it waits."""
+    c = cluster.client
+    await c.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-l"}})
+    await c.create(queue("q-l", 8))
+    await c.create(queue("q-a", 0))
+    await c.create(queue("q-b", 0, preemption={"reclaimWithinCohort": "Any"},
+                         fairSharing={"preemptionStrategy": "LessThanOrEqualToFinalShare"}))
+    for i in range(4):
+        await c.create(pod(f"a{i}", "team-a", 2))
+        await until(lambda i=i: node_of(c, "team-a", f"a{i}"), what=f"a{i} bound")
+    for i in range(3):
+        await c.create(pod(f"b{i}", "team-b", 2))
+
+    async def bound_b() -> list[str]:
+        return [f"b{i}" for i in range(3) if await node_of(c, "team-b", f"b{i}")]
+
+    async def left_a() -> list[str]:
+        return [f"a{i}" for i in range(4) if await c.get_or_none("v1", "pods", f"a{i}", "team-a") is not None]
+
+    await until(lambda: _at_least(bound_b, 2), what="two of team-b's pods admitted by preemption")
+    assert len(await left_a()) == 2
+    await asyncio.sleep(1.0)  # and no further preemption: team-a would fall below team-b
+    assert len(await bound_b()) == 2 and len(await left_a()) == 2
+    bound = await bound_b()
+    waiting = next(f"b{i}" for i in range(3) if f"b{i}" not in bound)
+    assert (await scheduled_reason(c, "team-b", waiting)).startswith("QuotaExceeded")
+    events = await c.list("v1", "events", namespace="team-a")
+    assert sum(1 for e in events["items"] if e.get("reason") == "Preempted") == 2
+
+
+async def _at_least(items: Callable[[], Any], n: int) -> bool:
+    return len(await items()) >= n
+
+
 async def test_hold_and_drain_evicts_admitted_work(cluster: Cluster) -> None:
     c = cluster.client
     await c.create(queue("q-a", 4))

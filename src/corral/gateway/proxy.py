@@ -136,6 +136,10 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.feeding: Upstream | None = None
         """The upstream connection whose response is being relayed here (for flow control)."""
+        self._last_headers: list[tuple[bytes, bytes]] | None = None
+        self._last_meta: tuple[str, int | None, bool] = ("", None, False)
+        self.upstream_block: bytes | None = None
+        """The forwarded header block built for ``_last_headers`` (the gateway's cache, reset with it)."""
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -195,15 +199,22 @@ class ClientConnection(asyncio.Protocol):
         request.method = parser.get_method().decode("ascii", "replace")
         request.http11 = parser.get_http_version() == "1.1"
         request.keep_alive = parser.should_keep_alive()
-        for name, value in request.headers:
-            low = name.lower()
-            if low == b"host":
-                request.host = value.decode("latin-1")
-            elif low == b"content-length":
-                with contextlib.suppress(ValueError):
-                    request.content_length = int(value)
-            elif low == b"expect" and value.lower() == b"100-continue":
-                request.expect_continue = True
+        headers = request.headers
+        if headers == self._last_headers:  # a keep-alive client tends to send the same headers again
+            request.host, request.content_length, request.expect_continue = self._last_meta
+        else:
+            for name, value in headers:
+                low = name.lower()
+                if low == b"host":
+                    request.host = value.decode("latin-1")
+                elif low == b"content-length":
+                    with contextlib.suppress(ValueError):
+                        request.content_length = int(value)
+                elif low == b"expect" and value.lower() == b"100-continue":
+                    request.expect_continue = True
+            self._last_headers = headers
+            self._last_meta = (request.host, request.content_length, request.expect_continue)
+            self.upstream_block = None
         raw = request.url.decode("latin-1")
         path, sep, query = raw.partition("?")
         request.raw_path = path
@@ -335,6 +346,10 @@ class Upstream(asyncio.Protocol):
         self._chunked = False
         self._until_close = False
         self._done = False
+        self._last_headers: list[tuple[bytes, bytes]] | None = None
+        self._last_block = b""
+        self._last_length: bytes | None = None
+        self._last_chunked = False
 
     # ---- use ------------------------------------------------------------------------------
 
@@ -413,18 +428,26 @@ class Upstream(asyncio.Protocol):
         self.status = status
         client = self.client
         assert client is not None
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, self._reason)]
-        length: bytes | None = None
-        upstream_chunked = False
-        for name, value in self._headers:
-            low = name.lower()
-            if low in HOP_BY_HOP:
-                if low == b"content-length":
-                    length = value
-                elif low == b"transfer-encoding":
-                    upstream_chunked = True
-                continue
-            lines.append(b"%s: %s\r\n" % (name, value))
+        headers = self._headers
+        if headers == self._last_headers:  # replicas tend to answer with the same headers again
+            block, length, upstream_chunked = self._last_block, self._last_length, self._last_chunked
+        else:
+            kept: list[bytes] = []
+            length = None
+            upstream_chunked = False
+            for name, value in headers:
+                low = name.lower()
+                if low in HOP_BY_HOP:
+                    if low == b"content-length":
+                        length = value
+                    elif low == b"transfer-encoding":
+                        upstream_chunked = True
+                    continue
+                kept.append(b"%s: %s\r\n" % (name, value))
+            block = b"".join(kept)
+            self._last_headers = headers
+            self._last_block, self._last_length, self._last_chunked = block, length, upstream_chunked
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, self._reason), block]
         no_body = self._head or status in (204, 304)
         if length is not None and status != 204:
             lines.append(b"Content-Length: %s\r\n" % length)

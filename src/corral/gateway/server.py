@@ -391,7 +391,7 @@ class Gateway:
             self._notify()
 
     @staticmethod
-    def _upstream_head(request: Request, route: Route, body_size: int, peer: str) -> tuple[bytes, bytes]:
+    def _upstream_head(request: Request, route: Route, body_size: int, conn: ClientConnection) -> tuple[bytes, bytes]:
         """The request line, and the header block after ``Host`` (with the body length), as bytes."""
         path = route.upstream_path(request.raw_path) if route.strip_prefix else request.raw_path
         if route.strip_prefix and not request.raw_path.startswith(route.path_prefix.rstrip("/")):
@@ -399,24 +399,26 @@ class Gateway:
         if request.query:
             path = f"{path}?{request.query}"
         line = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), path.encode("latin-1"))
-        lines: list[bytes] = []
-        prior: bytes | None = None
-        for name, value in request.headers:
-            low = name.lower()
-            if low in HOP_BY_HOP:
-                continue
-            if low in FORWARDED:
-                if low == b"x-forwarded-for":
-                    prior = value
-                continue
-            lines.append(b"%s: %s\r\n" % (name, value))
-        forwarded_for = peer.encode("latin-1")
-        lines.append(b"X-Forwarded-For: %s\r\n" % (prior + b", " + forwarded_for if prior else forwarded_for))
-        lines.append(b"X-Forwarded-Host: %s\r\n" % request.host.encode("latin-1"))
+        block = conn.upstream_block  # reset by the connection whenever the client's headers change
+        if block is None:
+            lines: list[bytes] = []
+            prior: bytes | None = None
+            for name, value in request.headers:
+                low = name.lower()
+                if low in HOP_BY_HOP:
+                    continue
+                if low in FORWARDED:
+                    if low == b"x-forwarded-for":
+                        prior = value
+                    continue
+                lines.append(b"%s: %s\r\n" % (name, value))
+            forwarded_for = conn.peer.encode("latin-1")
+            lines.append(b"X-Forwarded-For: %s\r\n" % (prior + b", " + forwarded_for if prior else forwarded_for))
+            lines.append(b"X-Forwarded-Host: %s\r\n" % request.host.encode("latin-1"))
+            block = conn.upstream_block = b"".join(lines)
         if body_size or request.method not in IDEMPOTENT_METHODS:
-            lines.append(b"Content-Length: %d\r\n" % body_size)
-        lines.append(b"\r\n")
-        return line, b"".join(lines)
+            return line, b"%sContent-Length: %d\r\n\r\n" % (block, body_size)
+        return line, block + b"\r\n"
 
     def _dispatch(self, conn: ClientConnection, request: Request) -> None:
         """Answer one request: synchronously when a replica and a pooled connection are at hand (the
@@ -453,7 +455,7 @@ class Gateway:
                                             f"{route.service}: the queue is full ({route.max_queued} requests "
                                             "waiting)", headers={"Retry-After": "1"}))
             return
-        line, rest = self._upstream_head(request, route, len(body), conn.peer)
+        line, rest = self._upstream_head(request, route, len(body), conn)
         tail = rest + body if body else rest
         upstream = self._pool.take(backend.address) if backend is not None else None
         if backend is None:  # wait for a replica or a slot

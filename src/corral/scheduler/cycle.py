@@ -480,6 +480,12 @@ class Scheduler:
         """Retry every parked group (e.g. a quota changed)."""
         self.q.move_all_to_active()
 
+    def release_held(self, keys: Sequence[str]) -> None:
+        """Put groups that admission held (``AdmissionResult.hold``) back in the queue."""
+        for key in keys:
+            if key not in self.q:
+                self._enqueue(key)
+
     def group_info(self, key: str, pods: Sequence[Obj], reqs: Sequence[PodRequest], priority: int) -> GroupInfo:
         _, ns, name = split_group_key(key)
         podgroup = self.podgroup(key)
@@ -515,19 +521,23 @@ class Scheduler:
                     podgroup,
                 )
         priority = group_priority(podgroup, pods, self._classes)
+        precheck = getattr(self.admission, "precheck", None)
+        if precheck is not None:
+            # Quota that rules the group out whatever its placement: spend no placement on it
+            # (nor the parsing of its requests: precheck's GroupInfo has pods=()).
+            early = precheck(self.group_info(key, pods, (), priority))
+            if early is not None and not early.allowed:
+                if early.hold:
+                    self.q.remove(key)  # out of the queue until admission calls release_held()
+                else:
+                    self.q.unschedulable(key)
+                return UnschedulableDecision(key, tuple(pods), early.reason or "NotAdmitted",
+                                             early.message or "not admitted", podgroup)
         try:
             reqs = [dataclasses.replace(pod_request_from_obj(p), priority=priority) for p in pods]
         except PodSpecError as error:
             self.q.park(key)
             return UnschedulableDecision(key, tuple(pods), "InvalidPod", str(error), podgroup)
-        precheck = getattr(self.admission, "precheck", None)
-        if precheck is not None:
-            # Quota that rules the group out whatever its placement: spend no placement on it.
-            early = precheck(self.group_info(key, pods, reqs, priority))
-            if early is not None and not early.allowed:
-                self.q.unschedulable(key)
-                return UnschedulableDecision(key, tuple(pods), early.reason or "NotAdmitted",
-                                             early.message or "not admitted", podgroup)
         result = schedule_group(self.snapshot, reqs, self.framework, state=CycleState(self.rng), assume=True)
         if result.ok:
             info = self.group_info(key, pods, reqs, priority)

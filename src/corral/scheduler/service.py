@@ -323,11 +323,16 @@ class SchedulerService:
         self.events_written += 1
 
     async def _deferred_event_worker(self) -> None:
+        """Hand deferred Events to the writers while the scheduler is idle, a few at a time so
+        that writing stops soon after work arrives."""
         while True:
             if not self._deferred_events or not self.idle:
                 await self.clock.sleep(0.1)
                 continue
-            await self._write_event(*self._deferred_events.popleft())
+            if self._event_backlog.qsize() >= 2 * max(1, self._n_event_workers):
+                await asyncio.sleep(0.005)
+                continue
+            self._event_backlog.put_nowait(self._deferred_events.popleft())
 
     # -- informer handlers (they only update the brain and wake the loop) ----------------------
 

@@ -108,6 +108,8 @@ class SchedulerConfig:
         seed: 0                          # the cycle RNG's seed (reproducible decisions)
         percentageOfNodesToScore: 10     # score this share of feasible nodes (default: adaptive,
                                          # as kube-scheduler: 50% - nodes/125, at least 5% and 100 nodes)
+        nominationTimeoutSeconds: 300    # a preemptor whose victims are not gone by then gives its
+                                         # reserved room back and is evaluated again
     """
 
     profile: Profile = field(default_factory=Profile.default)
@@ -120,6 +122,7 @@ class SchedulerConfig:
     record_scheduled_events: bool = True
     seed: int = 0
     percentage_of_nodes_to_score: float | None = None
+    nomination_timeout: float = 300.0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], scheduler_name: str = SCHEDULER_NAME) -> SchedulerConfig:
@@ -127,7 +130,7 @@ class SchedulerConfig:
         profile = profiles.get(scheduler_name) or (next(iter(profiles.values())) if profiles else Profile.default())
         known = {"apiVersion", "kind", "profiles", "bindConcurrency", "bindRetries", "preemption",
                  "podInitialBackoffSeconds", "podMaxBackoffSeconds", "unschedulableRetrySeconds",
-                 "recordScheduledEvents", "seed", "percentageOfNodesToScore"}
+                 "recordScheduledEvents", "seed", "percentageOfNodesToScore", "nominationTimeoutSeconds"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown field in SchedulerConfiguration (known: {', '.join(sorted(known))})")
@@ -156,6 +159,7 @@ class SchedulerConfig:
             seed=int(number("seed", 0, 0)),
             percentage_of_nodes_to_score=(number("percentageOfNodesToScore", 100, 1)
                                           if "percentageOfNodesToScore" in data else None),
+            nomination_timeout=number("nominationTimeoutSeconds", 300.0, 1),
         )
 
     @classmethod
@@ -218,6 +222,7 @@ class SchedulerService:
         self.scheduler = Scheduler(
             framework=default_framework(self.config.profile, self.config.percentage_of_nodes_to_score), clock=self.clock, scheduler_name=scheduler_name,
             admission=admission or AllowAll(), preemption=self.config.preemption, seed=self.config.seed, queue=queue,
+            nomination_timeout=self.config.nomination_timeout,
         )
         self.events = EventRecorder(client, "corral-scheduler", clock=self.clock)
         self.nodes = Informer(client, "v1", "nodes")
@@ -231,6 +236,7 @@ class SchedulerService:
         self._messages: dict[str, str] = {}
         self._dirty_groups: set[str] = set()
         self._group_messages: dict[str, tuple[str, str]] = {}
+        self._timeouts: dict[str, str] = {}  # namespace/podgroup -> why its scheduleTimeoutSeconds ran out
         self._wake = asyncio.Event()
         # Events explain, never drive: they go out from a bounded backlog at a bounded rate of
         # concurrency (like kube-scheduler's event broadcaster), so a burst of bindings is
@@ -317,11 +323,16 @@ class SchedulerService:
         self.events_written += 1
 
     async def _deferred_event_worker(self) -> None:
+        """Hand deferred Events to the writers while the scheduler is idle, a few at a time so
+        that writing stops soon after work arrives."""
         while True:
             if not self._deferred_events or not self.idle:
                 await self.clock.sleep(0.1)
                 continue
-            await self._write_event(*self._deferred_events.popleft())
+            if self._event_backlog.qsize() >= 2 * max(1, self._n_event_workers):
+                await asyncio.sleep(0.005)
+                continue
+            self._event_backlog.put_nowait(self._deferred_events.popleft())
 
     # -- informer handlers (they only update the brain and wake the loop) ----------------------
 
@@ -513,9 +524,35 @@ class SchedulerService:
             await self.events.record(binding.pod, "Normal", "Preempting",
                                      f"{decision.message}; nominated node {binding.node}")
 
+    async def _expire(self) -> None:
+        """Act on waits that ran out (:meth:`Scheduler.expire`): Events, PodGroup status, and
+        ``nominatedNodeName`` cleared on preemptors whose reservation was given back."""
+        expired = self.scheduler.expire()
+        if not expired:
+            return
+        self._poke()
+        for item in expired:
+            if item.podgroup is not None:
+                md = meta(item.podgroup)
+                key = f"{md.get('namespace') or 'default'}/{md.get('name')}"
+                if item.kind == "ScheduleTimeout":
+                    self._timeouts[key] = item.message
+                self._dirty_groups.add(key)
+                self.record_event(item.podgroup, "Warning", item.kind, item.message)
+            for binding in item.released:
+                if item.podgroup is None:
+                    self.record_event(binding.pod, "Warning", item.kind, item.message)
+                with contextlib.suppress(ApiError):
+                    await self.client.patch("v1", "pods", binding.name, {"status": {"nominatedNodeName": None}},
+                                            namespace=binding.namespace, subresource="status")
+
     async def _status_loop(self) -> None:
         while True:
             await self.clock.sleep(0.5)
+            try:
+                await self._expire()
+            except Exception:  # never let one bad object stop status and expiry
+                log.exception("scheduler expiry")
             dirty, self._dirty_groups = self._dirty_groups, set()
             for key in sorted(dirty):
                 try:
@@ -544,7 +581,7 @@ class SchedulerService:
             phase = "Running"
         elif scheduled >= need:
             phase = "Scheduled"
-        elif key in self._group_messages and self._group_messages[key][0] == "Unschedulable":
+        elif key in self._timeouts or (key in self._group_messages and self._group_messages[key][0] == "Unschedulable"):
             phase = "Unschedulable"
         else:
             phase = "Pending"
@@ -553,8 +590,12 @@ class SchedulerService:
             condition = {"type": "Scheduled", "status": "True", "reason": "Scheduled",
                          "message": f"{scheduled}/{len(members)} pods bound", "lastTransitionTime": now}
             self._group_messages.pop(key, None)
+            self._timeouts.pop(key, None)
         else:
             reason, message = self._group_messages.get(key, ("Pending", "waiting to be scheduled"))
+            if key in self._timeouts:
+                # it keeps waiting, but the condition says the timeout ran out, and why it waits
+                reason, message = "ScheduleTimeout", f"{self._timeouts[key]}; still waiting: {message}"
             condition = {"type": "Scheduled", "status": "False", "reason": reason, "message": message,
                          "lastTransitionTime": now}
         new_status = {"phase": phase, "scheduled": scheduled, "running": running, "succeeded": succeeded,

@@ -31,8 +31,9 @@ Also ``cpu_us_per_admission``: CPU time of each process (API server, scheduler, 
 itself) per admission — the stable figure on a machine others load. ``QUEUES_BENCH_PROFILE=DIR``
 writes cProfile files of the server and the scheduler (``--processes``).
 
-Options: ``--cohorts N`` (default 5; 1 is a fifth of the work at a fifth of the rate) and
-``--time-limit S`` to run a smaller version.
+Options: ``--cohorts N`` (default 5; 1 is a fifth of the work at a fifth of the rate),
+``--time-limit S`` (default 240: the run stops there and reports ``complete: false``),
+``--processes`` (default with 2+ CPUs) or ``--single-process``.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ async def schedule(kubeconfig: Path) -> None:
     try:
         await until_terminated()
     finally:
+        stats = scheduler.service.scheduler.stats
+        (kubeconfig.parent / "scheduler-stats.json").write_text(json.dumps({"cycles": stats.cycles, "counts": scheduler.admission.counts}))
         await scheduler.stop()
         await client.close()
 
@@ -179,6 +182,7 @@ def scheduler_config() -> SchedulerConfig:
 
 async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, Any]:
     logging.basicConfig(level=logging.ERROR)
+    began = time.monotonic()
     data = Path(tempfile.mkdtemp(prefix="corral-bench-queues-"))
     children: list[subprocess.Popen[bytes]] = []
     server = None
@@ -326,6 +330,16 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
             after = proc_cpu(child.pid)
             if before is not None and after is not None:
                 cpu_s[role] = after - before
+        cycles = scheduler.service.scheduler.stats.cycles if scheduler is not None else None
+        if len(children) > 1:  # the scheduler process writes its cycle count as it stops
+            children[1].terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                children[1].wait(timeout=10)
+            with contextlib.suppress(OSError, ValueError):
+                written = json.loads((kubeconfig.parent / "scheduler-stats.json").read_text())
+                cycles = written["cycles"]
+                if os.environ.get("QUEUES_BENCH_DEBUG"):
+                    print(json.dumps(written), file=sys.stderr)
         await sampler
         for timer in run.timers.values():
             timer.cancel()
@@ -361,6 +375,9 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
             "tta_ms_small": tta("small"),
             "tta_ms_medium": tta("medium"),
             "tta_ms_large": tta("large"),
+            "setup_s": round(start - began, 1),
+            # scheduling cycles (tries of a group, admitted or not) per admission
+            "cycles_per_admission": round(cycles / max(1, run.admissions), 2) if cycles is not None else None,
             "preempted": run.preempted,
             "admissions": run.admissions,
             # CPU per admission (every bind seen, re-admissions after preemption included), per
@@ -390,9 +407,13 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cohorts", type=int, default=5)
-    parser.add_argument("--time-limit", type=float, default=900.0, help="give up after this many seconds")
-    parser.add_argument("--processes", action="store_true",
-                        help="API server, scheduler and the driver in three processes (for machines with cores to spare)")
+    parser.add_argument("--time-limit", type=float, default=240.0,
+                        help="stop after this many seconds of the run (the figures then say complete: false)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--processes", dest="processes", action="store_true", default=(os.cpu_count() or 1) >= 2,
+                      help="API server, scheduler and the driver in three processes (the default with 2+ CPUs)")
+    mode.add_argument("--single-process", dest="processes", action="store_false",
+                      help="everything in this one process")
     parser.add_argument("--role", choices=["driver", "server", "scheduler"], default="driver", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", type=Path, help=argparse.SUPPRESS)
@@ -402,5 +423,8 @@ if __name__ == "__main__":
     elif args.role == "scheduler":
         profiled("scheduler", schedule(args.kubeconfig))
     else:
+        began = time.monotonic()
         print(json.dumps(asyncio.run(main(args.cohorts, args.time_limit, args.processes))))
+        if os.environ.get("QUEUES_BENCH_DEBUG"):
+            print(f"total {time.monotonic() - began:.1f}s", file=sys.stderr)
     sys.stdout.flush()

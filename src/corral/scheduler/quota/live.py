@@ -30,7 +30,8 @@ queue order, the first held group (it may preempt or hold the queue) and then th
 request fits what the queue can use now. A nominated preemptor waiting for its victims
 is held likewise and handed back when they are all gone. Any Queue change hands back
 everything, and a group held longer than ``hold_timeout`` is handed back too (a safety
-net: nothing can be forgotten).
+net: nothing can be forgotten). ``counts`` tallies decisions by reason and hand-backs by
+cause.
 
 State is rebuilt from the API (level-triggered): :meth:`resync` books every group whose
 pods are bound and not finished, and releases groups that are gone. Synchronous and
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import logging
 from bisect import insort
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -90,6 +92,9 @@ class PlacementLike(Protocol):
     def node(self) -> str: ...
 
 
+HANDED_TTL = 2.0
+"""Seconds a handed-back group's room stays spoken for if the scheduler never decides it."""
+
 SMALLEST_TTL = 0.2
 """Seconds a queue's smallest waiting request is reused by the fair-share check."""
 
@@ -136,7 +141,7 @@ class QueueAdmission:
     """Quota admission for the live scheduler. See the module docstring."""
 
     def __init__(self, clock: Clock, node_labels: NodeLabels, *, policy: Policy | None = None,
-                 pending_ttl: float = 30.0, fair_wait: float = 30.0, hold_timeout: float = 30.0,
+                 pending_ttl: float = 30.0, fair_wait: float = 30.0, hold_timeout: float = 120.0,
                  head_interval: float = 1.0,
                  notify: Callable[[], None] | None = None) -> None:
         self.clock = clock
@@ -153,6 +158,10 @@ class QueueAdmission:
         self._head_at: dict[str, float] = {}
         self._held_order: dict[str, list[tuple[tuple[int, float, str], str]]] = {}
         self._admitted_since: list[Workload] = []
+        self.counts: Counter[str] = Counter()
+        """Decisions by reason and hand-backs by cause (for benchmarks and debugging)."""
+        self._handed: dict[str, tuple[Workload, float]] = {}
+        """Handed back and not decided yet (for at most ``HANDED_TTL``): their room is spoken for."""
         self._smallest: dict[str, tuple[float, PendingEntry | None]] = {}
         self.node_labels = node_labels
         self.policy = policy or Policy()
@@ -221,7 +230,7 @@ class QueueAdmission:
         book = self.book if nomination is not None else self._reserved_view(exclude=workload.key)
         fit = book.fits(queue, usage)
         if fit.mode <= Mode.BORROW:
-            if fit.mode == Mode.BORROW:
+            if fit.mode == Mode.BORROW and workload.key not in self._handed:
                 yielded = self._yield_for_fairness(book, workload, usage, now)
                 if yielded is not None:
                     return self._deny(workload, now, "FairShare", yielded, usage)
@@ -286,6 +295,8 @@ class QueueAdmission:
             # It would borrow: a queue further below its fair share goes first (held until
             # quota moves in the cohort; queues are then handed room in fair-share order).
             usage = dict(fitting[0].usage)
+            if workload.key in self._handed:
+                return None  # handed back in fair-share order already
             yielded = self._yield_for_fairness(book, workload, usage, now)
             if yielded is None:
                 return None
@@ -455,8 +466,10 @@ class QueueAdmission:
             self._release_all = False
             self._dirty_cohorts.clear()
             out = list(self._held_at)
+            self.counts["handback:all"] += len(out)
         else:
             out = [key for key, at in self._held_at.items() if now - at > self.hold_timeout]
+            self.counts["handback:timeout"] += len(out)
             dirty, self._dirty_cohorts = self._dirty_cohorts, set()
             for name, at in self._head_at.items():  # safety net for the heads
                 if now - at >= self.head_interval and self.held.get(name):
@@ -472,10 +485,29 @@ class QueueAdmission:
             for key, nomination in self.nominations.items():
                 if key in self._held_at and not any(v in self.book.admitted for v in nomination.victims):
                     out.append(key)
+                    self.counts["handback:preemptor"] += 1
         out = list(dict.fromkeys(out))
+        for key in [k for k, (_, at) in self._handed.items() if now - at > HANDED_TTL]:
+            del self._handed[key]
         for key in out:
+            workload = next((groups[key] for groups in self.held.values() if key in groups), None)
+            if workload is not None:
+                self._handed[key] = (workload, now)
             self._unhold(key)
         return out
+
+    def _would_admit(self, workload: Workload) -> bool:
+        """Whether quota lets ``workload`` in now or with victims its policy allows (what the
+        precheck would find), without a trip through the scheduler."""
+        book = self._reserved_view(exclude=workload.key)
+        found = candidates(book, workload)
+        fitting = [a for a in found.assignments if a.mode <= Mode.BORROW]
+        if any(a.mode == Mode.FIT for a in fitting):
+            return True
+        if fitting:
+            now = self.clock.now().timestamp()
+            return self._yield_for_fairness(book, workload, dict(fitting[0].usage), now) is None
+        return any(self._victims(workload, dict(a.usage)) for a in found.assignments if a.mode == Mode.PREEMPT)
 
     def _may_preempt(self, head: Workload, admitted: Workload) -> bool:
         """Whether ``admitted`` (just admitted in the head's cohort) may be a victim the held
@@ -523,20 +555,29 @@ class QueueAdmission:
         if first.cohort is not None:
             for fr in first.flavor_resources():
                 pool[fr[1]] = pool.get(fr[1], 0) + max(0, book.pool(first.name, fr) - book.pool_used(first.name, fr))
+        for handed, _ in self._handed.values():  # handed back earlier and not decided yet
+            if handed.queue in limit:
+                for resource, amount in handed.total().items():
+                    if resource in limit[handed.queue]:
+                        limit[handed.queue][resource] -= amount
+                        pool[resource] = pool.get(resource, 0) - amount
         out: list[str] = []
         for name in names:
             for index, workload in enumerate(self._held_in_order(name)):
                 if index == 0 and (now - self._head_at.get(name, 0.0) >= self.head_interval
-                                   or any(self._may_preempt(workload, a) for a in admitted)):
+                                   or (any(self._may_preempt(workload, a) for a in admitted)
+                                       and self._would_admit(workload))):
                     self._head_at[name] = now
                     out.append(workload.key)
+                    self.counts["handback:head"] += 1
                     continue
-                if index >= scan or (not any(pool.values()) and not any(own[name].values())):
+                if index >= scan or (all(v <= 0 for v in pool.values()) and all(v <= 0 for v in own[name].values())):
                     break
                 total = workload.total()
                 if all(amount <= min(own[name].get(r, 0) + pool.get(r, 0), limit[name].get(r, 0))
                        for r, amount in total.items() if r in limit[name]):
                     out.append(workload.key)
+                    self.counts["handback:room"] += 1
                     for resource, amount in total.items():
                         if resource not in limit[name]:
                             continue
@@ -598,6 +639,8 @@ class QueueAdmission:
         self.book.remove(workload.key)  # idempotent: a retried group is booked once
         self.book.add(Admitted(workload.key, workload.queue, workload.priority, workload.created, usage, now))
         self._unhold(workload.key)
+        self._handed.pop(workload.key, None)
+        self.counts["Admitted"] += 1
         self._dirty_cohorts.add(self.queues[workload.queue].cohort_key)
         if len(self._admitted_since) < 4096:  # (the heads' safety net covers an overflow)
             self._admitted_since.append(workload)
@@ -614,6 +657,8 @@ class QueueAdmission:
 
     def _deny(self, workload: Workload, now: float, reason: str, message: str,
               usage: dict[FR, int] | None = None, *, never: bool = False) -> Verdict:
+        self._handed.pop(workload.key, None)
+        self.counts[reason] += 1
         entry = self.pending.get(workload.key)
         if entry is not None and now - entry.last_seen > self.pending_ttl:
             self._head_cache.pop(workload.queue, None)  # it was out of the recent set: recount
@@ -643,6 +688,7 @@ class QueueAdmission:
 
     def _drop_pending(self, key: str) -> PendingEntry | None:
         self._unhold(key)
+        self._handed.pop(key, None)
         entry = self.pending.pop(key, None)
         if entry is not None:
             self._forget_head(entry)
@@ -755,8 +801,8 @@ class QueueAdmission:
             if name == workload.queue or name not in self.queues:
                 continue
             entry = self._smallest_waiting(name, now)
-            if entry is None or not any(fr in usage for fr in entry.usage):
-                continue
+            if entry is None or not any(fr in usage for fr in entry.usage) or entry.workload.key in self._handed:
+                continue  # (one handed back already has its room set aside)
             if book.fits(name, entry.usage).mode > Mode.BORROW:
                 continue
             if book.share(name, entry.usage) < mine:

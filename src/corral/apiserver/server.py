@@ -15,6 +15,7 @@ request as ``request[IDENTITY]``.
 from __future__ import annotations
 
 import base64
+import bisect
 import os
 import ssl
 import time
@@ -24,7 +25,9 @@ from typing import Any
 
 import yaml
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from corral import __version__
 from corral.api.kinds import default_registry
@@ -62,6 +65,51 @@ class ServerConfig:
     dashboard_staleness: float = 1.0  # seconds the dashboard's summary may lag the store
 
 
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+
+class RequestMetrics(Collector):
+    """``apiserver_request_total`` and ``apiserver_request_duration_seconds``, kept in plain dicts.
+
+    prometheus_client's labelled children cost several microseconds per request; this
+    keeps a count per (verb, resource, code) and a bucket array per verb, and builds the
+    metric families only when ``/metrics`` is scraped.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[str, list[float]] = {}  # verb -> bucket counts (+Inf last), then sum
+
+    def observe(self, verb: str, resource: str, code: int, seconds: float | None) -> None:
+        key = (verb, resource, code)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if seconds is None:
+            return
+        row = self.latency.get(verb)
+        if row is None:
+            row = self.latency[verb] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        index = bisect.bisect_left(LATENCY_BUCKETS, seconds)
+        row[index] += 1
+        row[-1] += seconds
+
+    def collect(self) -> list[Metric]:
+        requests = CounterMetricFamily("apiserver_request", "API requests by verb, resource and code",
+                                       labels=["verb", "resource", "code"])
+        for (verb, resource, code), count in sorted(self.counts.items()):
+            requests.add_metric([verb, resource, str(code)], count)
+        latency = HistogramMetricFamily("apiserver_request_duration_seconds", "API request latency (watches excluded)",
+                                        labels=["verb"])
+        for verb, row in sorted(self.latency.items()):
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            bounds: tuple[float, ...] = (*LATENCY_BUCKETS, float("inf"))
+            for bound, observed in zip(bounds, row[:-1], strict=True):
+                cumulative += observed
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            latency.add_metric([verb], buckets, row[-1])
+        return [requests, latency]
+
+
 def _status_response(error: ApiError) -> web.Response:
     return web.Response(body=encode(error.status()), status=error.code, content_type=JSON)
 
@@ -81,11 +129,8 @@ class ApiServer:
                                  bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout)
         self.metrics = CollectorRegistry()
         self.dashboard = dashboard.Dashboard(self.store, max_staleness=config.dashboard_staleness)
-        self._requests = Counter("apiserver_request_total", "API requests by verb, resource and code",
-                                 ["verb", "resource", "code"], registry=self.metrics)
-        self._latency = Histogram("apiserver_request_duration_seconds", "API request latency (watches excluded)",
-                                  ["verb"], registry=self.metrics,
-                                  buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0))
+        self.request_metrics = RequestMetrics()
+        self.metrics.register(self.request_metrics)
         Gauge("apiserver_storage_objects", "Objects stored", registry=self.metrics).set_function(self.store.count)
         Gauge("apiserver_resource_version", "Latest resourceVersion", registry=self.metrics).set_function(lambda: self.store.rv)
         Gauge("apiserver_registered_watchers", "Open watches", registry=self.metrics).set_function(
@@ -200,9 +245,8 @@ class ApiServer:
             code = exc.status
             return _status_response(ApiError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason))
         finally:
-            self._requests.labels(verb, resource, str(code)).inc()
-            if not request.get(WATCHING):
-                self._latency.labels(verb).observe(time.perf_counter() - started)
+            self.request_metrics.observe(verb, resource, code,
+                                         None if request.get(WATCHING) else time.perf_counter() - started)
 
     def _authenticate(self, request: web.Request) -> Identity | None:
         header = request.headers.get("Authorization", "")

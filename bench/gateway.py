@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -124,14 +126,18 @@ async def latency(gateway_url: str, direct_url: str, count: int) -> dict[str, fl
     }
 
 
-def run_ab(ab: str, url: str, requests: int, concurrency: int) -> float:
+def run_ab(ab: str, url: str, requests: int, concurrency: int) -> tuple[float, float]:
+    """Requests/second and ab's own CPU seconds for one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run([ab, "-q", "-k", "-n", str(requests), "-c", str(concurrency), url],
                             capture_output=True, text=True, check=False, timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = re.search(r"Requests per second:\s+([\d.]+)", result.stdout)
     failed = re.search(r"Failed requests:\s+(\d+)", result.stdout)
     if not match or (failed and int(failed.group(1)) > 0):
         raise RuntimeError(f"ab against {url} failed: {result.stdout[-500:]} {result.stderr[-500:]}")
-    return float(match.group(1))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(match.group(1)), cpu
 
 
 async def python_rps(url: str, requests: int, concurrency: int) -> float:
@@ -151,20 +157,34 @@ async def python_rps(url: str, requests: int, concurrency: int) -> float:
 
 
 NGINX_CONF = """
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
+worker_processes {workers};
+pid {dir}/nginx-{name}.pid;
+error_log {dir}/error-{name}.log;
 daemon off;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
-    upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
+{body}
+}}
+"""
+# The backend the proxies share for the throughput runs: a static answer from its own nginx
+# process, so that neither proxy shares a process with it and the proxies are the bottleneck.
+STATIC_SERVER = """
     server {{
-        listen 127.0.0.1:{static};
+        listen 127.0.0.1:{port};
+        keepalive_requests 100000;
         location / {{ default_type application/json; return 200 '{{"replica":"static","ok":true}}'; }}
     }}
+"""
+# nginx as a reverse proxy, configured as an operator would for this job: HTTP/1.1 and a pool of
+# keep-alive connections to the upstream (`keepalive` + `proxy_http_version 1.1` + an empty
+# Connection header), unbuffered like the gateway (streaming), no access log (the gateway keeps
+# none either).
+PROXY_SERVER = """
+    upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 100000; }}
     server {{
-        listen 127.0.0.1:{proxy};
+        listen 127.0.0.1:{port};
+        keepalive_requests 100000;
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -172,8 +192,27 @@ http {{
             proxy_buffering off;
         }}
     }}
-}}
 """
+
+
+def start_nginx(nginx: str, tmp: str, name: str, workers: str, body: str) -> subprocess.Popen[bytes]:
+    conf = Path(tmp, f"nginx-{name}.conf")
+    conf.write_text(NGINX_CONF.format(workers=workers, dir=tmp, name=name, body=body))
+    return subprocess.Popen([nginx, "-c", str(conf), "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children (nginx master + workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for one in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 async def activator(runs: int) -> float:
@@ -212,18 +251,87 @@ async def activator(runs: int) -> float:
     return statistics.median(overheads)
 
 
+async def throughput(args: argparse.Namespace, gateway: Gateway, services: list[dict[str, Any]], nginx: str,
+                     ab: str | None, tmp: str) -> dict[str, Any]:
+    """Gateway vs nginx (same worker count) vs nginx ``worker_processes auto``, interleaved, same backend."""
+    out: dict[str, Any] = {}
+    static_port, proxy_port, auto_port = free_port(), free_port(), free_port()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        procs["backend"] = start_nginx(nginx, tmp, "backend", "1", STATIC_SERVER.format(port=static_port))
+        await wait_port(static_port)
+        procs["nginx"] = start_nginx(nginx, tmp, "proxy", str(args.workers),
+                                     PROXY_SERVER.format(port=proxy_port, backend=static_port))
+        procs["nginx_auto"] = start_nginx(nginx, tmp, "proxy-auto", "auto",
+                                          PROXY_SERVER.format(port=auto_port, backend=static_port))
+        await wait_port(proxy_port)
+        await wait_port(auto_port)
+        _, static_pods = objects(static_port)
+        gateway.set_objects(services, static_pods)
+        urls = {"gateway": f"{gateway.url}/v1/models/bench",
+                "nginx": f"http://127.0.0.1:{proxy_port}/v1/models/bench",
+                "nginx_auto": f"http://127.0.0.1:{auto_port}/v1/models/bench"}
+        runs: dict[str, list[float]] = {name: [] for name in urls}
+        cpu: dict[str, dict[str, list[float]]] = {name: {"proxy": [], "client": [], "backend": []} for name in urls}
+
+        async def one(name: str, record: bool) -> None:
+            backend_before = tree_cpu_seconds(procs["backend"].pid)
+            proxy_before = time.process_time() if name == "gateway" else tree_cpu_seconds(procs[name].pid)
+            if ab:
+                rps, client_cpu = await asyncio.to_thread(run_ab, ab, urls[name], args.requests, args.concurrency)
+            else:
+                rps, client_cpu = await python_rps(urls[name], args.requests // 4, args.concurrency), float("nan")
+            proxy_cpu = (time.process_time() if name == "gateway" else tree_cpu_seconds(procs[name].pid)) - proxy_before
+            if name == "gateway" and not ab:
+                proxy_cpu = float("nan")  # the Python client shares the gateway's process
+            if record:
+                count = args.requests if ab else args.requests // 4
+                runs[name].append(rps)
+                cpu[name]["proxy"].append(proxy_cpu / count * 1e6)
+                cpu[name]["client"].append(client_cpu / count * 1e6)
+                cpu[name]["backend"].append((tree_cpu_seconds(procs["backend"].pid) - backend_before) / count * 1e6)
+
+        for name in urls:  # warm-up: connections, pools, caches
+            await one(name, record=False)
+        for _ in range(args.rounds):
+            for name in urls:
+                await one(name, record=True)
+        median = {name: statistics.median(values) for name, values in runs.items()}
+        out["rps_gateway"] = round(median["gateway"])
+        out["rps_nginx"] = round(median["nginx"])
+        out["rps_ratio_vs_nginx"] = round(median["gateway"] / median["nginx"], 3)
+        out["nginx_workers"] = args.workers
+        out["rps_nginx_auto"] = round(median["nginx_auto"])
+        out["rps_ratio_vs_nginx_auto"] = round(median["gateway"] / median["nginx_auto"], 3)
+        out["cpu_us_per_request"] = {
+            name: {part: round(statistics.median(values), 1) for part, values in parts.items()}
+            for name, parts in cpu.items()}
+        out["gateway_cpu_us_per_request"] = out["cpu_us_per_request"]["gateway"]["proxy"]
+        out["nginx_cpu_us_per_request"] = out["cpu_us_per_request"]["nginx"]["proxy"]
+        out["concurrency"] = args.concurrency
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait()
+    return out
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency-samples", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput runs per proxy")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="nginx worker_processes for rps_nginx (the gateway is one process)")
+    parser.add_argument("--skip-activator", action="store_true")
     args = parser.parse_args()
-    out: dict[str, Any] = {"bench": "gateway", "cpus": os.cpu_count()}
+    out: dict[str, Any] = {"bench": "gateway", "cpus": os.cpu_count(),
+                           "load_avg_1m_start": round(os.getloadavg()[0], 2)}
     installed: list[str] = []
     backend_port = free_port()
     backend = start_backend(backend_port)
     gateway = Gateway(seed=1)
-    nginx_proc: subprocess.Popen[bytes] | None = None
     tmp = tempfile.mkdtemp(prefix="corral-bench-nginx-")
     try:
         await wait_port(backend_port)
@@ -239,42 +347,16 @@ async def main() -> int:
             out.update({"rps_gateway": None, "rps_nginx": None, "rps_ratio_vs_nginx": None,
                         "nginx_missing": "nginx is not installed and apt-get could not install it"})
         else:
-            static_port, proxy_port = free_port(), free_port()
-            conf = Path(tmp, "nginx.conf")
-            conf.write_text(NGINX_CONF.format(dir=tmp, backend=static_port, static=static_port, proxy=proxy_port))
-            nginx_proc = subprocess.Popen([nginx, "-c", str(conf), "-p", tmp],  # noqa: ASYNC220
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            await wait_port(proxy_port)
-            _, static_pods = objects(static_port)
-            gateway.set_objects(services, static_pods)
-
-            async def rps(url: str) -> float:
-                if ab:
-                    return await asyncio.to_thread(run_ab, ab, url, args.requests, args.concurrency)
-                return await python_rps(url, args.requests // 4, args.concurrency)
-
-            gw_url = f"{gateway.url}/v1/models/bench"
-            nx_url = f"http://127.0.0.1:{proxy_port}/v1/models/bench"
-            await rps(gw_url)  # warm-up
-            await rps(nx_url)
-            gw_runs, nx_runs = [], []
-            for _ in range(3):
-                gw_runs.append(await rps(gw_url))
-                nx_runs.append(await rps(nx_url))
-            out["rps_gateway"] = round(statistics.median(gw_runs))
-            out["rps_nginx"] = round(statistics.median(nx_runs))
-            out["rps_ratio_vs_nginx"] = round(statistics.median(gw_runs) / statistics.median(nx_runs), 3)
-            out["concurrency"] = args.concurrency
+            out.update(await throughput(args, gateway, services, nginx, ab, tmp))
         out["installed"] = installed
     finally:
         await gateway.stop()
         backend.kill()
         backend.wait()
-        if nginx_proc is not None:
-            nginx_proc.terminate()
-            nginx_proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
-    out["activator_overhead_ms"] = round(await activator(5), 2)
+    if not args.skip_activator:
+        out["activator_overhead_ms"] = round(await activator(5), 2)
+    out["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out))
     return 0
 

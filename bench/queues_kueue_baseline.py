@@ -20,12 +20,19 @@ workload finishes ``runtime`` after its *admission* (the time corral booked its 
 Figures (Kueue's definitions):
 
 - ``wall_s``: from the first creation until every workload has finished;
-- ``usage_pct``: the mean share of the nominal quota in use (sampled every 250 ms from
-  corral's quota booking over the run);
+- ``usage_pct``: the mean share of the nominal quota in use over the run — Kueue's recorder
+  integrates each ClusterQueue's ``status.flavorsUsage`` over time and divides by the
+  nominal quota; here the Queues' ``status.flavorsUsage`` (written by corral every
+  second, as ``corral up`` does) is sampled every 250 ms from first creation to last finish;
 - ``tta_ms_small|medium|large``: mean time from creating a workload to its first
   admission (seen as the pod bound, so bind and watch latency count against corral).
 
-Options: ``--cohorts N`` (default 5) and ``--time-limit S`` to run a smaller version.
+Also ``cpu_us_per_admission``: CPU time of each process (API server, scheduler, the bench
+itself) per admission — the stable figure on a machine others load. ``QUEUES_BENCH_PROFILE=DIR``
+writes cProfile files of the server and the scheduler (``--processes``).
+
+Options: ``--cohorts N`` (default 5; 1 is a fifth of the work at a fifth of the rate) and
+``--time-limit S`` to run a smaller version.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,6 +67,7 @@ CLASSES = {  # name: (count, every_s, cpu, runtime_s, priority)
     "medium": (100, 0.5, 5, 0.5, 100),
     "large": (50, 1.2, 20, 1.0, 200),
 }
+STATUS_INTERVAL = 1.0  # Queue status writes (as `corral up`); usage is sampled from them
 KUEUE = {"wall_s": 351.0, "usage_pct": 55.9, "tta_ms_small": 215500.0, "tta_ms_medium": 76800.0,
          "tta_ms_large": 16500.0}
 
@@ -84,6 +93,7 @@ class Run:
     by_pod: dict[str, Workload] = field(default_factory=dict)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     preempted: int = 0
+    admissions: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     finished: int = 0
 
@@ -106,12 +116,46 @@ def pod_obj(w: Workload) -> dict[str, Any]:
                                      "resources": {"requests": {"cpu": str(w.cpu)}}}]}}
 
 
+def proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def until_terminated() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def profiled(role: str, coro: Any) -> None:
+    """Run a child role; with ``QUEUES_BENCH_PROFILE=DIR`` under cProfile (``DIR/<role>.prof``)."""
+    where = os.environ.get("QUEUES_BENCH_PROFILE")
+    if not where:
+        asyncio.run(coro)
+        return
+    import cProfile
+
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        asyncio.run(coro)
+    finally:
+        profile.disable()
+        profile.dump_stats(str(Path(where) / f"{role}.prof"))
+
+
 async def serve(data: Path) -> None:
-    """``--role server``: the API server alone, until killed."""
+    """``--role server``: the API server alone, until terminated."""
     server = await start_server(data, tls=False)
     (data / "ready").write_text(server.url)
     try:
-        await asyncio.Event().wait()
+        await until_terminated()
     finally:
         await server.stop()
 
@@ -119,10 +163,10 @@ async def serve(data: Path) -> None:
 async def schedule(kubeconfig: Path) -> None:
     """``--role scheduler``: corral's scheduler with queue admission, as ``corral up`` runs it."""
     client = ApiClient.from_kubeconfig(kubeconfig)
-    scheduler = QueuedScheduler(client, config=scheduler_config(), status_interval=0.25)
+    scheduler = QueuedScheduler(client, config=scheduler_config(), status_interval=STATUS_INTERVAL)
     await scheduler.start()
     try:
-        await asyncio.Event().wait()
+        await until_terminated()
     finally:
         await scheduler.stop()
         await client.close()
@@ -164,7 +208,7 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
             children.append(subprocess.Popen([sys.executable, __file__, "--role", "scheduler",  # noqa: ASYNC220
                                               "--kubeconfig", str(kubeconfig)]))
         else:
-            scheduler = QueuedScheduler(client, config=scheduler_config(), status_interval=0.25)
+            scheduler = QueuedScheduler(client, config=scheduler_config(), status_interval=STATUS_INTERVAL)
             await scheduler.start()
         queue_informer = Informer(client, API, "queues")
         await queue_informer.start()
@@ -217,6 +261,7 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
                 return
             if (pod.get("spec") or {}).get("nodeName") and name not in run.timers and w.finished is None \
                     and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                run.admissions += 1
                 if w.admitted is None:
                     w.admitted = time.monotonic()
                 # Kueue's rule: a workload finishes `runtime` after it is *admitted* (not after the
@@ -252,7 +297,7 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
         nominal = 20_000 * len(queues)
 
         async def sample() -> None:
-            # corral's own account of quota in use: the Queues' status (written every 250 ms)
+            # corral's own account of quota in use: the Queues' status
             while not run.done.is_set():
                 used = 0.0
                 for obj in queue_informer.list():
@@ -264,6 +309,7 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
 
         start = time.monotonic()
         cpu0 = time.process_time()
+        child_cpu0 = [proc_cpu(child.pid) for child in children]
         sampler = asyncio.ensure_future(sample())
         for offset, w in plan:
             delay = start + offset - time.monotonic()
@@ -275,6 +321,11 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
             await asyncio.wait_for(run.done.wait(), timeout=max(1.0, time_limit - (time.monotonic() - start)))
         end = time.monotonic()
         run.done.set()
+        cpu_s = {"driver" if children else "all": time.process_time() - cpu0}
+        for role, child, before in zip(("server", "scheduler"), children, child_cpu0, strict=False):
+            after = proc_cpu(child.pid)
+            if before is not None and after is not None:
+                cpu_s[role] = after - before
         await sampler
         for timer in run.timers.values():
             timer.cancel()
@@ -311,6 +362,11 @@ async def main(cohorts: int, time_limit: float, processes: bool) -> dict[str, An
             "tta_ms_medium": tta("medium"),
             "tta_ms_large": tta("large"),
             "preempted": run.preempted,
+            "admissions": run.admissions,
+            # CPU per admission (every bind seen, re-admissions after preemption included), per
+            # process: the stable figure when the machine is shared.
+            "cpu_us_per_admission": {role: round(seconds * 1e6 / max(1, run.admissions))
+                                     for role, seconds in cpu_s.items()},
             "queues": len(queues),
             "processes": 3 if processes else 1,
             "admission_from": "booking" if scheduler else "bind",
@@ -342,11 +398,9 @@ if __name__ == "__main__":
     parser.add_argument("--kubeconfig", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "server":
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(args.data))
+        profiled("server", serve(args.data))
     elif args.role == "scheduler":
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(schedule(args.kubeconfig))
+        profiled("scheduler", schedule(args.kubeconfig))
     else:
         print(json.dumps(asyncio.run(main(args.cohorts, args.time_limit, args.processes))))
     sys.stdout.flush()

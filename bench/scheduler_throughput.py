@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -79,7 +80,7 @@ async def role_scheduler(info: Path, ready: Path, profile: str | None) -> None:
     if profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
         profiler.enable()
     await service.start()
     ready.write_text("ok")
@@ -241,8 +242,20 @@ def gpu_weight(pod: dict[str, Any]) -> tuple[float, float]:
     return float(limits.get("nvidia.com/gpu", 0)), float(limits.get("nvidia.com/mig-1g.10gb", 0))
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User+system CPU seconds a process has used so far (``/proc/PID/stat``; this process when None)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_case(client: ApiClient, case: str, count: int, groups: int, capacity: tuple[float, float],
-                   timeout: float) -> dict[str, Any]:
+                   timeout: float, pids: dict[str, int | None] | None = None) -> dict[str, Any]:
     ns = f"bench-{case}"
     with contextlib.suppress(ApiError):
         await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -283,6 +296,8 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
             await client.create(p)
             created[p["metadata"]["name"]] = time.monotonic()
 
+    pids = pids or {}
+    cpu0 = {role: cpu_seconds(pid) for role, pid in pids.items()}
     t0 = time.monotonic()
     await asyncio.gather(*(create(p) for p in pods))
     create_s = time.monotonic() - t0
@@ -292,6 +307,7 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
         if len(bound) != last_count:
             last_progress, last_count = time.monotonic(), len(bound)
     done.set()
+    cpu = {role: cpu_seconds(pid) - cpu0[role] for role, pid in pids.items()}
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
@@ -309,6 +325,10 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
         f"{case}_p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1) if latencies else None,
         f"{case}_gpu_allocation": round((whole + slices / 7) / (capacity[0] + capacity[1] / 7), 4),
     }
+    # CPU per bound pod, per process, from the first create to the last bind: the stable figure
+    # on a shared machine (wall-clock rates depend on what else runs).
+    for role, seconds in cpu.items():
+        result[f"{case}_{role}_cpu_us_per_pod"] = round(seconds * 1e6 / max(1, len(bound)))
     await client.request("DELETE", f"/api/v1/namespaces/{ns}/pods", params={"gracePeriodSeconds": "0"},
                          body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
     for pg in podgroups:
@@ -357,7 +377,9 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for case in args.cases.split(","):
                 count = args.pods
-                result = await run_case(client, case, count, args.groups, capacity, args.stall_timeout)
+                pids: dict[str, int | None] = {"scheduler": sched.pid, "apiserver": api.pid, "sim": sim.pid,
+                                               "driver": None}
+                result = await run_case(client, case, count, args.groups, capacity, args.stall_timeout, pids)
                 print(json.dumps(result), file=sys.stderr, flush=True)  # progress, case by case
                 out.update(result)
                 out["gpu_allocation"] = out[f"{case}_gpu_allocation"]

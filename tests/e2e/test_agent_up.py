@@ -65,6 +65,8 @@ def test_up_registers_the_node_runs_a_pod_and_leaves_no_orphans(kubectl: str, tm
                 time.sleep(0.2)
             assert k("logs", "sleeper").strip() == "sleeping"
             process.send_signal(signal.SIGTERM)
+            time.sleep(0.2)  # a second SIGTERM while stopping (a supervisor, `timeout`) must not cut the stop short
+            process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0
             assert proc_start_ticks(record["pid"]) is None, "stopping corral must stop its pods"
         finally:

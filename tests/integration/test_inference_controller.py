@@ -15,7 +15,8 @@ import aiohttp
 
 from tests.integration.inference_support import backend_template, inference_service, inference_stack
 
-FAST_SCALING = {"stableWindowSeconds": 3, "panicWindowSeconds": 1, "scaleToZeroGracePeriodSeconds": 1}
+# missCostSeconds 1: misses are cheap, so the predictive policy keeps no replica warm for long after the load.
+FAST_SCALING = {"stableWindowSeconds": 3, "panicWindowSeconds": 1, "scaleToZeroGracePeriodSeconds": 1, "missCostSeconds": 1}
 
 
 async def test_scale_from_zero_to_n_and_back_to_zero(tmp_path: Path) -> None:

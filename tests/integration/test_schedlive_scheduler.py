@@ -120,8 +120,12 @@ async def test_whole_gpus_mig_and_fractions_land_on_exact_devices(tmp_path: Path
             cond.get("type") == "PodScheduled" and cond.get("status") == "True"
             for cond in p["status"].get("conditions") or [])]
         assert len(scheduled) == 2
-        events = (await c.client.list("v1", "events", "default"))["items"]
-        assert any(e["reason"] == "Scheduled" and e["involvedObject"]["name"] == "two" for e in events)
+
+        async def scheduled_event() -> bool:  # Scheduled Events are written once the scheduler is idle
+            events = (await c.client.list("v1", "events", "default"))["items"]
+            return any(e["reason"] == "Scheduled" and e["involvedObject"]["name"] == "two" for e in events)
+
+        await c.wait(scheduled_event, message="a Scheduled Event for two")
 
 
 async def test_unschedulable_message_and_explain(tmp_path: Path) -> None:

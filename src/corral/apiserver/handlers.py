@@ -28,8 +28,13 @@ Semantics worth knowing
 * A deleted namespace turns ``Terminating``; its objects are deleted (pods gracefully,
   as above) and the namespace disappears once it is empty. Nothing can be created in a
   terminating namespace; ``default`` and ``kube-system`` cannot be deleted.
-* ``propagationPolicy`` is accepted; dependents are removed by the garbage collector
-  (a controller) following ``ownerReferences``, as in Kubernetes' background mode.
+* ``propagationPolicy`` (body, query, or the deprecated ``orphanDependents``) works as in
+  Kubernetes: ``Background`` (the default) removes the object now and leaves its
+  dependents to the garbage collector; ``Foreground`` adds the ``foregroundDeletion``
+  finalizer, so the object stays (with ``deletionTimestamp``) until the collector has
+  deleted its dependents; ``Orphan`` adds the ``orphan`` finalizer, and the collector
+  removes the object's ``ownerReferences`` from its dependents before letting it go.
+  Without a running collector those two wait, as they do on a cluster without one.
 * Lists are served from the latest state: ``limit``/``continue`` page through it in
   ``(namespace, name)`` order, not through a snapshot.
 * Reads wait until every write already applied in memory is durable, so a client never
@@ -52,6 +57,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from corral.api.ownership import GC_FINALIZERS, GC_IGNORED_PLURALS, PROPAGATION_POLICIES
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, matcher
 from corral.apiserver import errors, patch, protobuf, tables
@@ -93,6 +99,25 @@ def parse_int(value: str | None, name: str) -> int | None:
         return int(value)
     except ValueError:
         raise bad_request(f"invalid integer value {value!r} for query parameter {name!r}") from None
+
+
+def propagation_policy(options: dict[str, Any]) -> str | None:
+    """The delete's propagation policy from DeleteOptions (``orphanDependents`` is the old form)."""
+    policy = options.get("propagationPolicy")
+    orphan = options.get("orphanDependents")
+    if orphan is not None:
+        if isinstance(orphan, str):
+            orphan = parse_bool(orphan, "orphanDependents")
+        if not isinstance(orphan, bool):
+            raise bad_request("orphanDependents: Invalid value: must be true or false")
+        if policy is not None:
+            raise bad_request("propagationPolicy: Invalid value: orphanDependents and propagationPolicy "
+                              "cannot both be set")
+        policy = "Orphan" if orphan else "Background"
+    if policy is not None and policy not in PROPAGATION_POLICIES:
+        raise bad_request(f"propagationPolicy: Unsupported value: {policy!r}: supported values: "
+                          + ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES))
+    return None if policy is None else str(policy)
 
 
 def resource_key(rt: ResourceType) -> str:
@@ -818,6 +843,10 @@ class Handlers:
         grace = parse_int(request.query.get("gracePeriodSeconds"), "gracePeriodSeconds")
         if grace is not None:
             options["gracePeriodSeconds"] = grace
+        for name in ("propagationPolicy", "orphanDependents"):
+            if request.query.get(name) is not None:
+                options[name] = request.query[name]
+        options["propagationPolicy"] = propagation_policy(options)
         if request.query.get("dryRun"):
             options["dryRun"] = ["All"]
         return options
@@ -845,9 +874,12 @@ class Handlers:
             existing = meta.get("deletionGracePeriodSeconds")
             if existing is not None and meta.get("deletionTimestamp"):
                 graceful = min(graceful, int(existing))
-        finalizers = meta.get("finalizers") or []
         if rt is self.namespace_rt:
             return self._delete_namespace(entry)
+        finalizers = list(meta.get("finalizers") or [])
+        gc_finalizer = GC_FINALIZERS.get(options.get("propagationPolicy") or "Background")
+        if gc_finalizer is not None and rt.plural not in GC_IGNORED_PLURALS and gc_finalizer not in finalizers:
+            finalizers.append(gc_finalizer)
         if options.get("dryRun"):
             return obj, None
         if graceful == 0 and not finalizers:
@@ -856,6 +888,8 @@ class Handlers:
             return write.entry, write
         new = entry.copy()
         new_meta = new["metadata"]
+        if finalizers != (meta.get("finalizers") or []):
+            new_meta["finalizers"] = finalizers
         now = self.clock.now()
         if graceful > 0:
             deadline = format_timestamp(now + timedelta(seconds=graceful))

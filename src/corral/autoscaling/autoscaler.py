@@ -40,6 +40,8 @@ def scaler_spec(service: Obj) -> tuple[PolicyName, ScalerSpec]:
         scale_to_zero_grace=float(auto.get("scaleToZeroGracePeriodSeconds", 30.0)),
         max_scale_up_rate=float(auto.get("maxScaleUpRate", 1000.0)),
         max_scale_down_rate=float(auto.get("maxScaleDownRate", 2.0)),
+        queue_wait=float(auto.get("queueWaitSeconds", 10.0)),
+        miss_cost=float(auto.get("missCostSeconds", 40.0)),
     )
 
 

@@ -6,7 +6,13 @@ queued) over the tick, the arrivals and completions in the tick, and the
 instantaneous queue and replica counts at its end. A :class:`MetricsWindow` keeps
 the samples of the last ``max_age`` seconds and answers the aggregate questions
 the policies ask (mean concurrency over the last N seconds, arrival rate, mean
-service time, time since traffic was last seen).
+service time, time since traffic was last seen, and the recent arrival rate
+"as seen from now" that corral's predictive policy uses — see :meth:`MetricsWindow.recent_rate`).
+
+The samples that carry arrivals or completions are also indexed on their own,
+so the questions a policy asks every tick cost time in proportion to the
+requests in the window, not to its length (the replay benchmark asks them
+about a million times).
 
 The window is a plain value container: policies never mutate it, and the same
 window type is filled from live gateway counters and from the virtual clock of
@@ -47,17 +53,35 @@ class MetricsWindow:
             raise ValueError("max_age must be positive")
         self.max_age = max_age
         self._samples: deque[Sample] = deque()
+        self._arrivals: deque[tuple[float, float, int]] = deque()
+        """(end time, start time, arrivals) of the samples that saw arrivals."""
+        self._completions: deque[tuple[float, int, float]] = deque()
+        """(end time, completions, service seconds) of the samples that saw completions."""
+        self._time_to_ready: tuple[float, float] | None = None
+        """(end time, value) of the latest sample that carried a measured time-to-ready."""
         self._last_active: float | None = None
 
     def add(self, sample: Sample) -> None:
         if self._samples and sample.time < self._samples[-1].time:
             raise ValueError("samples must be added in time order")
         self._samples.append(sample)
+        if sample.arrivals > 0:
+            self._arrivals.append((sample.time, sample.time - sample.duration, sample.arrivals))
+        if sample.completions > 0:
+            self._completions.append((sample.time, sample.completions, sample.service_seconds))
+        if sample.time_to_ready is not None:
+            self._time_to_ready = (sample.time, sample.time_to_ready)
         if sample.concurrency > 0 or sample.arrivals > 0 or sample.in_flight > 0 or sample.queued > 0:
             self._last_active = sample.time
         horizon = sample.time - self.max_age
         while self._samples and self._samples[0].time <= horizon:
             self._samples.popleft()
+        while self._arrivals and self._arrivals[0][0] <= horizon:
+            self._arrivals.popleft()
+        while self._completions and self._completions[0][0] <= horizon:
+            self._completions.popleft()
+        if self._time_to_ready is not None and self._time_to_ready[0] <= horizon:
+            self._time_to_ready = None
 
     def __len__(self) -> int:
         return len(self._samples)
@@ -106,21 +130,39 @@ class MetricsWindow:
             covered += sample.duration
         return count / covered if covered > 0 else 0.0
 
+    def recent_rate(self, min_seconds: float = 0.0, lead: float = 0.0) -> float:
+        """The highest arrival rate over any window that ends now, optionally projected ``lead`` ahead.
+
+        ``max over k of (arrivals in the last k arrival-bearing samples) / (max(min_seconds, age) + lead)``,
+        where ``age`` is how long ago the oldest of those samples began. Right after a burst it is
+        the burst's rate; when arrivals stop it decays like ``count / time since they came`` —
+        the shape of a bursty, self-exciting arrival process's hazard (the longer it has been quiet,
+        the longer it is likely to stay quiet), without any fitted constant. ``lead`` asks the same
+        question about ``lead`` seconds from now, assuming nothing arrives meanwhile.
+        """
+        now = self.now
+        best = 0.0
+        count = 0
+        for _, start, arrivals in reversed(self._arrivals):
+            count += arrivals
+            best = max(best, count / (max(min_seconds, now - start) + lead))
+        return best
+
     def mean_service_time(self, seconds: float) -> float | None:
         """Mean execution time of the requests completed in the last ``seconds``; None if none."""
+        horizon = self.now - seconds
         count = 0
         total = 0.0
-        for sample in self._recent(seconds):
-            count += sample.completions
-            total += sample.service_seconds
+        for end, completions, service in reversed(self._completions):
+            if end <= horizon:
+                break
+            count += completions
+            total += service
         return total / count if count else None
 
     def time_to_ready(self) -> float | None:
-        """The latest measured replica time-to-ready, if any sample carries one."""
-        for sample in reversed(self._samples):
-            if sample.time_to_ready is not None:
-                return sample.time_to_ready
-        return None
+        """The latest measured replica time-to-ready, if any sample in the window carries one."""
+        return self._time_to_ready[1] if self._time_to_ready is not None else None
 
     def idle_for(self) -> float:
         """Seconds since traffic was last seen (``inf`` if never)."""

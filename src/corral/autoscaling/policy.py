@@ -22,19 +22,30 @@ the unit tests and the replay benchmark drive the very same code.
     recommendation of the window wins).
 
 ``predictive``
-    corral's default: queue-aware and predictive. Each replica serves
+    corral's default: queue-aware, predictive, priced. Each replica serves
     ``target`` requests, so every request in the system right now (in flight or
     queued, as the gateway sees it, not a lagging average) needs a slot at once.
-    On top of that it keeps *warm spares* for what a scale-up could not catch
-    in time: requests arriving within one cold start (``cold_start``, the
-    replica time-to-ready the controller measures) that are still running when
-    it ends. Their number is the ``spare_quantile`` of a Poisson count with mean
-    λ·min(S, cold start) — λ the arrival rate over the stable window, S the
-    measured mean service time. A replica costs a cold start to bring back, so by the
-    ski-rental argument it is kept until it has been surplus for twice that
-    (``scale_down_delay``); the last replica goes after the stable window plus
-    ``scale_to_zero_grace`` with no traffic, as KPA's does. Nothing is fitted to
-    a trace: the inputs are live measurements and two quantiles.
+    On top of that it keeps *warm spares*, each priced like a ski-rental
+    decision: a spare costs one replica-second per second; it earns
+    ``miss_cost`` (replica-seconds one request waiting longer than
+    ``queue_wait`` is worth) times the rate at which it saves such a wait. The
+    k-th spare saves one when a request arrives (rate λ), none of the n busy
+    replicas frees up within the queue wait (``exp(-queue_wait·n/S)``, S the
+    measured service time — a request may wait that long for a busy replica at
+    the gateway's FIFO queue) and k-1 other spares were taken within one cold
+    start (the time a replacement needs) and are still busy: Poisson(λ·min(S,
+    cold start)) ≥ k-1. A spare
+    is kept while that rate × ``miss_cost`` ≥ 1. λ is
+    :meth:`MetricsWindow.recent_rate`: the highest rate over any window ending
+    now, which after the last arrival decays like 1/(time since) — the hazard
+    of a bursty arrival process — so keep-alive after a burst grows with the
+    burst and scale-to-zero needs no timer of its own. New replicas are only
+    *started* for the rate projected one cold start ahead (when they could be
+    ready); replicas already warm are *kept* for the rate now — the hysteresis
+    between the two saves restarts. The last replica also stays for
+    ``scale_to_zero_grace`` after the last request. Inputs are live
+    measurements (arrivals, in-flight requests, service time, time-to-ready) and
+    two prices the user sets; nothing is fitted to a trace.
 """
 
 from __future__ import annotations
@@ -71,10 +82,10 @@ class ScalerSpec:
     service_time_window: float = 600.0
     cold_start: float = 20.0
     """predictive: a replica's time from creation to ready (the controller measures it)."""
-    spare_quantile: float = 0.5
-    """predictive: warm spares cover this quantile of the arrivals expected within ``cold_start``."""
-    scale_down_delay: float | None = None
-    """predictive: scale-down stabilisation (default: twice ``cold_start``, the ski-rental bound)."""
+    queue_wait: float = 10.0
+    """predictive: how long a request may wait at the gateway for a replica (the latency objective)."""
+    miss_cost: float = 40.0
+    """predictive: replica-seconds one request waiting longer than ``queue_wait`` is worth."""
     tolerance: float = 0.1
     """hpa: no change while observed/target is within this band of 1."""
 
@@ -91,8 +102,10 @@ class ScalerSpec:
             raise ValueError("autoscaling windows must satisfy 0 < panicWindow <= stableWindow")
         if self.max_scale_up_rate <= 1 or self.max_scale_down_rate <= 1:
             raise ValueError("autoscaling scale rates must be > 1")
-        if not 0 < self.spare_quantile < 1:
-            raise ValueError("autoscaling.spareQuantile must be in (0, 1)")
+        if self.queue_wait < 0:
+            raise ValueError("autoscaling.queueWaitSeconds must be >= 0")
+        if self.miss_cost < 0:
+            raise ValueError("autoscaling.missCostSeconds must be >= 0")
         if self.cold_start < 0:
             raise ValueError("autoscaling.coldStartSeconds must be >= 0")
 
@@ -228,46 +241,84 @@ def poisson_quantile(mean: float, level: float) -> int:
     return k
 
 
+def poisson_tail(mean: float, k: int) -> float:
+    """P(Poisson(mean) >= k)."""
+    if k <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    term = math.exp(-mean)
+    below = term
+    for i in range(1, k):
+        term *= mean / i
+        below += term
+    return max(0.0, 1.0 - below)
+
+
+def warm_spares(rate: float, busy: float, service_time: float, cold_start: float, spec: ScalerSpec) -> int:
+    """How many spare request slots pay for themselves (see the module docstring).
+
+    The k-th spare saves a long wait at rate ``rate · P(no busy replica frees within the queue
+    wait) · P(Poisson(rate · min(service time, cold start)) >= k - 1)``; it is worth keeping while that rate times
+    ``miss_cost`` is at least 1 (one replica-second per second).
+    """
+    if rate <= 0 or spec.miss_cost <= 0:
+        return 0
+    none_frees = math.exp(-spec.queue_wait * busy / max(service_time, 1e-9))
+    value = spec.miss_cost * rate * none_frees
+    spares = 0
+    # Spares taken within one cold start and still busy when it ends: M/G/inf occupancy.
+    taken = rate * min(service_time, cold_start)
+    while spares < 10_000 and value * poisson_tail(taken, spares) >= 1.0:
+        spares += 1
+    return spares
+
+
+def _sized(in_system: int, rate: float, service_time: float, cold_start: float, spec: ScalerSpec) -> int:
+    """Replicas for ``in_system`` requests plus their spares, monotone in ``in_system``.
+
+    More busy replicas make spares less needed (one of them may free up in time), so the
+    count is the best over every load up to ``in_system``: more load never means fewer replicas.
+    """
+    slots = max(spec.target, 1e-9)
+    best = 0
+    for busy in range(in_system + 1):
+        spares = warm_spares(rate, busy, service_time, cold_start, spec)
+        best = max(best, math.ceil((busy + spares) / slots - 1e-9))
+        if spares == 0:
+            break
+    return max(best, math.ceil(in_system / slots - 1e-9))
+
+
 def predictive(
     window: MetricsWindow, ready: int, current: int, spec: ScalerSpec, state: ScalerState
 ) -> Decision:
     """corral's queue-aware, predictive policy (see the module docstring)."""
-    now = window.now
     latest = window.latest
     measured = window.mean_service_time(spec.service_time_window)
     service_time = measured if measured is not None else (state.service_time or spec.default_service_time)
-    state = replace(state, service_time=service_time)
+    state = replace(state, service_time=service_time, zero_since=None)
     in_system = (latest.in_flight + latest.queued) if latest is not None else 0
-    slots = max(spec.target, 1e-9)
-    demand = math.ceil(in_system / slots)
-    if spec.metric == "rps":
-        demand = max(demand, math.ceil(window.arrival_rate(spec.panic_window) / spec.target))
-    # Requests that arrive before a replica started now could be ready must find a warm
-    # spare; size the spares for the spare_quantile of Poisson arrivals over that horizon.
-    rate = window.arrival_rate(spec.stable_window)
     cold_start = window.time_to_ready()
     if cold_start is None:
         cold_start = spec.cold_start
-    # Requests arriving within one cold start that are still running when it ends: Poisson with
-    # mean rate * E[min(service, cold start)] (M/G/inf occupancy); ~rate*cold_start for long
-    # requests, ~rate*service_time (Little) for short ones.
-    horizon_mean = rate * min(service_time, cold_start)
-    spare = math.ceil(poisson_quantile(horizon_mean, spec.spare_quantile) / slots)
-    raw = min(demand + spare, math.ceil(spec.max_scale_up_rate * max(1, ready)))
-    horizon = spec.scale_down_delay if spec.scale_down_delay is not None else 2 * cold_start
-    recs = (*tuple((t, r) for t, r in state.recommendations if now - t < horizon), (now, raw))
-    state = replace(state, recommendations=recs, zero_since=None)
-    desired = max(r for _, r in recs)
+    # Keep what is warm for the rate now; start new replicas only for the rate one cold start ahead.
+    keep = _sized(in_system, window.recent_rate(spec.queue_wait), service_time, cold_start, spec)
+    start = _sized(in_system, window.recent_rate(0.0, lead=cold_start), service_time, cold_start, spec)
+    if spec.metric == "rps":
+        floor = math.ceil(window.arrival_rate(spec.panic_window) / spec.target - 1e-9)
+        keep, start = max(keep, floor), max(start, floor)
+    desired = min(max(current, start), max(keep, start))
+    desired = min(desired, math.ceil(spec.max_scale_up_rate * max(1, ready)))
     down, _ = _rate_bounds(ready, spec)
     if desired < current:
-        desired = max(desired, down)
-    reason = "Queue" if spare == 0 else "Predictive"
-    idle = window.idle_for()
-    if in_system == 0 and idle >= spec.stable_window + spec.scale_to_zero_grace:
-        desired = 0
-        reason = "ScaleToZero" if current > 0 else "Idle"
-    elif desired == 0:
-        desired = 1
+        desired = max(desired, min(current, down))
+    reason = "Predictive" if desired > math.ceil(in_system / max(spec.target, 1e-9) - 1e-9) else "Queue"
+    if desired == 0:
+        if window.idle_for() < spec.scale_to_zero_grace:
+            desired, reason = 1, "ScaleToZeroGrace"
+        else:
+            reason = "ScaleToZero" if current > 0 else "Idle"
     return Decision(_clamp(desired, spec), state, reason)
 
 

@@ -4,13 +4,21 @@ A discrete-event model of one service behind the gateway: requests arrive at
 their trace times, each replica serves one request at a time for the request's
 trace execution time, new replicas become ready after a cold start drawn from a
 distribution, and the policy is consulted every ``tick`` seconds with the same
-:class:`~corral.autoscaling.metrics.MetricsWindow` the live gateway fills. As
-the activator does, a request that finds no replica at all triggers one at once.
+:class:`~corral.autoscaling.metrics.MetricsWindow` (900 s long) the live
+controller fills. As the activator does, a request that finds no replica at all
+triggers one at once.
 
-Scale-down removes replicas that are still starting first, then idle ones;
-busy replicas are never killed — they finish their request and then leave
-(draining). Replica time is billed from creation (the GPU is held while the
-model loads) to removal.
+Dispatch is what corral's gateway does: one FIFO queue per service; a request
+starts at once on an idle ready replica, otherwise it waits, and the first
+replica that frees up *or becomes ready* (even one created after the request
+arrived) takes the oldest waiting request. So a request can wait a few seconds
+for a busy replica instead of a cold start, under every policy alike.
+
+Scale-down removes replicas that are still starting first (the newest first, as
+a ReplicaSet prefers not-ready pods), then idle ones; busy replicas are never
+killed — they finish their request and then leave (draining). Replica time is
+billed from creation (the GPU is held while the model loads) to removal,
+starting and draining included.
 
 Everything here is pure computation on numbers; ``bench/autoscaling_replay.py``
 reads the trace files and prints the figures.
@@ -43,6 +51,9 @@ class ReplayResult:
     """Replica time spent starting (billed, never serving)."""
     arrivals_at_zero: int = 0
     """Requests that arrived when the service had no replica at all (cold from zero)."""
+    split: float | None = None
+    replica_seconds_before_split: float = 0.0
+    """Replica time billed before ``split`` (to report the two parts of a trace from one run)."""
 
     @property
     def slo_attainment(self) -> float:
@@ -53,6 +64,15 @@ class ReplayResult:
     @property
     def replica_hours(self) -> float:
         return self.replica_seconds / 3600.0
+
+    def part(self, first: bool, index: int) -> tuple[float, float]:
+        """(slo_attainment, replica_hours) of the requests before (``first``) or from ``index`` on,
+        and of the replica time before or after ``split``. Requests start in arrival order (one
+        FIFO queue), so ``waits[i]`` is the i-th arrival's wait."""
+        waits = self.waits[:index] if first else self.waits[index:]
+        attained = sum(1 for w in waits if w < self.slo_wait) / len(waits) if waits else 1.0
+        before = self.replica_seconds_before_split
+        return attained, (before if first else self.replica_seconds - before) / 3600.0
 
     def wait_percentile(self, q: float) -> float:
         if not self.waits:
@@ -99,11 +119,17 @@ def replay(
     tick: float = 2.0,
     slo_wait: float = 10.0,
     fixed_replicas: int | None = None,
+    window_seconds: float = 900.0,
+    split: float | None = None,
 ) -> ReplayResult:
-    """Run the trace; ``policy=None`` with ``fixed_replicas`` models a fixed, always-ready pool."""
+    """Run the trace; ``policy=None`` with ``fixed_replicas`` models a fixed, always-ready pool.
+
+    ``window_seconds`` is the metrics window's length (900 s, as the controller keeps);
+    ``split`` (a time) also bills replica time before it separately.
+    """
     if len(arrivals) != len(exec_times):
         raise ValueError("arrivals and exec_times differ in length")
-    result = ReplayResult(requests=len(arrivals), slo_wait=slo_wait)
+    result = ReplayResult(requests=len(arrivals), slo_wait=slo_wait, split=split)
     if not arrivals:
         return result
     order = sorted(range(len(arrivals)), key=lambda i: arrivals[i])
@@ -124,7 +150,7 @@ def replay(
     queue: deque[tuple[float, int]] = deque()
     next_id = 0
     in_flight = 0
-    window = MetricsWindow(max_age=max(spec.service_time_window, spec.stable_window) + tick)
+    window = MetricsWindow(max_age=max(window_seconds, spec.service_time_window, spec.stable_window) + tick)
     state = ScalerState()
     # Per-tick accumulators.
     area = 0.0
@@ -158,6 +184,8 @@ def replay(
     def remove_replica(now: float, rid: int) -> None:
         replica = replicas.pop(rid)
         result.replica_seconds += now - replica.created
+        if split is not None:
+            result.replica_seconds_before_split += max(0.0, min(now, split) - replica.created)
         result.starting_seconds += min(now, replica.ready_at) - replica.created
 
     def start(now: float, rid: int) -> None:

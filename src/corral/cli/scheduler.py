@@ -2,7 +2,9 @@
 
 ``corral up`` runs the scheduler as one of its components; this command runs it by
 itself, e.g. beside kube-scheduler on a real cluster (pods naming another
-``schedulerName`` are left alone), until interrupted.
+``schedulerName`` are left alone), until interrupted. It runs queue admission (quota, fair
+share) as ``corral up`` does when the server serves corral's ``Queue`` kind, and the plain
+scheduler when it does not (a cluster without corral's CRDs).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from pathlib import Path
 
 import click
 
-from corral.client import ApiClient, KubeconfigError
+from corral.client import ApiClient, ApiError, KubeconfigError
 from corral.scheduler.framework.profile import ConfigError
 from corral.scheduler.quota.component import QueuedScheduler
 from corral.scheduler.service import SchedulerConfig, SchedulerService
 from corral.util.clock import Clock
+
+log = logging.getLogger(__name__)
+QUEUE_API_VERSION = "corral.dev/v1alpha1"
 
 
 def check_scheduler_config(path: Path) -> SchedulerConfig:
@@ -73,6 +78,22 @@ async def run_until_stopped(start: object, stop: object) -> None:
         await stop()  # type: ignore[operator]
 
 
+async def build_scheduler(client: ApiClient, config: SchedulerConfig, scheduler_name: str = "corral",
+                          clock: Clock | None = None) -> QueuedScheduler | SchedulerService:
+    """The scheduler with queue admission when the server serves corral's ``Queue`` kind (corral's
+    own API server, or a cluster with corral's CRDs installed); the plain scheduler otherwise (a
+    cluster without the CRDs), saying so. Other discovery errors are raised."""
+    try:
+        await client.resource_for_kind(QUEUE_API_VERSION, "Queue")
+    except ApiError as error:
+        if not error.not_found:
+            raise
+        log.warning("the server has no %s Queue kind (corral's CRDs are not installed): "
+                    "scheduling without queue admission", QUEUE_API_VERSION)
+        return SchedulerService(client, config=config, clock=clock, scheduler_name=scheduler_name)
+    return QueuedScheduler(client, config=config, clock=clock, scheduler_name=scheduler_name)
+
+
 @click.command("scheduler")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), envvar="KUBECONFIG", default=None,
               help="kubeconfig of the API server (default $KUBECONFIG, ~/.kube/config, or in-cluster).")
@@ -95,13 +116,19 @@ def scheduler_command(kubeconfig: str | None, config_path: str | None, scheduler
             client = ApiClient.from_kubeconfig(kubeconfig)
         except KubeconfigError as error:
             raise click.ClickException(str(error)) from None
-        service = SchedulerService(client, config=config, scheduler_name=scheduler_name)
+        try:
+            service = await build_scheduler(client, config, scheduler_name)
+        except (ApiError, OSError) as error:
+            await client.close()
+            raise click.ClickException(f"cannot reach the API server at {client.server}: {error}") from None
 
         async def stop() -> None:
             await service.stop()
             await client.close()
 
-        click.echo(f"corral scheduler ({scheduler_name}) running against {client.server}; Ctrl-C stops it", err=True)
+        mode = "with queue admission" if isinstance(service, QueuedScheduler) else "without queue admission"
+        click.echo(f"corral scheduler ({scheduler_name}, {mode}) running against {client.server}; Ctrl-C stops it",
+                   err=True)
         await run_until_stopped(service.start, stop)
 
     asyncio.run(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from corral.cli.sim_bound import bound_command
 from corral.cli.sim_nodes import nodes_command
 from corral.cli.sim_trace import trace_command
 
@@ -15,3 +16,4 @@ def sim() -> None:
 
 sim.add_command(nodes_command)
 sim.add_command(trace_command)
+sim.add_command(bound_command)

@@ -143,9 +143,20 @@ async def run_until_signal(running: Running, after_ready: Callable[[Running], Aw
         else:
             await stop.wait()
     finally:
+        # A second SIGTERM (a supervisor, or `timeout` forwarding one) must not kill this
+        # process halfway through stopping, leaving pods' processes behind: while stopping
+        # (bounded by the agent's shutdown grace) it is reported, and afterwards, with
+        # nothing left to stop, ignored while the process exits.
+        def again() -> None:
+            print("corral: already stopping (pods get their grace period)", file=sys.stderr)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await running.stop()
+            loop.add_signal_handler(sig, again)
+        try:
+            await running.stop()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
 
 
 async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, tls: bool,

@@ -8,17 +8,22 @@ The autoscaler turns two snapshots of the cumulative counters into a
 missed poll loses no information and several readers can poll independently.
 
 The same numbers are exported for Prometheus (``/_corral/metrics``) from a
-registry owned by the gateway instance (no process-global registry).
+registry owned by the gateway instance (no process-global registry). Nothing
+on the request path touches prometheus_client: requests only bump plain
+integers (per-revision/code counts and a bucket array per service, found with
+``bisect``), and a collector turns them into counters and a histogram at
+scrape time. That keeps the per-request cost at a few dictionary updates.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from corral.util.clock import Clock
@@ -45,6 +50,11 @@ class ServiceStats:
     activations: int = 0
     rejected: int = 0
     revisions: dict[str, RevisionStats] = field(default_factory=dict)
+    answered: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Requests answered per (revision, code) — ``corral_gateway_requests_total``."""
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    """Non-cumulative counts per latency bucket (the last is +Inf)."""
+    latency_sum: float = 0.0
 
     def _advance(self, now: float) -> None:
         self.integral += (self.in_flight + self.queued) * (now - self.last_change)
@@ -74,23 +84,14 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.services: dict[str, ServiceStats] = {}
         self.registry.register(_StatsCollector(self))
-        self._requests = Counter("corral_gateway_requests", "Requests answered",
-                                 ["service", "revision", "code"], registry=self.registry)
-        self._latency = Histogram("corral_gateway_request_duration_seconds",
-                                  "Time from arrival at the gateway to the end of the response",
-                                  ["service"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self._latency_children: dict[str, Any] = {}
-        self._request_children: dict[tuple[str, str, str], Any] = {}
 
-    def _observe(self, service: str, revision: str, code: str, seconds: float) -> None:
-        child = self._request_children.get((service, revision, code))
-        if child is None:
-            child = self._request_children[(service, revision, code)] = self._requests.labels(service, revision, code)
-        child.inc()
-        latency = self._latency_children.get(service)
-        if latency is None:
-            latency = self._latency_children[service] = self._latency.labels(service)
-        latency.observe(seconds)
+    @staticmethod
+    def _observe(stats: ServiceStats, revision: str, code: str, seconds: float) -> None:
+        key = (revision, code)
+        answered = stats.answered
+        answered[key] = answered.get(key, 0) + 1
+        stats.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        stats.latency_sum += seconds
 
     def stats(self, service: str) -> ServiceStats:
         stats = self.services.get(service)
@@ -128,18 +129,19 @@ class GatewayMetrics:
         rev.requests += 1
         if code >= 500:
             rev.errors += 1
-        self._observe(service, revision, str(code), now - arrived)
+        self._observe(stats, revision, str(code), now - arrived)
 
     def attempt_failed(self, service: str, revision: str) -> None:
         """A try on one replica failed at the connection level (the request may be retried)."""
-        rev = self.stats(service).revisions.setdefault(revision, RevisionStats())
+        stats = self.stats(service)
+        rev = stats.revisions.setdefault(revision, RevisionStats())
         rev.requests += 1
         rev.errors += 1
-        self._request_children.setdefault((service, revision, "connection-failed"),
-                                          self._requests.labels(service, revision, "connection-failed")).inc()
+        key = (revision, "connection-failed")
+        stats.answered[key] = stats.answered.get(key, 0) + 1
 
     def answer_without_replica(self, service: str, code: int, arrived: float) -> None:
-        self._observe(service, "", str(code), self.clock.monotonic() - arrived)
+        self._observe(self.stats(service), "", str(code), self.clock.monotonic() - arrived)
 
     def feed(self) -> dict[str, Any]:
         now = self.clock.monotonic()
@@ -161,9 +163,23 @@ class _StatsCollector(Collector):
                                        labels=["service"])
         activations = CounterMetricFamily("corral_gateway_activations", "Scale-from-zero activations",
                                           labels=["service"])
+        requests = CounterMetricFamily("corral_gateway_requests", "Requests answered",
+                                       labels=["service", "revision", "code"])
+        latency = HistogramMetricFamily("corral_gateway_request_duration_seconds",
+                                        "Time from arrival at the gateway to the end of the response",
+                                        labels=["service"])
         for name, stats in list(self.metrics.services.items()):
             concurrency.add_metric([name], stats.in_flight)
             queued.add_metric([name], stats.queued)
             arrivals.add_metric([name], stats.arrivals)
             activations.add_metric([name], stats.activations)
-        yield from (concurrency, queued, arrivals, activations)
+            for (revision, code), count in list(stats.answered.items()):
+                requests.add_metric([name, revision, code], count)
+            if stats.answered:
+                cumulative = 0
+                buckets: list[tuple[str, float]] = []
+                for bound, count in zip((*LATENCY_BUCKETS, float("inf")), stats.latency_buckets, strict=True):
+                    cumulative += count
+                    buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+                latency.add_metric([name], buckets, stats.latency_sum)
+        yield from (concurrency, queued, arrivals, activations, requests, latency)

@@ -1,11 +1,16 @@
-"""The inference gateway: an aiohttp reverse proxy with an activator.
+"""The inference gateway: a reverse proxy with an activator, on raw asyncio protocols.
 
-Request path (``Gateway._proxy``):
+The wire level (HTTP/1.1 parsing with httptools, pooled keep-alive upstream
+connections, relaying responses as they arrive) is :mod:`corral.gateway.proxy`;
+this module decides what happens to each request (``Gateway._handle``):
 
 1. Paths under ``/_corral/`` are the gateway's own (routes, Prometheus metrics,
    the autoscaler feed, health); everything else is proxied.
-2. The body is read up to the route's ``maxBodyBytes`` (413 beyond it, saying
-   the limit); when routing depends on the OpenAI ``model`` field it is parsed.
+2. When the headers are complete, the candidate routes for (host, path) come
+   from a cache (cleared whenever the table changes), and with them the body
+   limit. The body is read up to the route's ``maxBodyBytes`` (413 beyond it,
+   saying the limit); only when routing depends on the OpenAI ``model`` field
+   is it parsed as JSON — otherwise its bytes are forwarded untouched.
 3. The :class:`~corral.gateway.routing.RouteTable` picks the route (404 naming
    host, path and model when none matches) and a revision by traffic share.
 4. A replica is chosen by *least outstanding requests* among the revision's
@@ -15,18 +20,21 @@ Request path (``Gateway._proxy``):
    the request is held by the activator, which asks for a scale-up at once
    (``on_activate``) and forwards as soon as a replica turns ready — the client
    sees a slow first response, not an error.
-5. The request is forwarded; a connection that fails before any byte of the
-   response is retried on another replica when the request is idempotent
-   (GET/HEAD/OPTIONS/PUT/DELETE, an ``Idempotency-Key`` header, or a route
-   that declares its POSTs idempotent) — a refused connection is retried for
-   every method, since the replica never saw the request.
-6. The response streams back chunk by chunk as the replica writes it (chunked
-   and server-sent events pass unbuffered); small fixed-length answers are
-   relayed in one piece. Timeouts give 504.
+5. The request is written to a pooled keep-alive connection to the replica; a
+   connection that fails before any byte of the response is retried on another
+   replica when the request is idempotent (GET/HEAD/OPTIONS/PUT/DELETE, an
+   ``Idempotency-Key`` header, or a route that declares its POSTs idempotent) —
+   a refused connection is retried for every method, since the replica never
+   saw the request.
+6. The response streams back piece by piece as the replica writes it (chunked
+   and server-sent events pass unbuffered). No answer within ``timeoutSeconds``
+   gives 504 (a response already under way is cut off instead).
 
 The route table is rebuilt from informers (or set directly with
 :meth:`Gateway.set_objects` in tests) and swapped atomically; waiters are woken
-whenever it changes or a slot frees.
+whenever it changes or a slot frees. Per request the gateway does a handful of
+dictionary operations and integer increments (:mod:`corral.gateway.metrics`);
+no JSON, no framework objects.
 """
 
 from __future__ import annotations
@@ -39,8 +47,6 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
-from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -49,6 +55,14 @@ from corral.api.v1alpha1.inferenceservice import API_VERSION as ISVC_API_VERSION
 from corral.api.v1alpha1.inferenceservice import PLURAL as ISVC_PLURAL
 from corral.client import ApiClient, InformerFactory
 from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.proxy import (
+    HOP_BY_HOP,
+    ClientConnection,
+    Pool,
+    Request,
+    UpstreamError,
+    simple_response,
+)
 from corral.gateway.routing import (
     RESERVED_PREFIX,
     SERVICE_LABEL,
@@ -61,27 +75,34 @@ from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-    "transfer-encoding", "upgrade", "host", "content-length",
-})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-SMALL_RESPONSE = 256 * 1024
+FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-host"})
 MAX_ATTEMPTS = 3
 ACTIVATION_REPEAT = 10.0
+DEFAULT_BODY_LIMIT = 1 << 20
+ROUTE_CACHE_SIZE = 4096
 
 ActivateFn = Callable[[str], Awaitable[None] | None]
 
 
-def _error(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status, "reason": reason,
-            "message": message}
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
+def _status_body(status: int, reason: str, message: str) -> bytes:
+    return json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status, "reason": reason,
+                       "message": message}).encode()
 
 
 class _NoReplicaError(Exception):
-    def __init__(self, response: web.Response) -> None:
-        self.response = response
+    def __init__(self, status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.headers = headers
+
+
+class _TimeoutError(Exception):
+    def __init__(self, responded: bool) -> None:
+        super().__init__("timeout")
+        self.responded = responded
 
 
 class Gateway:
@@ -96,6 +117,7 @@ class Gateway:
         clock: Clock | None = None,
         seed: int | None = None,
         connect_timeout: float = 5.0,
+        idle_timeout: float = 4.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -104,16 +126,17 @@ class Gateway:
         self.metrics = GatewayMetrics(self.clock)
         self.table = RouteTable()
         self.outstanding: dict[str, int] = {}
+        """Requests in flight per replica address (fed to the autoscaler per pod)."""
         self._rng = random.Random(seed)
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._connect_timeout = connect_timeout
+        self._server: asyncio.Server | None = None
+        self._pool = Pool(connect_timeout=connect_timeout, idle_timeout=idle_timeout)
+        self._connections: set[ClientConnection] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._sources: list[Any] = []
         self._activated: dict[str, float] = {}
         self._waiting = 0
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._routes_cache: dict[tuple[str, str], tuple[list[Route], int]] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -122,28 +145,14 @@ class Gateway:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=1 << 40)
-        app.router.add_get(RESERVED_PREFIX + "healthz", self._healthz)
-        app.router.add_get(RESERVED_PREFIX + "routes", self._routes)
-        app.router.add_get(RESERVED_PREFIX + "metrics", self._prometheus)
-        app.router.add_get(RESERVED_PREFIX + "feed", self._feed)
-        app.router.add_route("*", "/{tail:.*}", self._proxy)
-        return app
-
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30, force_close=False)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, skip_auto_headers=(
-            "User-Agent", "Accept-Encoding"))
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        server = site._server
-        if server is not None and self.port == 0:
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = int(sockets[0].getsockname()[1])
+        loop = asyncio.get_running_loop()
+        connections = self._connections
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self._handle, self._headers_complete, connections),
+            self.host, self.port, reuse_address=True, backlog=1024)
+        if self.port == 0:
+            self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("gateway listening on %s", self.url)
 
     async def stop(self) -> None:
@@ -152,17 +161,20 @@ class Gateway:
                 await source.stop()
         for task in list(self._background):
             task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self._connections):
+                connection.abort()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
+        self._pool.close()
 
     # ---- routing table ---------------------------------------------------------------------
 
     def set_table(self, table: RouteTable) -> None:
         self.table = table
+        self._routes_cache = {}
         for service in [s for s in self._activated if (r := table.by_service.get(s)) is None or r.ready_backends]:
             del self._activated[service]
         self._notify()
@@ -205,17 +217,19 @@ class Gateway:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _headers_complete(self, request: Request) -> None:
+        """Candidate routes (cached per host and path) and the body limit they allow."""
+        key = (request.host, request.path)
+        cached = self._routes_cache.get(key)
+        if cached is None:
+            candidates = self.table.candidates(request.host, request.path)
+            limit = max((r.max_body_bytes for r in candidates), default=DEFAULT_BODY_LIMIT)
+            if len(self._routes_cache) >= ROUTE_CACHE_SIZE:
+                self._routes_cache.clear()
+            cached = self._routes_cache[key] = (candidates, limit)
+        request.candidates, request.limit = cached
+
     # ---- admin endpoints -------------------------------------------------------------------
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def _routes(self, request: web.Request) -> web.Response:
-        return web.json_response({"routes": self.table.describe()})
-
-    async def _prometheus(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def feed(self) -> dict[str, Any]:
         """The autoscaler feed: per-service counters plus requests in flight per replica pod."""
@@ -232,64 +246,73 @@ class Gateway:
                 entry["outstanding"] = outstanding
         return data
 
-    async def _feed(self, request: web.Request) -> web.Response:
-        return web.json_response(self.feed())
+    def _admin(self, conn: ClientConnection, request: Request) -> bool:
+        name = request.path[len(RESERVED_PREFIX):]
+        if name not in ("healthz", "routes", "metrics", "feed"):
+            return self._reply_error(conn, request, 404, "NotFound", f"{request.path} is not a gateway endpoint")
+        if request.method not in ("GET", "HEAD"):
+            return self._reply_error(conn, request, 405, "MethodNotAllowed", f"{request.path} answers GET only")
+        content_type = b"application/json"
+        if name == "healthz":
+            body, content_type = b"ok", b"text/plain; charset=utf-8"
+        elif name == "routes":
+            body = json.dumps({"routes": self.table.describe()}).encode()
+        elif name == "metrics":
+            body, content_type = generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
+        else:
+            body = json.dumps(self.feed()).encode()
+        conn.write(simple_response(200, body, content_type=content_type, keep_alive=request.keep_alive,
+                                   http11=request.http11))
+        return True
 
     # ---- proxy -----------------------------------------------------------------------------
 
-    async def _read_body(self, request: web.Request, limit: int) -> bytes | web.Response:
-        declared = request.content_length
-        if declared is not None and declared > limit:
-            return _error(413, "RequestEntityTooLarge",
-                          f"request body of {declared} bytes exceeds this route's maxBodyBytes ({limit})")
-        if declared is not None:
-            return await request.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                return _error(413, "RequestEntityTooLarge",
-                              f"request body exceeds this route's maxBodyBytes ({limit})")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _reply_error(self, conn: ClientConnection, request: Request, status: int, reason: str, message: str, *,
+                     headers: dict[str, str] | None = None) -> bool:
+        conn.write(simple_response(status, _status_body(status, reason, message), headers=headers,
+                                   keep_alive=request.keep_alive, http11=request.http11))
+        return True
 
-    def _route_for(self, request: web.Request, body: bytes, candidates: list[Route]) -> Route | web.Response:
-        host = request.host
-        path = request.path
+    @staticmethod
+    def _route_for(request: Request, body: bytes, candidates: list[Route]) -> Route | tuple[int, str, str]:
         model: str | None = None
         if candidates and candidates[0].model is not None and body:
             try:
                 parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError):
-                return _error(400, "BadRequest", "routing by model needs a JSON body with a \"model\" field")
+                return 400, "BadRequest", "routing by model needs a JSON body with a \"model\" field"
             if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
                 model = parsed["model"]
-        route = next((r for r in candidates if r.model is None or r.model == model), None)
-        if route is None:
-            what = f"host {host!r}, path {path!r}" + (f", model {model!r}" if model else "")
-            known = sorted({r.model for r in candidates if r.model})
-            hint = f"; models served here: {', '.join(known)}" if known else ""
-            return _error(404, "NotFound", f"no InferenceService route matches {what}{hint}")
-        return route
+        for route in candidates:
+            if route.model is None or route.model == model:
+                return route
+        what = f"host {request.host!r}, path {request.path!r}" + (f", model {model!r}" if model else "")
+        known = sorted({r.model for r in candidates if r.model})
+        hint = f"; models served here: {', '.join(known)}" if known else ""
+        return 404, "NotFound", f"no InferenceService route matches {what}{hint}"
 
-    def _pick(self, route: Route, exclude: set[str]) -> Backend | None:
+    def _pick(self, route: Route, exclude: set[str] | None) -> Backend | None:
         target = route.pick_revision(self._rng)
         if target is None:
             return None
-        options = [b for b in target.backends if b.address not in exclude]
+        backends = target.backends
+        limit = route.container_concurrency
+        outstanding = self.outstanding
+        if not exclude and len(backends) == 1 and not limit:  # the common case: one replica
+            return backends[0]
+        options = [b for b in backends if not exclude or b.address not in exclude]
         if not options:
             # The chosen revision's replicas all failed: any other revision's will do.
-            options = [b for t in route.revisions for b in t.backends if b.address not in exclude]
+            options = [b for t in route.revisions for b in t.backends if not exclude or b.address not in exclude]
             if not options:
                 return None
-        limit = route.container_concurrency
         best: Backend | None = None
         best_load = 0
-        start = self._rng.randrange(len(options))
-        for i in range(len(options)):
-            backend = options[(start + i) % len(options)]
-            load = self.outstanding.get(backend.address, 0)
+        count = len(options)
+        start = self._rng.randrange(count) if count > 1 else 0
+        for i in range(count):
+            backend = options[(start + i) % count]
+            load = outstanding.get(backend.address, 0)
             if limit and load >= limit:
                 continue
             if best is None or load < best_load:
@@ -304,9 +327,9 @@ class Gateway:
             return backend
         stats = self.metrics.stats(route.service)
         if stats.queued > route.max_queued:
-            raise _NoReplicaError(_error(503, "ServiceUnavailable",
-                                    f"{route.service}: {route.max_queued} requests are already queued",
-                                    headers={"Retry-After": "1"}))
+            raise _NoReplicaError(503, "ServiceUnavailable",
+                                  f"{route.service}: {route.max_queued} requests are already queued",
+                                  headers={"Retry-After": "1"})
         activated = False
         deadline = arrived + (route.activation_timeout if route.ready_backends == 0 else route.timeout)
         self._waiting += 1  # releases wake waiters only while there are some
@@ -314,7 +337,7 @@ class Gateway:
             while True:
                 current = self.table.by_service.get(route.service)
                 if current is None:
-                    raise _NoReplicaError(_error(404, "NotFound", f"{route.service} was deleted while the request waited"))
+                    raise _NoReplicaError(404, "NotFound", f"{route.service} was deleted while the request waited")
                 route = current
                 backend = self._pick(route, exclude)
                 if backend is not None:
@@ -331,8 +354,8 @@ class Gateway:
                 remaining = deadline - self.clock.monotonic()
                 if remaining <= 0:
                     why = "no replica became ready" if route.ready_backends == 0 else "no replica had a free slot"
-                    raise _NoReplicaError(_error(503, "ServiceUnavailable", f"{route.service}: {why} in time",
-                                            headers={"Retry-After": "5"}))
+                    raise _NoReplicaError(503, "ServiceUnavailable", f"{route.service}: {why} in time",
+                                          headers={"Retry-After": "5"})
                 async with self._changed:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 1.0))
@@ -358,41 +381,67 @@ class Gateway:
         if self._waiting:
             self._notify()
 
-    async def _proxy(self, request: web.Request) -> web.StreamResponse:
+    @staticmethod
+    def _upstream_head(request: Request, route: Route, body_size: int, peer: str) -> tuple[bytes, bytes]:
+        """The request line, and the header block after ``Host`` (with the body length), as bytes."""
+        path = route.upstream_path(request.raw_path) if route.strip_prefix else request.raw_path
+        if route.strip_prefix and not request.raw_path.startswith(route.path_prefix.rstrip("/")):
+            path = route.upstream_path(request.path)  # the prefix matched only once percent-decoded
+        if request.query:
+            path = f"{path}?{request.query}"
+        line = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), path.encode("latin-1"))
+        lines: list[bytes] = []
+        prior: bytes | None = None
+        for name, value in request.headers:
+            low = name.lower()
+            if low in HOP_BY_HOP:
+                continue
+            if low in FORWARDED:
+                if low == b"x-forwarded-for":
+                    prior = value
+                continue
+            lines.append(b"%s: %s\r\n" % (name, value))
+        forwarded_for = peer.encode("latin-1")
+        lines.append(b"X-Forwarded-For: %s\r\n" % (prior + b", " + forwarded_for if prior else forwarded_for))
+        lines.append(b"X-Forwarded-Host: %s\r\n" % request.host.encode("latin-1"))
+        if body_size or request.method not in IDEMPOTENT_METHODS:
+            lines.append(b"Content-Length: %d\r\n" % body_size)
+        lines.append(b"\r\n")
+        return line, b"".join(lines)
+
+    async def _handle(self, conn: ClientConnection, request: Request) -> bool:
         arrived = self.clock.monotonic()
         if request.path.startswith(RESERVED_PREFIX):
-            return _error(404, "NotFound", f"{request.path} is not a gateway endpoint")
-        # Route on headers first to know the body limit; re-match with the model if needed.
-        pre = self.table.candidates(request.host, request.path)
-        limit = max((r.max_body_bytes for r in pre), default=1 << 20)
-        body = await self._read_body(request, limit)
-        if isinstance(body, web.Response):
-            return body
-        found = self._route_for(request, body, pre)
-        if isinstance(found, web.Response):
-            return found
+            return self._admin(conn, request)
+        candidates: list[Route] = request.candidates
+        if request.discard:
+            declared = f"request body of {request.content_length} bytes" if request.content_length is not None \
+                else "request body"
+            return self._reply_error(conn, request, 413, "RequestEntityTooLarge",
+                                     f"{declared} exceeds this route's maxBodyBytes ({request.limit})")
+        body = request.body[0] if len(request.body) == 1 else b"".join(request.body)
+        found = self._route_for(request, body, candidates)
+        if isinstance(found, tuple):
+            return self._reply_error(conn, request, *found)
         route = found
         if len(body) > route.max_body_bytes:
-            return _error(413, "RequestEntityTooLarge",
-                          f"request body of {len(body)} bytes exceeds this route's maxBodyBytes ({route.max_body_bytes})")
-        stats = self.metrics.stats(route.service)
-        if stats.queued >= route.max_queued and self._pick(route, set()) is None:
+            return self._reply_error(conn, request, 413, "RequestEntityTooLarge",
+                                     f"request body of {len(body)} bytes exceeds this route's maxBodyBytes "
+                                     f"({route.max_body_bytes})")
+        metrics = self.metrics
+        service = route.service
+        stats = metrics.stats(service)
+        if stats.queued >= route.max_queued and self._pick(route, None) is None:
             stats.rejected += 1
-            self.metrics.answer_without_replica(route.service, 503, arrived)
-            return _error(503, "ServiceUnavailable",
-                          f"{route.service}: the queue is full ({route.max_queued} requests waiting)",
-                          headers={"Retry-After": "1"})
-        self.metrics.arrive(route.service)
-        idempotent = (request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers
-                      or route.idempotent_post)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        peer = request.remote or ""
-        prior = request.headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-        headers["X-Forwarded-Host"] = request.host
-        path = route.upstream_path(request.path_qs if not route.strip_prefix else request.path)
-        if route.strip_prefix and request.query_string:
-            path = f"{path}?{request.query_string}"
+            metrics.answer_without_replica(service, 503, arrived)
+            return self._reply_error(conn, request, 503, "ServiceUnavailable",
+                                     f"{service}: the queue is full ({route.max_queued} requests waiting)",
+                                     headers={"Retry-After": "1"})
+        metrics.arrive(service)
+        idempotent = (request.method in IDEMPOTENT_METHODS or route.idempotent_post
+                      or request.header(b"idempotency-key") is not None)
+        line, rest = self._upstream_head(request, route, len(body), conn.peer)
+        tail = rest + body if body else rest
         tried: set[str] = set()
         dispatched = False
         code = 502
@@ -406,87 +455,81 @@ class Gateway:
                 except _NoReplicaError as failure:
                     if dispatched:
                         code = 502
-                        return _error(502, "BadGateway", f"{route.service}: every replica tried failed "
-                                      f"(last: {last_error}) and no other is ready")
-                    self.metrics.give_up(route.service)
-                    self.metrics.answer_without_replica(route.service, failure.response.status, arrived)
-                    return failure.response
+                        return self._reply_error(conn, request, 502, "BadGateway",
+                                                 f"{service}: every replica tried failed (last: {last_error}) "
+                                                 "and no other is ready")
+                    metrics.give_up(service)
+                    metrics.answer_without_replica(service, failure.status, arrived)
+                    return self._reply_error(conn, request, failure.status, failure.reason, failure.message,
+                                             headers=failure.headers)
                 if not dispatched:
-                    self.metrics.dispatch(route.service)
+                    metrics.dispatch(service)
                     dispatched = True
                     started = self.clock.monotonic()
-                tried.add(backend.address)
+                address = backend.address
+                tried.add(address)
                 revision = backend.revision
-                self.outstanding[backend.address] = self.outstanding.get(backend.address, 0) + 1
+                self.outstanding[address] = self.outstanding.get(address, 0) + 1
                 try:
-                    response, code = await self._forward(request, route, backend, path=path, headers=headers, body=body)
-                    return response
-                except _RetryError as retry:
-                    last_error = retry.reason
-                    self.metrics.attempt_failed(route.service, backend.revision)
-                    if not (retry.before_send or idempotent):
+                    code = await self._forward(conn, request, route, backend,
+                                               b"%sHost: %s\r\n%s" % (line, address.encode("latin-1"), tail))
+                    return True
+                except UpstreamError as failure:
+                    last_error = failure.reason
+                    metrics.attempt_failed(service, revision)
+                    if failure.responded:  # part of the answer went out: cut the client off
                         code = 502
-                        return _error(502, "BadGateway",
-                                      f"{route.service}: replica {backend.pod} failed ({retry.reason}); "
-                                      "the request is not idempotent, so it was not retried")
+                        conn.abort()
+                        return False
+                    if not (failure.before_send or idempotent):
+                        code = 502
+                        return self._reply_error(conn, request, 502, "BadGateway",
+                                                 f"{service}: replica {backend.pod} failed ({failure.reason}); "
+                                                 "the request is not idempotent, so it was not retried")
+                except _TimeoutError as timeout:
+                    code = 504
+                    if timeout.responded:
+                        conn.abort()
+                        return False
+                    return self._reply_error(conn, request, 504, "GatewayTimeout",
+                                             f"{service}: replica {backend.pod} did not answer within "
+                                             f"{route.timeout:g}s")
                 except BaseException:
                     code = 502
                     raise
                 finally:
                     self._release(backend)
             code = 502
-            return _error(502, "BadGateway", f"{route.service}: every attempt failed (last: {last_error})")
+            return self._reply_error(conn, request, 502, "BadGateway",
+                                     f"{service}: every attempt failed (last: {last_error})")
         finally:
             if dispatched:
-                self.metrics.finish(route.service, revision, code, started, arrived)
+                metrics.finish(service, revision, code, started, arrived)
 
-    async def _forward(self, request: web.Request, route: Route, backend: Backend, *, path: str,
-                       headers: dict[str, str], body: bytes) -> tuple[web.StreamResponse, int]:
-        assert self._session is not None
-        url = f"http://{backend.address}{path}"
-        timeout = self._timeouts.get(route.timeout)
-        if timeout is None:
-            timeout = self._timeouts[route.timeout] = aiohttp.ClientTimeout(total=route.timeout,
-                                                                            sock_connect=self._connect_timeout)
+    async def _forward(self, conn: ClientConnection, request: Request, route: Route, backend: Backend,
+                       data: bytes) -> int:
+        """Send one attempt to ``backend`` and relay its answer; the status code when it is complete."""
+        upstream = self._pool.take(backend.address)
+        if upstream is None:
+            upstream = await self._pool.connect(backend.address)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        upstream.send(conn, request, data, future)
+        timer = loop.call_later(route.timeout, self._expire, upstream, future)
         try:
-            try:
-                upstream = await self._session.request(request.method, url, headers=headers, data=body or None,
-                                                       timeout=timeout, allow_redirects=False)
-            except aiohttp.ClientConnectorError as error:
-                raise _RetryError(f"connect: {error.os_error or error}", before_send=True) from error
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as error:
-                raise _RetryError(f"connection lost: {error}", before_send=False) from error
-            try:
-                out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-                length = upstream.content_length
-                streaming = (length is None or length > SMALL_RESPONSE
-                             or upstream.headers.get("Content-Type", "").startswith("text/event-stream"))
-                if not streaming:
-                    try:
-                        data = await upstream.read()
-                    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                            aiohttp.ClientPayloadError) as error:
-                        raise _RetryError(f"connection lost: {error}", before_send=False) from error
-                    return web.Response(status=upstream.status, body=data, headers=out_headers), upstream.status
-                response = web.StreamResponse(status=upstream.status, headers=out_headers)
-                if length is not None:
-                    response.content_length = length
-                else:
-                    response.enable_chunked_encoding()
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
-                return response, upstream.status
-            finally:
-                upstream.release()
-        except TimeoutError:
-            return _error(504, "GatewayTimeout",
-                          f"{route.service}: replica {backend.pod} did not answer within {route.timeout:g}s"), 504
+            status = await future
+            if not upstream.client_keeps_alive():
+                request.keep_alive = False
+            return status
+        finally:
+            timer.cancel()
+            if upstream.future is future:  # cancelled (the client went away): drop the exchange
+                upstream.cancel()
 
-
-class _RetryError(Exception):
-    def __init__(self, reason: str, *, before_send: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.before_send = before_send
+    @staticmethod
+    def _expire(upstream: Any, future: asyncio.Future[int]) -> None:
+        if future.done():
+            return
+        responded = bool(upstream.started)
+        upstream.cancel()
+        future.set_exception(_TimeoutError(responded))

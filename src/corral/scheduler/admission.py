@@ -16,8 +16,12 @@ anything is committed (no binding written yet):
   ``admit`` for it should be returned. The group will be admitted again before it binds.
 
 - optional ``precheck(group)`` → :class:`AdmissionResult` or None, called *before*
-  placement: a denial parks the group as above without spending a placement on it (quota
+  placement (and before the pods' requests are parsed: ``group.pods`` is empty there): a denial parks the group as above without spending a placement on it (quota
   that rules it out whatever the placement). ``admit`` is still called after placement.
+  A denial with ``hold=True`` takes the group out of the scheduling queue altogether
+  (cluster events do not retry it) until the admission calls
+  :meth:`Scheduler.release_held` with its key (e.g. when quota in its cohort is freed):
+  a queue of waiting work then costs nothing per cluster event.
 
 The call is synchronous and must be cheap (it runs once per group per cycle); it reads
 its own caches (queues, usage), never the network. :class:`AllowAll` is the default.
@@ -55,6 +59,8 @@ class AdmissionResult:
     reason: str = ""
     """CamelCase reason for the pods' condition when denied (e.g. ``QuotaExceeded``)."""
     message: str = ""
+    hold: bool = False
+    """Denied by ``precheck``: keep the group out of the queue until ``release_held``."""
 
 
 class Admission(Protocol):

@@ -135,6 +135,20 @@ class PreemptDecision:
 Decision = BindDecision | UnschedulableDecision | PreemptDecision
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """A wait that ran out (:meth:`Scheduler.expire`): ``kind`` is ``ScheduleTimeout`` (a
+    PodGroup not placed within its ``scheduleTimeoutSeconds``) or ``NominationExpired`` (a
+    preemptor whose victims did not go within ``nomination_timeout``). ``released`` holds the
+    preemptors whose reserved room was given back (their ``nominatedNodeName`` is stale)."""
+
+    kind: str
+    group: str
+    message: str
+    podgroup: Obj | None = None
+    released: tuple[Binding, ...] = ()
+
+
 # -- bookkeeping ----------------------------------------------------------------------------
 
 
@@ -158,6 +172,7 @@ class _Nomination:
     bindings: tuple[Binding, ...]
     victims: set[str]
     podgroup: Obj | None
+    since: float = 0.0  # clock.monotonic() when the victims were chosen
 
 
 @dataclass
@@ -183,6 +198,7 @@ class Scheduler:
     seed: int = 0
     queue: SchedulingQueue | None = None
     stats: SchedulerStats = field(default_factory=SchedulerStats)
+    nomination_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         if self.queue is None:
@@ -198,6 +214,8 @@ class Scheduler:
         self._podgroups: dict[str, Obj] = {}
         self._classes: dict[str, Obj] = {}
         self._evicting: dict[str, str] = {}  # victim pod key -> preemptor group
+        self._victim_objs: dict[str, Obj] = {}  # victim pod key -> last seen object
+        self._timed_out: set[str] = set()  # groups whose scheduleTimeoutSeconds has been reported
         self._nominations: dict[str, _Nomination] = {}
         self._ready: list[str] = []  # nominated groups whose victims are gone
 
@@ -278,6 +296,8 @@ class Scheduler:
         if key in self._evicting:
             if not holds_resources(pod):
                 self._victim_gone(key)
+            else:
+                self._victim_objs[key] = pod
             return
         held = self._held.get(key)
         if holds_resources(pod):
@@ -379,6 +399,7 @@ class Scheduler:
         members = self._pending.get(gkey)
         if members is not None and members.pop(key, None) is not None and not members:
             del self._pending[gkey]
+            self._timed_out.discard(gkey)
             if gkey not in self._nominations:
                 self.q.remove(gkey)
 
@@ -393,6 +414,7 @@ class Scheduler:
                    min(creation_seconds(p) for p in pods))
 
     def _victim_gone(self, key: str) -> None:
+        self._victim_objs.pop(key, None)
         group = self._evicting.pop(key, None)
         nomination = self._nominations.get(group) if group else None
         if nomination is not None:
@@ -458,6 +480,12 @@ class Scheduler:
         """Retry every parked group (e.g. a quota changed)."""
         self.q.move_all_to_active()
 
+    def release_held(self, keys: Sequence[str]) -> None:
+        """Put groups that admission held (``AdmissionResult.hold``) back in the queue."""
+        for key in keys:
+            if key not in self.q:
+                self._enqueue(key)
+
     def group_info(self, key: str, pods: Sequence[Obj], reqs: Sequence[PodRequest], priority: int) -> GroupInfo:
         _, ns, name = split_group_key(key)
         podgroup = self.podgroup(key)
@@ -493,19 +521,23 @@ class Scheduler:
                     podgroup,
                 )
         priority = group_priority(podgroup, pods, self._classes)
+        precheck = getattr(self.admission, "precheck", None)
+        if precheck is not None:
+            # Quota that rules the group out whatever its placement: spend no placement on it
+            # (nor the parsing of its requests: precheck's GroupInfo has pods=()).
+            early = precheck(self.group_info(key, pods, (), priority))
+            if early is not None and not early.allowed:
+                if early.hold:
+                    self.q.remove(key)  # out of the queue until admission calls release_held()
+                else:
+                    self.q.unschedulable(key)
+                return UnschedulableDecision(key, tuple(pods), early.reason or "NotAdmitted",
+                                             early.message or "not admitted", podgroup)
         try:
             reqs = [dataclasses.replace(pod_request_from_obj(p), priority=priority) for p in pods]
         except PodSpecError as error:
             self.q.park(key)
             return UnschedulableDecision(key, tuple(pods), "InvalidPod", str(error), podgroup)
-        precheck = getattr(self.admission, "precheck", None)
-        if precheck is not None:
-            # Quota that rules the group out whatever its placement: spend no placement on it.
-            early = precheck(self.group_info(key, pods, reqs, priority))
-            if early is not None and not early.allowed:
-                self.q.unschedulable(key)
-                return UnschedulableDecision(key, tuple(pods), early.reason or "NotAdmitted",
-                                             early.message or "not admitted", podgroup)
         result = schedule_group(self.snapshot, reqs, self.framework, state=CycleState(self.rng), assume=True)
         if result.ok:
             info = self.group_info(key, pods, reqs, priority)
@@ -573,6 +605,8 @@ class Scheduler:
         for key, held in self._held.items():
             if held.nominated or (wanted is not None and held.group not in wanted):
                 continue
+            if meta(held.obj).get("deletionTimestamp"):
+                continue  # already going: evicting it again frees nothing more
             unit = held.group if held.group.startswith("group:") else f"pod:{key}"
             groups.setdefault(unit, []).append(key)
             prio[unit] = max(prio.get(unit, held.priority), held.priority)
@@ -599,6 +633,7 @@ class Scheduler:
             if held is not None:
                 victims.append(held.obj)
                 self._evicting[victim_key] = key
+                self._victim_objs[victim_key] = held.obj
         result = schedule_group(self.snapshot, reqs, self.framework, state=CycleState(self.rng), assume=True)
         if not result.ok:  # cannot happen: the plan was checked on this very snapshot
             log.error("preemption plan for %s did not hold; restoring victims", key)
@@ -608,7 +643,7 @@ class Scheduler:
             return None
         bindings = self._commit(key, pods, reqs, result.placements, priority, nominated=True)
         still = {pod_key(v) for v in victims}
-        self._nominations[key] = _Nomination(key, bindings, still, podgroup)
+        self._nominations[key] = _Nomination(key, bindings, still, podgroup, self.clock.monotonic())
         self.q.remove(key)
         self.stats.preemptions += 1
         nodes = sorted({b.node for b in bindings})
@@ -617,6 +652,66 @@ class Scheduler:
         if not still:
             self._ready.append(key)
         return PreemptDecision(key, bindings, tuple(victims), priority, message, podgroup)
+
+    # -- waits that run out ------------------------------------------------------------------------
+
+    def expire(self) -> list[Expiry]:
+        """Nominations older than ``nomination_timeout`` whose victims are still there, and
+        PodGroups pending longer than their ``scheduleTimeoutSeconds`` (once per wait).
+
+        An expired nomination is given up: the preemptor's reservation is released, the
+        victims that are still present count again (they hold their node until they are
+        gone; being terminating already, they are not chosen as victims again), and the
+        group goes back to the queue to be evaluated afresh. A timed-out PodGroup keeps
+        waiting (and keeps its place in the queue), but loses any nomination it holds, and
+        is reported so its status and an Event say so. Called periodically by the service.
+        """
+        out: list[Expiry] = []
+        now = self.clock.monotonic()
+        for group, nomination in list(self._nominations.items()):
+            if nomination.victims and now - nomination.since >= self.nomination_timeout:
+                released = self._give_up_nomination(group)
+                waiting = ", ".join(sorted(nomination.victims))
+                out.append(Expiry("NominationExpired", group,
+                                  f"victims {waiting} did not go within {self.nomination_timeout:.0f}s; "
+                                  "the reserved room is released and the placement is evaluated again",
+                                  nomination.podgroup, released))
+        wall = self.clock.now().timestamp()
+        for pg_key, podgroup in self._podgroups.items():
+            timeout = spec(podgroup).get("scheduleTimeoutSeconds")
+            group = f"group:{pg_key}"
+            members = self._pending.get(group)
+            if not timeout or not members or group in self._timed_out:
+                continue
+            since = min(creation_seconds(p) for p in members.values())
+            if since <= 0 or wall - since < float(timeout):
+                continue
+            self._timed_out.add(group)
+            released = self._give_up_nomination(group) if group in self._nominations else ()
+            out.append(Expiry("ScheduleTimeout", group,
+                              f"PodGroup {pg_key} was not placed within scheduleTimeoutSeconds={int(timeout)}"
+                              + ("; its nomination is released" if released else ""),
+                              podgroup, released))
+        return out
+
+    def _give_up_nomination(self, group: str) -> tuple[Binding, ...]:
+        nomination = self._nominations.pop(group, None)
+        if nomination is None:
+            return ()
+        for binding in nomination.bindings:
+            self._release(binding.key)
+        for victim, owner in list(self._evicting.items()):
+            if owner != group:
+                continue
+            del self._evicting[victim]
+            obj = self._victim_objs.pop(victim, None)
+            if obj is not None and holds_resources(obj) and victim not in self._held:
+                self._hold_bound(victim, obj, str(spec(obj).get("nodeName")))
+        if group in self._ready:
+            self._ready.remove(group)
+        self.admission.forget(group)
+        self._enqueue(group)
+        return nomination.bindings
 
     # -- introspection (tests, explain) ---------------------------------------------------------
 

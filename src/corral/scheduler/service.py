@@ -28,6 +28,7 @@ alone (``corral scheduler --kubeconfig``), always through the API:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -49,6 +50,7 @@ from corral.scheduler.cycle import (
     UnschedulableDecision,
     pod_key,
 )
+from corral.scheduler.fastbind import HttpBinder
 from corral.scheduler.framework.profile import ConfigError, Profile, profiles_from_config
 from corral.scheduler.framework.runtime import Framework
 from corral.scheduler.pods import GPU_DEVICES_ANNOTATION, SCHEDULER_NAME, meta, status
@@ -106,6 +108,8 @@ class SchedulerConfig:
         seed: 0                          # the cycle RNG's seed (reproducible decisions)
         percentageOfNodesToScore: 10     # score this share of feasible nodes (default: adaptive,
                                          # as kube-scheduler: 50% - nodes/125, at least 5% and 100 nodes)
+        nominationTimeoutSeconds: 300    # a preemptor whose victims are not gone by then gives its
+                                         # reserved room back and is evaluated again
     """
 
     profile: Profile = field(default_factory=Profile.default)
@@ -118,6 +122,7 @@ class SchedulerConfig:
     record_scheduled_events: bool = True
     seed: int = 0
     percentage_of_nodes_to_score: float | None = None
+    nomination_timeout: float = 300.0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], scheduler_name: str = SCHEDULER_NAME) -> SchedulerConfig:
@@ -125,7 +130,7 @@ class SchedulerConfig:
         profile = profiles.get(scheduler_name) or (next(iter(profiles.values())) if profiles else Profile.default())
         known = {"apiVersion", "kind", "profiles", "bindConcurrency", "bindRetries", "preemption",
                  "podInitialBackoffSeconds", "podMaxBackoffSeconds", "unschedulableRetrySeconds",
-                 "recordScheduledEvents", "seed", "percentageOfNodesToScore"}
+                 "recordScheduledEvents", "seed", "percentageOfNodesToScore", "nominationTimeoutSeconds"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown field in SchedulerConfiguration (known: {', '.join(sorted(known))})")
@@ -154,6 +159,7 @@ class SchedulerConfig:
             seed=int(number("seed", 0, 0)),
             percentage_of_nodes_to_score=(number("percentageOfNodesToScore", 100, 1)
                                           if "percentageOfNodesToScore" in data else None),
+            nomination_timeout=number("nominationTimeoutSeconds", 300.0, 1),
         )
 
     @classmethod
@@ -197,18 +203,26 @@ class SchedulerService:
         scheduler_name: str = SCHEDULER_NAME,
         event_backlog: int = 5000,
         event_workers: int = 4,
+        scheduled_event_backlog: int = 1000,
     ) -> None:
         self._n_event_workers = event_workers
         self.client = client
         self.config = config or SchedulerConfig()
         self.clock = clock or SystemClock()
-        self.binder = binder or ApiBinder(client)
+        self._own_binder: HttpBinder | None = None
+        if binder is None:
+            try:
+                self._own_binder = HttpBinder.for_client(client)
+            except ValueError:
+                binder = ApiBinder(client)
+        self.binder: Binder = binder or self._own_binder or ApiBinder(client)
         queue = SchedulingQueue(clock=self.clock, initial_backoff=self.config.initial_backoff,
                                 max_backoff=self.config.max_backoff,
                                 unschedulable_timeout=self.config.unschedulable_retry)
         self.scheduler = Scheduler(
             framework=default_framework(self.config.profile, self.config.percentage_of_nodes_to_score), clock=self.clock, scheduler_name=scheduler_name,
             admission=admission or AllowAll(), preemption=self.config.preemption, seed=self.config.seed, queue=queue,
+            nomination_timeout=self.config.nomination_timeout,
         )
         self.events = EventRecorder(client, "corral-scheduler", clock=self.clock)
         self.nodes = Informer(client, "v1", "nodes")
@@ -222,13 +236,22 @@ class SchedulerService:
         self._messages: dict[str, str] = {}
         self._dirty_groups: set[str] = set()
         self._group_messages: dict[str, tuple[str, str]] = {}
+        self._timeouts: dict[str, str] = {}  # namespace/podgroup -> why its scheduleTimeoutSeconds ran out
         self._wake = asyncio.Event()
         # Events explain, never drive: they go out from a bounded backlog at a bounded rate of
         # concurrency (like kube-scheduler's event broadcaster), so a burst of bindings is
         # not slowed down by as many Event writes; when the backlog is full they are dropped.
+        # "Scheduled" Events (one per bound pod, the bulk of them) are also deferred: they are
+        # written only while the scheduler is idle (nothing to place, no binding in flight),
+        # from a backlog of ``scheduled_event_backlog``; past that they are dropped and counted.
         self._event_backlog: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue(maxsize=event_backlog)
+        self._deferred_events: collections.deque[tuple[Obj, str, str, str]] = collections.deque()
+        self._deferred_limit = scheduled_event_backlog
         self._event_workers: list[asyncio.Task[None]] = []
         self.events_dropped = 0
+        self.events_written = 0
+        self._binds_in_flight = 0
+        self._loop_idle = False
         self.bound = 0
         self.first_bind_at: float | None = None
         self.last_bind_at: float | None = None
@@ -251,6 +274,7 @@ class SchedulerService:
         await self.pods.wait_synced()
         self._event_workers = [asyncio.create_task(self._event_worker(), name=f"scheduler-events-{i}")
                                for i in range(self._n_event_workers)]
+        self._event_workers.append(asyncio.create_task(self._deferred_event_worker(), name="scheduler-events-deferred"))
         self._loop_task = asyncio.create_task(self._loop(), name="scheduler-loop")
         self._status_task = asyncio.create_task(self._status_loop(), name="scheduler-podgroup-status")
 
@@ -267,18 +291,43 @@ class SchedulerService:
         self._tasks.clear()
         for informer in (self.pods, self.nodes, self.podgroups, self.classes):
             await informer.stop()
+        if self._own_binder is not None:
+            await self._own_binder.close()
 
-    def record_event(self, obj: Obj, event_type: str, reason: str, message: str) -> None:
-        """Queue an Event (dropped, and counted, when the backlog is full)."""
+    def record_event(self, obj: Obj, event_type: str, reason: str, message: str, *, deferred: bool = False) -> None:
+        """Queue an Event (dropped, and counted, when the backlog is full); ``deferred`` ones
+        wait until the scheduler is idle."""
+        if deferred:
+            if len(self._deferred_events) >= self._deferred_limit:
+                self.events_dropped += 1
+            else:
+                self._deferred_events.append((obj, event_type, reason, message))
+            return
         try:
             self._event_backlog.put_nowait((obj, event_type, reason, message))
         except asyncio.QueueFull:
             self.events_dropped += 1
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to place and no binding in flight."""
+        return self._loop_idle and not self._binds_in_flight
+
     async def _event_worker(self) -> None:
         while True:
             obj, event_type, reason, message = await self._event_backlog.get()
-            await self.events.record(obj, "Warning" if event_type == "Warning" else "Normal", reason, message)
+            await self._write_event(obj, event_type, reason, message)
+
+    async def _write_event(self, obj: Obj, event_type: str, reason: str, message: str) -> None:
+        await self.events.record(obj, "Warning" if event_type == "Warning" else "Normal", reason, message)
+        self.events_written += 1
+
+    async def _deferred_event_worker(self) -> None:
+        while True:
+            if not self._deferred_events or not self.idle:
+                await self.clock.sleep(0.1)
+                continue
+            await self._write_event(*self._deferred_events.popleft())
 
     # -- informer handlers (they only update the brain and wake the loop) ----------------------
 
@@ -320,6 +369,7 @@ class SchedulerService:
         while True:
             decision = self.scheduler.schedule_next()
             if decision is None:
+                self._loop_idle = True
                 self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
                 popper = asyncio.ensure_future(queue.pop())
@@ -348,7 +398,9 @@ class SchedulerService:
             log.error("scheduler task failed", exc_info=task.exception())
 
     def _execute(self, decision: Decision) -> None:
+        self._loop_idle = False
         if isinstance(decision, BindDecision):
+            self._binds_in_flight += 1
             self._spawn(self._bind_group(decision))
         elif isinstance(decision, UnschedulableDecision):
             self._spawn(self._report_unschedulable(decision))
@@ -387,7 +439,10 @@ class SchedulerService:
         return bool((current.get("spec") or {}).get("nodeName") or (current.get("metadata") or {}).get("deletionTimestamp"))
 
     async def _bind_group(self, decision: BindDecision) -> None:
-        outcomes = await asyncio.gather(*(self._bind_one(b) for b in decision.bindings))
+        try:
+            outcomes = await asyncio.gather(*(self._bind_one(b) for b in decision.bindings))
+        finally:
+            self._binds_in_flight -= 1
         failed = [b.key for b, o in zip(decision.bindings, outcomes, strict=True) if o != "ok"]
         gone = [b.key for b, o in zip(decision.bindings, outcomes, strict=True) if o == "gone"]
         now = self.clock.monotonic()
@@ -410,7 +465,7 @@ class SchedulerService:
                 if outcome == "ok":
                     where = f"{binding.node}" + (f" (GPUs {binding.devices})" if binding.devices else "")
                     self.record_event(binding.pod, "Normal", "Scheduled",
-                                      f"Successfully assigned {binding.key} to {where}")
+                                      f"Successfully assigned {binding.key} to {where}", deferred=True)
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -464,9 +519,35 @@ class SchedulerService:
             await self.events.record(binding.pod, "Normal", "Preempting",
                                      f"{decision.message}; nominated node {binding.node}")
 
+    async def _expire(self) -> None:
+        """Act on waits that ran out (:meth:`Scheduler.expire`): Events, PodGroup status, and
+        ``nominatedNodeName`` cleared on preemptors whose reservation was given back."""
+        expired = self.scheduler.expire()
+        if not expired:
+            return
+        self._poke()
+        for item in expired:
+            if item.podgroup is not None:
+                md = meta(item.podgroup)
+                key = f"{md.get('namespace') or 'default'}/{md.get('name')}"
+                if item.kind == "ScheduleTimeout":
+                    self._timeouts[key] = item.message
+                self._dirty_groups.add(key)
+                self.record_event(item.podgroup, "Warning", item.kind, item.message)
+            for binding in item.released:
+                if item.podgroup is None:
+                    self.record_event(binding.pod, "Warning", item.kind, item.message)
+                with contextlib.suppress(ApiError):
+                    await self.client.patch("v1", "pods", binding.name, {"status": {"nominatedNodeName": None}},
+                                            namespace=binding.namespace, subresource="status")
+
     async def _status_loop(self) -> None:
         while True:
             await self.clock.sleep(0.5)
+            try:
+                await self._expire()
+            except Exception:  # never let one bad object stop status and expiry
+                log.exception("scheduler expiry")
             dirty, self._dirty_groups = self._dirty_groups, set()
             for key in sorted(dirty):
                 try:
@@ -495,7 +576,7 @@ class SchedulerService:
             phase = "Running"
         elif scheduled >= need:
             phase = "Scheduled"
-        elif key in self._group_messages and self._group_messages[key][0] == "Unschedulable":
+        elif key in self._timeouts or (key in self._group_messages and self._group_messages[key][0] == "Unschedulable"):
             phase = "Unschedulable"
         else:
             phase = "Pending"
@@ -504,8 +585,12 @@ class SchedulerService:
             condition = {"type": "Scheduled", "status": "True", "reason": "Scheduled",
                          "message": f"{scheduled}/{len(members)} pods bound", "lastTransitionTime": now}
             self._group_messages.pop(key, None)
+            self._timeouts.pop(key, None)
         else:
             reason, message = self._group_messages.get(key, ("Pending", "waiting to be scheduled"))
+            if key in self._timeouts:
+                # it keeps waiting, but the condition says the timeout ran out, and why it waits
+                reason, message = "ScheduleTimeout", f"{self._timeouts[key]}; still waiting: {message}"
             condition = {"type": "Scheduled", "status": "False", "reason": reason, "message": message,
                          "lastTransitionTime": now}
         new_status = {"phase": phase, "scheduled": scheduled, "running": running, "succeeded": succeeded,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import example, given, settings
@@ -18,7 +19,9 @@ from corral.autoscaling.policy import (
     hpa,
     kpa,
     poisson_quantile,
+    poisson_tail,
     predictive,
+    warm_spares,
 )
 from corral.autoscaling.replay import peak_concurrency, replay
 
@@ -47,8 +50,18 @@ def test_window_aggregates() -> None:
     window.add(Sample(time=30.0, duration=1.0, concurrency=0.0))
     assert len(window) == 1  # older samples aged out
     assert window.idle_for() == pytest.approx(20.0)
+    assert window.recent_rate() == 0.0  # the arrivals aged out with their samples
     with pytest.raises(ValueError):
         window.add(Sample(time=1.0, duration=1.0, concurrency=0.0))
+
+
+def test_recent_rate_is_the_burst_rate_then_decays_like_one_over_quiet_time() -> None:
+    window = burst_then_quiet(6, 0)
+    assert window.recent_rate() == pytest.approx(6 / 2.0)
+    assert window.recent_rate(min_seconds=10.0) == pytest.approx(6 / 10.0)
+    assert window.recent_rate(lead=20.0) == pytest.approx(6 / 22.0)
+    later = burst_then_quiet(6, 98)
+    assert later.recent_rate() == pytest.approx(6 / 100.0)
 
 
 def test_kpa_stable_sizing_uses_target_utilisation() -> None:
@@ -118,27 +131,70 @@ def timed_window(arrivals: int, completions: int, service: float, in_flight: int
     return window
 
 
-def test_predictive_keeps_spares_for_long_requests_arriving_within_a_cold_start() -> None:
-    spec = ScalerSpec(max_replicas=100, target=1, cold_start=20)
-    # 0.5 req/s of 60 s requests: ~10 arrive during one cold start and are still running after it.
+def test_predictive_prices_warm_spares() -> None:
+    # 0.5 req/s of 60 s requests, one in flight: arrivals within a cold start find every replica busy.
     busy = timed_window(arrivals=1, completions=1, service=60.0, in_flight=1)
-    decision = run(predictive, busy, ready=1, spec=spec)
-    assert decision.replicas == 1 + poisson_quantile(10.0, spec.spare_quantile)
-    # The same rate of 10 ms requests needs no spare: one replica serves them one after another.
+    counts = [run(predictive, busy, ready=1, spec=ScalerSpec(max_replicas=100, cold_start=20, miss_cost=cost)).replicas
+              for cost in (0.0, 5.0, 40.0, 400.0)]
+    assert counts[0] == 1  # spares worth nothing: only the request in the system gets a replica
+    assert counts[1] > 1
+    assert counts == sorted(counts)  # a dearer miss never buys fewer spares
+    assert counts[-1] > counts[1]
+
+
+def test_predictive_short_requests_need_no_spare() -> None:
+    # The same rate of 10 ms requests: one replica serves them one after another within the queue wait.
     short = timed_window(arrivals=1, completions=1, service=0.01, in_flight=1)
-    assert run(predictive, short, ready=1, spec=spec).replicas == 1
+    assert run(predictive, short, ready=1, spec=ScalerSpec(max_replicas=100, cold_start=20)).replicas == 1
     quiet = timed_window(arrivals=0, completions=0, service=0.0, in_flight=1)
-    assert run(predictive, quiet, ready=1, spec=spec).replicas == 1
+    assert run(predictive, quiet, ready=1, spec=ScalerSpec(max_replicas=100)).replicas == 1
 
 
-def test_predictive_scales_to_zero_after_window_and_grace() -> None:
-    spec = ScalerSpec(max_replicas=10, stable_window=60, scale_to_zero_grace=30)
-    window = window_with([1.0] + [0.0] * 40)  # idle for 80 s
-    assert run(predictive, window, ready=1, spec=spec).replicas == 1
-    window = window_with([1.0] + [0.0] * 50)  # idle for 100 s
-    decision = run(predictive, window, ready=1, spec=spec)
-    assert decision.replicas == 0
-    assert decision.reason == "ScaleToZero"
+def test_warm_spares_fall_as_busy_replicas_may_free_up() -> None:
+    spec = ScalerSpec(max_replicas=100, queue_wait=10.0, miss_cost=100.0)
+    spares = [warm_spares(0.2, busy, 30.0, 20.0, spec) for busy in range(8)]
+    assert spares == sorted(spares, reverse=True)
+    assert spares[0] > spares[-1]
+    assert warm_spares(0.0, 0, 30.0, 20.0, spec) == 0
+
+
+def burst_then_quiet(burst: int, quiet_seconds: float) -> MetricsWindow:
+    window = MetricsWindow(max_age=900)
+    window.add(Sample(time=2.0, duration=2.0, concurrency=1.0, arrivals=burst, completions=burst,
+                      service_seconds=5.0 * burst))
+    t = 2.0
+    while t < 2.0 + quiet_seconds:
+        t += 2.0
+        window.add(Sample(time=t, duration=2.0, concurrency=0.0))
+    return window
+
+
+def test_predictive_keep_alive_decays_with_quiet_time_and_grows_with_the_burst() -> None:
+    spec = ScalerSpec(max_replicas=100, cold_start=20, miss_cost=40.0, scale_to_zero_grace=30.0)
+
+    def kept(burst: int, quiet: float) -> int:  # how many of plenty of warm replicas it keeps (no rate limit)
+        return predictive(burst_then_quiet(burst, quiet), 0, 100, spec, ScalerState()).replicas
+
+    counts = [kept(6, quiet) for quiet in (10, 60, 150, 400)]
+    assert counts == sorted(counts, reverse=True)
+    assert counts[0] >= 2
+    final = run(predictive, burst_then_quiet(6, 400), ready=1, spec=spec)
+    assert final.replicas == 0
+    assert final.reason == "ScaleToZero"
+    # A bigger burst keeps replicas warm for longer.
+    assert kept(20, 150) > kept(6, 150)
+    # Within the grace period after the last request, the last replica stays.
+    held = run(predictive, burst_then_quiet(1, 20), ready=1, spec=replace(spec, miss_cost=0.0))
+    assert (held.replicas, held.reason) == (1, "ScaleToZeroGrace")
+
+
+def test_predictive_starts_for_the_rate_ahead_but_keeps_for_the_rate_now() -> None:
+    spec = ScalerSpec(max_replicas=100, cold_start=20, miss_cost=40.0)
+    window = burst_then_quiet(4, 6)
+    keep = predictive(window, 20, 20, spec, ScalerState()).replicas  # many warm: keep what is worth keeping
+    start = predictive(window, 0, 0, spec, ScalerState()).replicas  # none: start what will be worth it when ready
+    assert 1 <= start < keep < 20
+    assert predictive(window, start + 1, start + 1, spec, ScalerState()).replicas == start + 1  # in between: hold
 
 
 def test_spec_validation_names_the_field() -> None:
@@ -193,6 +249,21 @@ def test_kpa_scale_rates_hold(values, ready) -> None:
     if decision.replicas > 0:
         assert decision.replicas <= math.ceil(3.0 * ready)
         assert decision.replicas >= math.floor(ready / 2.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mean=st.floats(min_value=0, max_value=50, allow_nan=False), k=st.integers(min_value=0, max_value=60))
+def test_poisson_tail_is_one_minus_the_cdf(mean, k) -> None:
+    below = sum(math.exp(-mean) * mean**i / math.factorial(i) for i in range(k))
+    assert poisson_tail(mean, k) == pytest.approx(max(0.0, 1 - below), abs=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(low=st.floats(min_value=0, max_value=5, allow_nan=False), extra=st.floats(min_value=0, max_value=5),
+       busy=st.integers(min_value=0, max_value=30), cost=st.floats(min_value=0, max_value=1000))
+def test_warm_spares_never_fall_with_a_higher_rate(low, extra, busy, cost) -> None:
+    spec = ScalerSpec(max_replicas=100, miss_cost=cost)
+    assert warm_spares(low + extra, busy, 25.0, 20.0, spec) >= warm_spares(low, busy, 25.0, 20.0, spec)
 
 
 @settings(max_examples=60, deadline=None)

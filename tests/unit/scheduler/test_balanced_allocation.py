@@ -26,3 +26,18 @@ def test_cpu_memory_imbalance_still_scores_lower() -> None:
     plugin = BalancedAllocation()
     nodes = np.array([0])
     assert plugin.score(CycleState(), snap, balanced, nodes)[0] > plugin.score(CycleState(), snap, skewed, nodes)[0]
+
+
+def test_score_is_one_minus_the_std_of_cpu_and_memory_shares() -> None:
+    rng = np.random.default_rng(7)
+    specs = [NodeSpec(f"n{i}", cpu_milli=int(rng.integers(1000, 64000)), memory=int(rng.integers(2**30, 2**38)), devices=())
+             for i in range(20)]
+    snap = Snapshot(specs)
+    for i in range(20):
+        snap.assume(PodRequest(f"used{i}", cpu_milli=int(rng.integers(0, 900)), memory=int(rng.integers(0, 2**29))), i)
+    pod = PodRequest("p", cpu_milli=700, memory=3 * 2**28)
+    nodes = np.arange(20)
+    cpu = np.minimum((snap.cpu_used + pod.cpu_milli) / snap.cpu_cap, 1.0)
+    mem = np.minimum((snap.mem_used + pod.memory) / snap.mem_cap, 1.0)
+    expected = 100.0 * (1.0 - np.std(np.stack([cpu, mem], axis=1), axis=1))
+    assert np.allclose(BalancedAllocation().score(CycleState(), snap, pod, nodes), expected)

@@ -108,6 +108,10 @@ def check(snap: Snapshot) -> None:
             assert any(tol.tolerates(t) for tol in pod.tolerations)
         assert not spec.unschedulable
     assert all(v <= 1000 for v in per_device.values())
+    # the per-node GPU indexes the filters read agree with the device cells
+    assert (snap.gpu_whole_free == (snap.gpu_free >= 1000).sum(axis=1)).all()
+    assert (snap.gpu_max_free == (snap.gpu_free.max(axis=1) if snap.gpu_free.shape[1] else 0)).all()
+    assert (snap.gpu_idle == snap.gpu_free.sum(axis=1)).all()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,3 +136,4 @@ def test_placements_respect_capacity_constraints_and_groups(
         snap.forget(pod.key)
     assert (snap.gpu_free == snap.gpu_cap).all() and (snap.mig_free == snap.mig_cap).all()
     assert snap.cpu_used.sum() == 0 and snap.pods_used.sum() == 0
+    check(snap)

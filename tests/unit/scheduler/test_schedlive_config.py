@@ -45,15 +45,19 @@ def test_config_file(tmp_path: Path) -> None:
     path = tmp_path / "sched.yaml"
     path.write_text(
         "apiVersion: corral.dev/v1alpha1\nkind: SchedulerConfiguration\n"
-        "bindConcurrency: 8\npreemption: false\npercentageOfNodesToScore: 20\n"
+        "bindConcurrency: 8\npreemption: false\npercentageOfNodesToScore: 20\nnominationTimeoutSeconds: 45\n"
         "profiles:\n- schedulerName: corral\n  plugins: [NodeResourcesFit, GpuDevices, {name: MostAllocated, weight: 2}]\n"
     )
     config = SchedulerConfig.load(path)
     assert config.bind_concurrency == 8 and config.preemption is False
     assert config.percentage_of_nodes_to_score == 20
+    assert config.nomination_timeout == 45 and SchedulerConfig().nomination_timeout == 300
     assert [p.name for p in config.profile.plugins] == ["NodeResourcesFit", "GpuDevices", "MostAllocated"]
     path.write_text("bindConcurency: 8\n")
     with pytest.raises(ConfigError, match="bindConcurency: unknown field"):
+        SchedulerConfig.load(path)
+    path.write_text("nominationTimeoutSeconds: 0\n")
+    with pytest.raises(ConfigError, match="nominationTimeoutSeconds: must be a number >= 1"):
         SchedulerConfig.load(path)
     path.write_text("preemption: maybe\n")
     with pytest.raises(ConfigError, match="preemption: must be true or false"):

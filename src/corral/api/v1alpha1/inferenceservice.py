@@ -50,6 +50,12 @@ class Autoscaling(StrictModel):
     scale_to_zero_grace_period_seconds: float = Field(default=30.0, ge=0, alias="scaleToZeroGracePeriodSeconds")
     max_scale_up_rate: float = Field(default=1000.0, gt=1, alias="maxScaleUpRate")
     max_scale_down_rate: float = Field(default=2.0, gt=1, alias="maxScaleDownRate")
+    queue_wait_seconds: float = Field(
+        default=10.0, ge=0, alias="queueWaitSeconds",
+        description="predictive: how long a request may wait at the gateway for a replica (latency objective).")
+    miss_cost_seconds: float = Field(
+        default=40.0, ge=0, alias="missCostSeconds",
+        description="predictive: replica-seconds one request waiting longer than queueWaitSeconds is worth.")
 
     @model_validator(mode="after")
     def _windows(self) -> Autoscaling:

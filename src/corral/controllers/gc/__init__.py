@@ -1,14 +1,24 @@
 """Garbage collection by ``ownerReferences``, as Kubernetes' garbage collector does it.
 
-An object whose owners are all gone is deleted (background propagation), so deleting
-a TrainingJob removes its PodGroup and pods, and deleting an InferenceService removes
-its revisions' pods. The collector watches a configured list of resources; an owner
-counts as gone only when its kind is one of them, its informer has synced, and no
-cached object has the owner's uid — a reference to a kind the collector does not
-watch is never acted on. Dependents are indexed by owner uid, so an owner's deletion
-enqueues exactly its dependents; the reconcile itself re-checks the current state
-(level-triggered) and deletes with a uid precondition, so a re-created object of the
-same name is never hit.
+Three propagation policies (``corral.api.ownership``):
+
+* **Background** — an object whose owners are all gone is deleted, so deleting a
+  TrainingJob removes its PodGroup and pods, and deleting an InferenceService removes its
+  revisions' pods. An owner counts as gone only when its kind is watched, its informer has
+  synced, and no cached object has the owner's uid — a reference to a kind the collector
+  does not watch is never acted on.
+* **Foreground** — the owner carries the ``foregroundDeletion`` finalizer and a
+  ``deletionTimestamp``: the collector deletes its dependents (themselves in the
+  foreground, so grandchildren go first), and removes the finalizer once no dependent is
+  left, which lets the API server remove the owner.
+* **Orphan** — the owner carries the ``orphan`` finalizer: the collector removes that
+  owner's reference from every dependent, then the finalizer.
+
+The collector watches every kind the registry serves except events and leases (churn, and
+never owners). Dependents are indexed by owner uid, so an owner's change enqueues exactly its
+dependents and a dependent's removal enqueues its owner; each reconcile re-reads the cache
+(level-triggered) and writes with a uid or resourceVersion precondition, so a re-created
+object of the same name is never hit and a concurrent change is retried, not overwritten.
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ import logging
 from collections.abc import Callable, Container, Iterable, Mapping
 from pathlib import Path
 
+from corral.api.kinds import default_registry
+from corral.api.ownership import FOREGROUND_FINALIZER, GC_IGNORED_PLURALS, ORPHAN_FINALIZER
 from corral.api.registry import Obj
 from corral.client import ApiClient, ApiError, Informer, InformerFactory, object_key
 from corral.controllers.runtime import Controller, Manager, Result
@@ -25,11 +37,8 @@ log = logging.getLogger(__name__)
 
 OWNER_UID_INDEX = "owner-uid"
 
-DEFAULT_RESOURCES: tuple[tuple[str, str, str], ...] = (
-    ("v1", "Pod", "pods"),
-    ("corral.dev/v1alpha1", "PodGroup", "podgroups"),
-    ("corral.dev/v1alpha1", "TrainingJob", "trainingjobs"),
-    ("corral.dev/v1alpha1", "InferenceService", "inferenceservices"),
+DEFAULT_RESOURCES: tuple[tuple[str, str, str], ...] = tuple(
+    (rt.api_version, rt.kind, rt.plural) for rt in default_registry().all() if rt.plural not in GC_IGNORED_PLURALS
 )
 
 
@@ -56,6 +65,18 @@ def dangling(obj: Obj, owner_present: Mapping[tuple[str, str], Container[str]]) 
     return True
 
 
+def pending_gc_finalizers(obj: Obj) -> list[str]:
+    """The collector's finalizers on an object being deleted (empty when it is not being deleted)."""
+    metadata = obj.get("metadata") or {}
+    if not metadata.get("deletionTimestamp"):
+        return []
+    return [f for f in metadata.get("finalizers") or [] if f in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER)]
+
+
+def without_owner(references: list[Obj], owner_uid: str) -> list[Obj]:
+    return [reference for reference in references if reference.get("uid") != owner_uid]
+
+
 def _updated(handle: Callable[[Obj], None]) -> Callable[[Obj, Obj], None]:
     def on_update(_old: Obj, new: Obj) -> None:
         handle(new)
@@ -72,6 +93,7 @@ class GarbageCollector:
         self.informers: dict[tuple[str, str], Informer] = {}
         self._by_kind: dict[tuple[str, str], Informer] = {}
         self._uids: dict[tuple[str, str], set[str]] = {}
+        self._key_of_uid: dict[str, str] = {}
         self.controller = Controller("garbage-collector", self, workers=2)
         for api_version, kind, plural in self.resources:
             informer = factory.informer(api_version, plural)
@@ -89,38 +111,95 @@ class GarbageCollector:
 
     def _on_change(self, api_version: str, plural: str, uids: set[str]) -> Callable[[Obj], None]:
         def handle(obj: Obj) -> None:
-            uids.add(_uid(obj))
-            if _owner_uids(obj):
-                self.controller.enqueue(f"{api_version}|{plural}|{object_key(obj)}")
+            uid = _uid(obj)
+            uids.add(uid)
+            key = f"{api_version}|{plural}|{object_key(obj)}"
+            self._key_of_uid[uid] = key
+            if _owner_uids(obj) or pending_gc_finalizers(obj):
+                self.controller.enqueue(key)
         return handle
 
     def _on_delete(self, uids: set[str]) -> Callable[[Obj], None]:
         def handle(obj: Obj) -> None:
             uid = _uid(obj)
             uids.discard(uid)
-            for (api_version, plural), informer in self.informers.items():
-                for dependent in informer.by_index(OWNER_UID_INDEX, uid):
-                    self.controller.enqueue(f"{api_version}|{plural}|{object_key(dependent)}")
+            self._key_of_uid.pop(uid, None)
+            for key in self._dependent_keys(uid):
+                self.controller.enqueue(key)
+            for owner_uid in _owner_uids(obj):  # an owner deleting in the foreground waits for this one
+                owner_key = self._key_of_uid.get(owner_uid)
+                if owner_key is not None:
+                    self.controller.enqueue(owner_key)
         return handle
+
+    def _dependents(self, uid: str) -> list[tuple[str, str, Obj]]:
+        return [(api_version, plural, dependent)
+                for (api_version, plural), informer in self.informers.items()
+                for dependent in informer.by_index(OWNER_UID_INDEX, uid)]
+
+    def _dependent_keys(self, uid: str) -> list[str]:
+        return [f"{api_version}|{plural}|{object_key(obj)}" for api_version, plural, obj in self._dependents(uid)]
 
     async def reconcile(self, key: str) -> Result | None:
         api_version, plural, object_name = key.split("|", 2)
         informer = self.informers[(api_version, plural)]
         obj = informer.get(object_name)
-        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+        if obj is None:
+            return None
+        finalizers = pending_gc_finalizers(obj)
+        if finalizers:
+            return await self._finish_owner(api_version, plural, obj, finalizers)
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
             return None
         present = {kind: self._uids[kind] for kind, owner in self._by_kind.items() if owner.has_synced}
         if not dangling(obj, present):
             return None
-        metadata = obj["metadata"]
         log.info("garbage-collecting %s %s: its owners are gone", plural, object_name)
+        await self._delete(api_version, plural, obj, "Background")
+        return None
+
+    async def _finish_owner(self, api_version: str, plural: str, owner: Obj, finalizers: list[str]) -> Result | None:
+        """Orphan or delete the dependents of an owner that is being deleted, then drop the finalizer."""
+        uid = _uid(owner)
+        dependents = self._dependents(uid)
+        if ORPHAN_FINALIZER in finalizers:
+            for dep_version, dep_plural, dependent in dependents:
+                metadata = dependent["metadata"]
+                remaining = without_owner(metadata.get("ownerReferences") or [], uid)
+                await self._patch_metadata(dep_version, dep_plural, dependent,
+                                           {"ownerReferences": remaining or None})
+            return await self._remove_finalizer(api_version, plural, owner, ORPHAN_FINALIZER)
+        for dep_version, dep_plural, dependent in dependents:
+            if not (dependent.get("metadata") or {}).get("deletionTimestamp"):
+                await self._delete(dep_version, dep_plural, dependent, "Foreground")
+        if dependents:
+            return None  # each dependent's removal enqueues this owner again
+        return await self._remove_finalizer(api_version, plural, owner, FOREGROUND_FINALIZER)
+
+    async def _remove_finalizer(self, api_version: str, plural: str, obj: Obj, finalizer: str) -> Result | None:
+        remaining = [f for f in obj["metadata"].get("finalizers") or [] if f != finalizer]
+        await self._patch_metadata(api_version, plural, obj, {"finalizers": remaining or None})
+        return None
+
+    async def _patch_metadata(self, api_version: str, plural: str, obj: Obj, changes: dict[str, object]) -> None:
+        """Merge-patch metadata fields, guarded by the cached resourceVersion (409 → the reconcile retries)."""
+        metadata = obj["metadata"]
+        body = {"metadata": {"resourceVersion": metadata.get("resourceVersion"), **changes}}
+        try:
+            await self.client.patch(api_version, plural, metadata["name"], body,
+                                    namespace=metadata.get("namespace"), patch_type="merge")
+        except ApiError as error:
+            if error.code != 404:
+                raise
+
+    async def _delete(self, api_version: str, plural: str, obj: Obj, policy: str) -> None:
+        metadata = obj["metadata"]
         try:
             await self.client.delete(api_version, plural, metadata["name"], metadata.get("namespace"),
-                                     propagation_policy="Background", uid=metadata.get("uid"))
+                                     propagation_policy=policy, uid=metadata.get("uid"))
         except ApiError as error:
             if error.code not in (404, 409):
                 raise
-        return None
 
 
 class GarbageCollectorComponent:

@@ -235,6 +235,11 @@ class Snapshot:
         self.gpu_free = self.gpu_cap.copy()
         self.gpu_idle = self.gpu_free.sum(axis=1)
         """Free GPU milli per node (sum of ``gpu_free`` over devices), kept current."""
+        self.gpu_whole_free = (self.gpu_free >= MILLI).sum(axis=1).astype(np.int64)
+        """Wholly free (non-MIG) devices per node, kept current: the whole-GPU filter reads one
+        value per node instead of scanning every device."""
+        self.gpu_max_free = (self.gpu_free.max(axis=1) if g else np.zeros(n)).astype(np.int64)
+        """Most free milli on any one device of a node, kept current (the share filter's index)."""
         self.all_nodes = np.ones(n, dtype=np.bool_)
         self.all_nodes.setflags(write=False)
         self.mig_free = self.mig_cap.copy()
@@ -363,6 +368,8 @@ class Snapshot:
             else:
                 self.gpu_free[node, col] -= d.milli
                 self.gpu_idle[node] -= d.milli
+        if devices:
+            self._reindex_gpus(node)
         self.cpu_used[node] += pod.cpu_milli
         self.mem_used[node] += pod.memory
         self.pods_used[node] += 1
@@ -379,6 +386,11 @@ class Snapshot:
         self.node_version[node] += 1
         self._assumed[pod.key] = _Assumed(pod, node, tuple(devices))
 
+    def _reindex_gpus(self, node: int) -> None:
+        free = self.gpu_free[node].tolist()
+        self.gpu_whole_free[node] = sum(1 for f in free if f >= MILLI)
+        self.gpu_max_free[node] = max(free, default=0)
+
     def forget(self, key: str) -> PodRequest | None:
         """Undo :meth:`assume` for pod ``key`` (no-op when unknown); returns the pod."""
         a = self._assumed.pop(key, None)
@@ -394,6 +406,8 @@ class Snapshot:
             else:
                 self.gpu_free[node, col] += d.milli
                 self.gpu_idle[node] += d.milli
+        if a.devices:
+            self._reindex_gpus(node)
         self.cpu_used[node] -= a.pod.cpu_milli
         self.mem_used[node] -= a.pod.memory
         self.pods_used[node] -= 1

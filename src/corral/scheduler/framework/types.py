@@ -20,12 +20,21 @@ comma-separated ``IDX`` (whole), ``IDX:FRACTION`` (share), ``IDX:mig-PROFILE:SLO
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.util.quantity import QuantityError, cpu_millis, parse_quantity, to_int
+from corral.util.quantity import QuantityError, parse_quantity
+from corral.util.quantity import cpu_millis as _cpu_millis
+from corral.util.quantity import to_int as _to_int
+
+# Pods repeat a handful of quantity strings ("100m", "128Mi", "1"); parsing them as exact
+# Fractions is most of the cost of reading a pod, so the parsed values are memoised (typed, so
+# that True is never taken for 1; errors are not cached and raise every time).
+cpu_millis = functools.lru_cache(maxsize=4096, typed=True)(_cpu_millis)
+to_int = functools.lru_cache(maxsize=4096, typed=True)(_to_int)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 MIG_PREFIX = "nvidia.com/mig-"

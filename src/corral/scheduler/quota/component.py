@@ -9,6 +9,7 @@ node informers. Without any Queue objects it behaves exactly like the plain sche
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from corral.client import ApiClient
@@ -25,7 +26,8 @@ class QueuedScheduler:
     def __init__(self, client: ApiClient, *, config: SchedulerConfig | None = None, clock: Clock | None = None,
                  scheduler_name: str = "corral", policy: Policy | None = None, status_interval: float = 1.0) -> None:
         self.clock = clock or SystemClock()
-        self.admission = QueueAdmission(self.clock, self._node_labels, policy=policy)
+        self._release_pending = False
+        self.admission = QueueAdmission(self.clock, self._node_labels, policy=policy, notify=self._releases_soon)
         self.service = SchedulerService(client, config=config, clock=self.clock, admission=self.admission,
                                         scheduler_name=scheduler_name)
         self.queues = QueueManager(client, self.admission, pods=self.service.pods, clock=self.clock,
@@ -40,6 +42,24 @@ class QueuedScheduler:
 
     def _requeue(self) -> None:
         self.service.scheduler.requeue()
+        self._releases_soon()
+
+    def _releases_soon(self) -> None:
+        """Admission may have held groups to hand back: do it once this turn of the loop is
+        over (every release in one batch of watch events is handled by one pass)."""
+        if self._release_pending:
+            return
+        self._release_pending = True
+        try:
+            asyncio.get_running_loop().call_soon(self._release_held)
+        except RuntimeError:  # no loop (a synchronous test): at once
+            self._release_held()
+
+    def _release_held(self) -> None:
+        self._release_pending = False
+        keys = self.admission.take_releases()
+        if keys:
+            self.service.scheduler.release_held(keys)
         self.service._poke()
 
     async def start(self) -> None:

@@ -22,6 +22,16 @@ has waited longer than ``Policy.starvation_seconds``; and when a group would bor
 while another queue of the cohort with a lower share after admission waits at its head
 for capacity that is free now, it yields (fair share).
 
+Waiting costs nothing per cluster event: a group that :meth:`QueueAdmission.precheck`
+finds blocked by quota (no victims either) is *held* — the scheduler takes it out of its
+queue (``AdmissionResult.hold``) — and handed back (:meth:`QueueAdmission.take_releases`,
+then ``Scheduler.release_held``) only when quota in its cohort is freed: per queue, in
+queue order, the first held group (it may preempt or hold the queue) and then those whose
+request fits what the queue can use now. A nominated preemptor waiting for its victims
+is held likewise and handed back when they are all gone. Any Queue change hands back
+everything, and a group held longer than ``hold_timeout`` is handed back too (a safety
+net: nothing can be forgotten).
+
 State is rebuilt from the API (level-triggered): :meth:`resync` books every group whose
 pods are bound and not finished, and releases groups that are gone. Synchronous and
 I/O-free: the scheduler calls it once per group per cycle.
@@ -79,6 +89,9 @@ class PlacementLike(Protocol):
     def node(self) -> str: ...
 
 
+SMALLEST_TTL = 0.2
+"""Seconds a queue's smallest waiting request is reused by the fair-share check."""
+
 _WAITING = frozenset({"QuotaExceeded", "Preempting", "WaitingForVictims", "QueueOrder", "FairShare"})
 
 Verdict = AdmissionResult
@@ -122,8 +135,21 @@ class QueueAdmission:
     """Quota admission for the live scheduler. See the module docstring."""
 
     def __init__(self, clock: Clock, node_labels: NodeLabels, *, policy: Policy | None = None,
-                 pending_ttl: float = 30.0, fair_wait: float = 30.0) -> None:
+                 pending_ttl: float = 30.0, fair_wait: float = 30.0, hold_timeout: float = 30.0,
+                 head_interval: float = 0.1,
+                 notify: Callable[[], None] | None = None) -> None:
         self.clock = clock
+        self.hold_timeout = hold_timeout
+        self.notify = notify
+        """Called (once until :meth:`take_releases`) when held groups may be handed back."""
+        self.held: dict[str, dict[str, Workload]] = {}  # queue -> group key -> workload
+        self._held_at: dict[str, float] = {}
+        self._dirty_cohorts: set[str] = set()
+        self._release_all = False
+        self._notified = False
+        self.head_interval = head_interval
+        self._head_at: dict[str, float] = {}
+        self._smallest: dict[str, tuple[float, PendingEntry | None]] = {}
         self.node_labels = node_labels
         self.policy = policy or Policy()
         self.pending_ttl = pending_ttl
@@ -147,6 +173,8 @@ class QueueAdmission:
         """Replace the queue configuration; admitted usage is kept (of queues that still exist)."""
         configs = [parse_queue(obj) for obj in objs]
         self._blocked.clear()
+        self._release_all = True
+        self._notify()
         old = self.book
         self.book = QuotaBook.build(configs)
         for item in old.admitted.values():
@@ -232,13 +260,19 @@ class QueueAdmission:
         ahead = self._ahead(workload, config, now)
         if ahead is not None:
             return self._deny(workload, now, "QueueOrder", ahead)
-        if workload.key in self.nominations:
-            return None
+        nomination = self.nominations.get(workload.key)
+        if nomination is not None:
+            left = [v for v in nomination.victims if v in self.book.admitted]
+            if not left:
+                return None
+            verdict = self._deny(workload, now, "WaitingForVictims",
+                                 f"waiting for {len(left)} preempted workload(s) to end: {', '.join(left[:5])}")
+            return self._hold(workload, now, verdict)
         cache_key = (queue, self.book.version(queue), self._nominations_version)
         total = workload.total()
         for priority, shape, reason in self._blocked.get(cache_key, ()):
             if priority >= workload.priority and all(total.get(r, 0) >= a for r, a in shape.items()):
-                return self._deny(workload, now, "QuotaExceeded", reason)
+                return self._hold(workload, now, self._deny(workload, now, "QuotaExceeded", reason))
         book = self._reserved_view(exclude=workload.key)
         found = candidates(book, workload)
         if any(a.mode <= Mode.BORROW for a in found.assignments):
@@ -251,8 +285,9 @@ class QueueAdmission:
         if len(self._blocked) > 64:
             self._blocked.clear()
         self._blocked.setdefault(cache_key, []).append((workload.priority, total, reason))
-        return self._deny(workload, now, "QuotaExceeded", reason,
-                          dict(preemptible[0].usage) if preemptible else None, never=not found.assignments)
+        return self._hold(workload, now, self._deny(workload, now, "QuotaExceeded", reason,
+                                                    dict(preemptible[0].usage) if preemptible else None,
+                                                    never=not found.assignments))
 
     def _workload(self, group: GroupLike, queue: str, now: float) -> Workload:
         versions = tuple(str((p.get("metadata") or {}).get("resourceVersion")) for p in group.pod_objs)
@@ -274,14 +309,14 @@ class QueueAdmission:
 
     def forget(self, group_key: str) -> None:
         """The scheduler undid an allowed reservation (bind failed, group gone): return the quota."""
-        self.book.remove(group_key)
+        self._freed(self.book.remove(group_key))
         self._admitted_pods.pop(group_key, None)
 
     # -- lifecycle from the API --------------------------------------------------------------
 
     def release(self, group_key: str) -> None:
         """The group ended (pods finished or deleted): its quota is free."""
-        self.book.remove(group_key)
+        self._freed(self.book.remove(group_key))
         self._admitted_pods.pop(group_key, None)
         self._workloads.pop(group_key, None)
         # A victim that is gone leaves its room to its preemptor, booked at its next try.
@@ -323,12 +358,125 @@ class QueueAdmission:
             if key not in active and now - item.admitted_at > self.pending_ttl:
                 self.release(key)
         for key, entry in list(self.pending.items()):
-            if now - entry.last_seen > self.pending_ttl:
+            if not self._fresh(entry, now, self.pending_ttl):
                 self._drop_pending(key)
         for key, nomination in list(self.nominations.items()):
             if now - nomination.at > 10 * self.pending_ttl:
                 del self.nominations[key]
                 self._nominations_version += 1
+                self._release_all = True
+                self._notify()
+        self.tick()
+
+    def tick(self) -> None:
+        """Periodic (the queue manager's pass): ask for :meth:`take_releases` when held groups are due."""
+        now = self.clock.now().timestamp()
+        if self._dirty_cohorts or any(now - at >= 1.0 for name, at in self._head_at.items() if self.held.get(name)) \
+                or any(now - at > self.hold_timeout for at in self._held_at.values()):
+            self._notify()
+
+    # -- held groups -----------------------------------------------------------------------
+
+    def _hold(self, workload: Workload, now: float, verdict: Verdict) -> Verdict:
+        self.held.setdefault(workload.queue, {})[workload.key] = workload
+        self._held_at.setdefault(workload.key, now)
+        self._head_at.setdefault(workload.queue, now)
+        return Verdict(False, verdict.reason, verdict.message, hold=True)
+
+    def _unhold(self, key: str) -> None:
+        if self._held_at.pop(key, None) is None:
+            return
+        for groups in self.held.values():
+            if groups.pop(key, None) is not None:
+                return
+
+    def _notify(self) -> None:
+        if not self._notified and self.notify is not None:
+            self._notified = True
+            self.notify()
+
+    def _freed(self, item: Admitted | None) -> None:
+        if item is None:
+            return
+        config = self.queues.get(item.queue)
+        self._dirty_cohorts.add(config.cohort_key if config is not None else item.queue)
+        self._notify()
+
+    def take_releases(self) -> list[str]:
+        """Held groups to hand back to the scheduler now (see the module docstring)."""
+        self._notified = False
+        now = self.clock.now().timestamp()
+        out: list[str] = []
+        if self._release_all:
+            self._release_all = False
+            self._dirty_cohorts.clear()
+            out = list(self._held_at)
+        else:
+            out = [key for key, at in self._held_at.items() if now - at > self.hold_timeout]
+            dirty, self._dirty_cohorts = self._dirty_cohorts, set()
+            for name, at in self._head_at.items():  # safety net for the heads: once a second
+                if now - at >= 1.0 and self.held.get(name):
+                    dirty.add(self.queues[name].cohort_key if name in self.queues else name)
+            book: QuotaBook | None = None
+            for cohort in dirty:
+                names = [name for name in self.book.cohorts.get(cohort, [cohort]) if self.held.get(name)]
+                if not names:
+                    continue
+                if book is None:
+                    book = self._reserved_view(exclude="")
+                out.extend(self._fitting(book, names, now))
+            for key, nomination in self.nominations.items():
+                if key in self._held_at and not any(v in self.book.admitted for v in nomination.victims):
+                    out.append(key)
+        out = list(dict.fromkeys(out))
+        for key in out:
+            self._unhold(key)
+        return out
+
+    def _fitting(self, book: QuotaBook, names: Sequence[str], now: float, scan: int = 64) -> list[str]:
+        """Held groups of one cohort's queues worth another try: queues furthest below their
+        fair share first, each in queue order, those whose request fits the room left
+        (shared: what one is handed counts against the others), and each queue's first held
+        group at most every ``head_interval`` seconds whether it fits or not (it may preempt,
+        or hold its queue)."""
+        names = sorted(names, key=book.share)
+        first = self.queues[names[0]]
+        pool: dict[str, int] = {}
+        own: dict[str, dict[str, int]] = {}
+        limit: dict[str, dict[str, int]] = {}
+        for name in names:
+            config = self.queues[name]
+            own[name], limit[name] = {}, {}
+            for fr in config.flavor_resources():
+                resource = fr[1]
+                quota = config.quota(*fr)
+                used = book.used(name, fr)
+                own[name][resource] = own[name].get(resource, 0) + max(0, quota.guaranteed - used)
+                limit[name][resource] = limit[name].get(resource, 0) + max(0, book.limit(name, fr) - used)
+        if first.cohort is not None:
+            for fr in first.flavor_resources():
+                pool[fr[1]] = pool.get(fr[1], 0) + max(0, book.pool(first.name, fr) - book.pool_used(first.name, fr))
+        out: list[str] = []
+        for name in names:
+            ordered = sorted(self.held[name].values(), key=order_key)
+            if now - self._head_at.get(name, 0.0) >= self.head_interval:
+                self._head_at[name] = now
+                out.append(ordered[0].key)
+            for workload in ordered[:scan]:
+                if not any(pool.values()) and not any(own[name].values()):
+                    break
+                total = workload.total()
+                if all(amount <= min(own[name].get(r, 0) + pool.get(r, 0), limit[name].get(r, 0))
+                       for r, amount in total.items() if r in limit[name]):
+                    out.append(workload.key)
+                    for resource, amount in total.items():
+                        if resource not in limit[name]:
+                            continue
+                        mine = min(amount, own[name].get(resource, 0))
+                        own[name][resource] -= mine
+                        pool[resource] = pool.get(resource, 0) - (amount - mine)
+                        limit[name][resource] -= amount
+        return out
 
     def take_evictions(self) -> list[tuple[Admitted, str]]:
         """Victims chosen since the last call, with their preemptor (for the service to evict)."""
@@ -381,6 +529,8 @@ class QueueAdmission:
               pod_objs: Sequence[Mapping[str, Any]], note: str) -> Verdict:
         self.book.remove(workload.key)  # idempotent: a retried group is booked once
         self.book.add(Admitted(workload.key, workload.queue, workload.priority, workload.created, usage, now))
+        self._unhold(workload.key)
+        self._dirty_cohorts.add(self.queues[workload.queue].cohort_key)
         entry = self._drop_pending(workload.key)
         if self.nominations.pop(workload.key, None) is not None:
             self._nominations_version += 1
@@ -410,6 +560,10 @@ class QueueAdmission:
                 entry.usage = dict(usage)
             entry.never = never
         self._update_heads(entry, was_waiting)
+        cached = self._smallest.get(workload.queue)
+        if cached is not None and entry.usage and (
+                cached[1] is None or sum(entry.usage.values()) < sum(cached[1].usage.values())):
+            del self._smallest[workload.queue]  # smaller than the cached one: look again
         return Verdict(False, reason, message)
 
     def drop_pending(self, key: str) -> None:
@@ -417,6 +571,7 @@ class QueueAdmission:
         self._drop_pending(key)
 
     def _drop_pending(self, key: str) -> PendingEntry | None:
+        self._unhold(key)
         entry = self.pending.pop(key, None)
         if entry is not None:
             self._forget_head(entry)
@@ -425,11 +580,21 @@ class QueueAdmission:
                 queue.pop(key, None)
         return entry
 
+    def _fresh(self, entry: PendingEntry, now: float, ttl: float) -> bool:
+        """Seen waiting within ``ttl`` (a held group is not retried, but it waits all along)."""
+        return now - entry.last_seen <= ttl or entry.workload.key in self._held_at
+
     def _recent(self, now: float, queue: str) -> list[PendingEntry]:
-        return [e for e in self._by_queue.get(queue, {}).values() if now - e.last_seen <= self.pending_ttl]
+        return [e for e in self._by_queue.get(queue, {}).values() if self._fresh(e, now, self.pending_ttl)]
 
     def _ahead(self, workload: Workload, config: QueueConfig, now: float) -> str | None:
         """Why queue order holds this workload back, or None."""
+        if config.strategy != "StrictFIFO":
+            # BestEffortFIFO holds only for a group waiting past the starvation limit; entries
+            # are kept in the order they started waiting, so the first is the oldest.
+            oldest = next(iter(self._by_queue.get(config.name, {}).values()), None)
+            if oldest is None or now - oldest.first_seen < self.policy.starvation_seconds:
+                return None
         mine = order_key(workload)
         strict, aged = self._heads(config, now)
         for entry in strict if config.strategy == "StrictFIFO" else aged:
@@ -438,8 +603,8 @@ class QueueAdmission:
                 continue
             if config.strategy == "StrictFIFO":
                 return f'waiting behind {other.key} at the head of queue "{config.name}" (StrictFIFO)'
-            return (f'queue "{config.name}" holds for {other.key}, waiting {now - entry.first_seen:.0f}s '
-                    f"(longer than {self.policy.starvation_seconds:.0f}s)")
+            return (f'queue "{config.name}" holds for {other.key}, waiting longer than '
+                    f"{self.policy.starvation_seconds:.0f}s")
         return None
 
     def _update_heads(self, entry: PendingEntry, was_waiting: bool) -> None:
@@ -489,27 +654,42 @@ class QueueAdmission:
                               nomination.preemptor.created, nomination.usage, nomination.at))
         return view
 
+    def _smallest_waiting(self, queue: str, now: float) -> PendingEntry | None:
+        """The queue's waiting entry with the smallest request (cached for ``SMALLEST_TTL``)."""
+        cached = self._smallest.get(queue)
+        if cached is not None and now - cached[0] < SMALLEST_TTL and (
+                cached[1] is None or self.pending.get(cached[1].workload.key) is cached[1]):
+            return cached[1]
+        best: PendingEntry | None = None
+        best_size = 0
+        for entry in self._by_queue.get(queue, {}).values():
+            if not entry.usage or entry.never or not self._fresh(entry, now, self.fair_wait):
+                continue
+            size = sum(entry.usage.values())
+            if best is None or size < best_size:
+                best, best_size = entry, size
+        self._smallest[queue] = (now, best)
+        return best
+
     def _yield_for_fairness(self, book: QuotaBook, workload: Workload, usage: dict[FR, int],
                             now: float) -> str | None:
+        """Why a borrowing group yields: another queue of the cohort waits with work that fits
+        now and whose share after admitting it would be lower (its smallest waiting request
+        stands for it; a lower share there is what fair sharing cares about)."""
         config = self.queues[workload.queue]
         if config.cohort is None:
             return None
         mine = book.share(workload.queue, usage)
-        others = [e for name in book.members(workload.queue) if name != workload.queue for e in self._recent(now, name)]
-        for entry in others:
-            other = entry.workload
-            if other.queue == workload.queue or other.queue not in self.queues or now - entry.last_seen > self.fair_wait:
+        for name in book.members(workload.queue):
+            if name == workload.queue or name not in self.queues:
                 continue
-            if self.queues[other.queue].cohort != config.cohort or not entry.usage:
+            entry = self._smallest_waiting(name, now)
+            if entry is None or not any(fr in usage for fr in entry.usage):
                 continue
-            if not any(fr in usage for fr in entry.usage):
+            if book.fits(name, entry.usage).mode > Mode.BORROW:
                 continue
-            if book.fits(other.queue, entry.usage).mode > Mode.BORROW:
-                continue
-            theirs = book.share(other.queue, entry.usage)
-            if theirs < mine:
-                return (f'queue "{other.queue}" is further below its fair share ({theirs:.3f} < {mine:.3f} after '
-                        f"admission): {other.key} goes first")
+            if book.share(name, entry.usage) < mine:
+                return f'queue "{name}" is further below its fair share after admission: its waiting work goes first'
         return None
 
     # -- reading -----------------------------------------------------------------------------

@@ -78,12 +78,15 @@ class QueueManager:
     """A ``corral up`` component: ``await start()`` / ``await stop()``."""
 
     def __init__(self, client: ApiClient, admission: QueueAdmission, *, pods: Informer | None = None,
-                 clock: Clock | None = None, interval: float = 1.0,
+                 clock: Clock | None = None, interval: float = 1.0, resync_interval: float = 5.0,
                  on_change: Callable[[], None] | None = None) -> None:
         self.client = client
         self.admission = admission
         self.clock = clock or SystemClock()
         self.interval = interval
+        self.resync_interval = resync_interval
+        self._resynced_at = float("-inf")
+        self._pending_groups: dict[str, str | None] = {}  # group key -> queue, while a pod of it waits
         self.on_change = on_change or (lambda: None)
         self.queues = Informer(client, QUEUE_API, "queues")
         self._own_pods = pods is None
@@ -101,7 +104,7 @@ class QueueManager:
         if self._queues_started:
             return
         self._queues_started = True
-        self.queues.add_handler(lambda _o: self._queues_changed(), lambda _o, _n: self._queues_changed(),
+        self.queues.add_handler(lambda _o: self._queues_changed(), self._queue_updated,
                                 lambda _o: self._queues_changed())
         await self.queues.start()
         await self.queues.wait_synced()
@@ -131,12 +134,28 @@ class QueueManager:
 
     # -- events ------------------------------------------------------------------------------
 
+    def _queue_updated(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        if old.get("spec") != new.get("spec"):  # our own status writes change nothing here
+            self._queues_changed()
+
     def _queues_changed(self) -> None:
         self.admission.set_queues(self.queues.list())
+        if self._pending_groups:  # a namespace's default queue may have changed
+            self._pending_groups.clear()
+            for pod in self.pods.list():
+                if _pending(pod):
+                    self._on_pod(pod)
         self.on_change()
 
     def _on_pod(self, pod: dict[str, Any]) -> None:
         key = group_key_of(pod)
+        waiting = next((m for m in self.pods.by_index(GROUP_INDEX, key) if _pending(m)), None)
+        if waiting is None:
+            self._pending_groups.pop(key, None)
+        elif key not in self._pending_groups:
+            metadata = waiting.get("metadata") or {}
+            named = (metadata.get("labels") or {}).get("corral.dev/queue")
+            self._pending_groups[key] = self.admission.queue_of(metadata.get("namespace") or "default", named)
         if key not in self.admission.book.admitted:
             if key in self.admission.pending and not any(
                     not _terminal(m) for m in self.pods.by_index(GROUP_INDEX, key)):
@@ -159,8 +178,14 @@ class QueueManager:
             await self.clock.sleep(self.interval)
 
     async def sync(self) -> None:
-        """One pass: resync the booking, evict victims, write statuses, update metrics."""
-        self.admission.resync(self.pods.list())
+        """One pass: resync the booking (every ``resync_interval``), evict victims, write
+        statuses, update metrics."""
+        now = self.clock.monotonic()
+        if now - self._resynced_at >= self.resync_interval:
+            self._resynced_at = now
+            self.admission.resync(self.pods.list())
+        else:
+            self.admission.tick()
         for victim, preemptor in self.admission.take_evictions():
             self._spawn(self.evict(victim, preemptor))
         for item in list(self.admission.book.admitted.values()):
@@ -172,18 +197,9 @@ class QueueManager:
         await self.write_statuses()
 
     def pending_counts(self) -> dict[str, int]:
-        groups: dict[str, str | None] = {}
-        for pod in self.pods.list():
-            if not _pending(pod):
-                continue
-            key = group_key_of(pod)
-            if key in groups:
-                continue
-            metadata = pod.get("metadata") or {}
-            named = (metadata.get("labels") or {}).get("corral.dev/queue")
-            groups[key] = self.admission.queue_of(metadata.get("namespace") or "default", named)
+        """Waiting groups per queue (kept up to date from the pod events)."""
         counts: dict[str, int] = {}
-        for key, queue in groups.items():
+        for key, queue in self._pending_groups.items():
             if queue is not None and key not in self.admission.book.admitted:
                 counts[queue] = counts.get(queue, 0) + 1
         return counts

@@ -77,6 +77,13 @@ def inflate(pods: list[PodRequest], originals: tuple[PodRequest, ...], capacity:
     return out
 
 
+def arrivals(trace: Trace, rng: np.random.Generator, ratio: float = TUNE_RATIO) -> list[PodRequest]:
+    """The run's pod sequence: the originals shuffled, then inflated (draws from ``rng`` in the
+    protocol's order; a replay and :mod:`.bound` see the same sequence for one seed)."""
+    order = rng.permutation(len(trace.pods))
+    return inflate([trace.pods[i] for i in order], trace.pods, trace.gpu_milli_capacity, rng, ratio)
+
+
 def replay(trace: Trace, policy: str, seed: int, *, ratio: float = TUNE_RATIO,
            profile: Profile | None = None) -> RunResult:
     """Run one seed of one policy. ``profile`` overrides the one-policy profile."""
@@ -85,8 +92,7 @@ def replay(trace: Trace, policy: str, seed: int, *, ratio: float = TUNE_RATIO,
     originals = trace.pods
     typical = Workload.typical(originals)
     capacity = trace.gpu_milli_capacity
-    order = rng.permutation(len(originals))
-    pods = inflate([originals[i] for i in order], originals, capacity, rng, ratio)
+    pods = arrivals(trace, rng, ratio)
     snapshot = Snapshot(trace.nodes)
     snapshot.set_rank(rng.permutation(len(trace.nodes)))
     if profile is None:

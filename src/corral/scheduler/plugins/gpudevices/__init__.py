@@ -59,14 +59,16 @@ class GpuDevices:
             rej.append(Rejection(REASON_MODEL, ~model_mask(snapshot, pod), resolvable=False))
         if pod.gpu_count:
             free = snapshot.gpu_free
+            # shares by milli and whole GPUs read the snapshot's per-node indexes (most free on
+            # one device, wholly free devices) rather than scanning every (node, device) cell
             if pod.is_share:
                 if pod.gpu_memory_mib:
                     fits = (free >= snapshot.gpu_need_milli(pod)).any(axis=1)
                 else:
-                    fits = (free >= pod.gpu_milli).any(axis=1)
+                    fits = snapshot.gpu_max_free >= pod.gpu_milli
                 never = snapshot.gpu_count < 1
             else:
-                fits = (free >= MILLI).sum(axis=1) >= pod.gpu_count
+                fits = snapshot.gpu_whole_free >= pod.gpu_count
                 never = snapshot.gpu_count < pod.gpu_count
             rej.append(Rejection(REASON_GPU, ~fits & never, resolvable=False))
             rej.append(Rejection(REASON_GPU, ~fits & ~never))

@@ -14,14 +14,16 @@ request as ``request[IDENTITY]``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import bisect
+import logging
 import os
 import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from aiohttp import web
@@ -36,10 +38,12 @@ from corral.apiserver import dashboard, openapi
 from corral.apiserver.auth import Identity, TokenFile
 from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
+from corral.apiserver.lean import LeanFront, LeanRequest
 from corral.apiserver.tls import ensure_self_signed
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
 
+LOG = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
 IDENTITY = web.RequestKey("identity", Identity)
 RESOURCE = web.RequestKey("resource", str)
@@ -110,6 +114,13 @@ class RequestMetrics(Collector):
         return [requests, latency]
 
 
+def lean_eligible(method: str, path: str, query: str) -> bool:
+    """Whether the lean front serves a request (resource verbs that answer at once), or aiohttp does."""
+    if not path.startswith(("/api/", "/apis/")) or path.endswith("/log") or "/watch/" in path:
+        return False
+    return "watch" not in query and "follow" not in query
+
+
 def _status_response(error: ApiError) -> web.Response:
     return web.Response(body=encode(error.status()), status=error.code, content_type=JSON)
 
@@ -141,6 +152,8 @@ class ApiServer:
                                    registry=self.metrics)
         self._openapi: dict[str, bytes] = {}
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._front: LeanFront | None = None
         self.url = ""
         self.token = ""
         self.ca_file: Path | None = None
@@ -169,13 +182,16 @@ class ApiServer:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(cert, key)
             self.ca_file = cert
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_context, backlog=1024)
-        await site.start()
+        # Connections start on the lean front (hot requests); it hands the others to aiohttp.
+        fallback = self._runner.server
+        assert fallback is not None
+        self._front = LeanFront(self._lean_dispatch, fallback, lean_eligible)
+        server = await asyncio.get_running_loop().create_server(
+            self._front, self.config.host, self.config.port, ssl=ssl_context, backlog=1024)
+        self._server = server
         port = self.config.port
-        server = site._server
-        if port == 0 and server is not None:
-            sockets = getattr(server, "sockets", None) or []
-            port = sockets[0].getsockname()[1]
+        if port == 0:
+            port = server.sockets[0].getsockname()[1]
         scheme = "https" if ssl_context else "http"
         host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.url = f"{scheme}://{host}:{port}"
@@ -184,9 +200,16 @@ class ApiServer:
     async def stop(self) -> None:
         self.ready = False
         await self.store.close()
+        if self._server is not None:
+            self._server.close()
+        if self._front is not None:
+            self._front.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
 
 
     async def _ensure_system_namespaces(self) -> None:
@@ -218,6 +241,17 @@ class ApiServer:
         os.chmod(path, 0o600)
 
     # ---- HTTP -----------------------------------------------------------------------
+
+    async def _lean_dispatch(self, lean: LeanRequest) -> web.StreamResponse:
+        """A request from the lean front: the same path as aiohttp's (auth, route, errors, metrics)."""
+        # LeanRequest has every attribute of web.Request that _route and the handlers use
+        request = cast(web.Request, lean)
+        try:
+            return await self._middleware(request, self._route)
+        except Exception as exc:  # aiohttp would answer 500 too
+            LOG.exception("error serving %s %s", lean.method, lean.path)
+            return _status_response(ApiError(500, "InternalError", f"an error on the server ({exc}) has prevented "
+                                             "the request from succeeding"))
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:

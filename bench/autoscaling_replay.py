@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=0, help="replay only the first N requests (0 = all)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--frontier", action="store_true",
-                        help="also run KPA at 50/60/80/100 %% utilisation and corral at miss costs 20/30/60/80 s")
+                        help="also run KPA at 50/60/80/100 %% utilisation and corral at miss costs 30/40/60/90 s")
     args = parser.parse_args()
     shared = find_shared()
     if shared is None:
@@ -146,7 +146,7 @@ def main() -> int:
         for utilization in (0.5, 0.6, 0.8, 1.0):
             result = run(kpa, knative_spec(big, utilization))
             frontier["knative_kpa"].append({"target_utilization": utilization, **summarize(result, half)})
-        for miss_cost in (20.0, 30.0, 60.0, 80.0):
+        for miss_cost in (30.0, 40.0, 60.0, 90.0):
             result = run(predictive, corral_spec(big, miss_cost))
             frontier["corral"].append({"miss_cost_s": miss_cost, **summarize(result, half)})
         out["frontier"] = frontier

@@ -1,4 +1,4 @@
-"""Gateway benchmark: added latency, throughput against nginx, and activator overhead.
+"""Gateway benchmark: added latency, throughput against nginx, CPU per request, activator overhead.
 
 Prints one JSON line:
 
@@ -6,18 +6,29 @@ Prints one JSON line:
   through the gateway minus direct to the replica (an aiohttp model-server stand-in,
   ``corral.testing.inference_backend``), interleaved in one run.
 - ``rps_gateway``, ``rps_nginx``, ``rps_ratio_vs_nginx``: requests/second with the same
-  client (ApacheBench ``ab -k``, falling back to a Python client) at the same
-  concurrency, through the gateway and through Debian's nginx as a reverse proxy
-  (``proxy_pass`` with upstream keep-alive, ``worker_processes 1`` — one process, like the
-  gateway) to the same backend (a static nginx server, so the proxies are the bottleneck).
-  nginx and ab are installed with apt-get when missing (``installed`` says so); when
-  that is impossible the nginx figures are null with the reason.
+  client (ApacheBench ``ab -k -c 32``, falling back to a Python client) through the
+  gateway and through Debian's nginx as a reverse proxy, both in front of the same
+  backend: a static answer from a *separate* nginx process (one worker), so that the
+  proxies are the bottleneck and neither shares a process with the backend. nginx is
+  configured as an operator would for the job: upstream keep-alive pool (``keepalive``,
+  ``proxy_http_version 1.1``, empty ``Connection``), ``proxy_buffering off`` (the gateway
+  streams too), no access log, and ``worker_processes`` = ``--workers`` (default 1: the
+  gateway is one process). ``rps_nginx_auto`` is nginx with ``worker_processes auto``
+  (one worker per CPU), for reference. Runs are interleaved (gateway, nginx, nginx auto)
+  ``--rounds`` times after a warm-up round; medians are reported.
+- ``cpu_us_per_request``: CPU time (user + system) per request of each proxy, of the
+  client (ab) and of the backend, per proxy — less sensitive to a busy machine than
+  requests/second. The gateway's figure is this process's CPU time during its ab runs.
 - ``activator_overhead_ms``: first response from zero minus the replica's own time to
   ready (its port accepting connections), median of several cold starts; the gateway's
   part only (the route table is updated the moment the replica is ready).
+- ``loop``: the gateway's event loop — uvloop (default, as ``corral gateway`` runs it) or
+  asyncio (``--loop asyncio``, as inside ``corral up``); ``load_avg_1m_*``: the machine's load.
 
-Usage: ``python bench/gateway.py [--requests N] [--concurrency C]``. The machine is
-shared; quote medians and compare ratios from the same run.
+nginx (``nginx-light``) and ab (``apache2-utils``) are installed with apt-get when missing
+(``installed`` says so); when that is impossible the nginx figures are null with the reason.
+Usage: ``python bench/gateway.py [--requests N] [--concurrency C] [--rounds R] [--loop L]``.
+The machine may be shared; quote medians and compare ratios from the same run.
 """
 
 from __future__ import annotations
@@ -316,7 +327,7 @@ async def throughput(args: argparse.Namespace, gateway: Gateway, services: list[
     return out
 
 
-async def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -325,8 +336,14 @@ async def main() -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help="nginx worker_processes for rps_nginx (the gateway is one process)")
     parser.add_argument("--skip-activator", action="store_true")
-    args = parser.parse_args()
-    out: dict[str, Any] = {"bench": "gateway", "cpus": os.cpu_count(),
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="event loop of the gateway (and of this benchmark's process): uvloop as "
+                             "`corral gateway` runs it, asyncio as inside `corral up`")
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> int:
+    out: dict[str, Any] = {"bench": "gateway", "cpus": os.cpu_count(), "loop": args.loop,
                            "load_avg_1m_start": round(os.getloadavg()[0], 2)}
     installed: list[str] = []
     backend_port = free_port()
@@ -362,4 +379,9 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    arguments = parse_args()
+    if arguments.loop == "asyncio":
+        sys.exit(asyncio.run(main(arguments)))
+    import uvloop
+
+    sys.exit(uvloop.run(main(arguments)))

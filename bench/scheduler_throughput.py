@@ -82,8 +82,20 @@ async def role_scheduler(info: Path, ready: Path, profile: str | None) -> None:
 
         profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
         profiler.enable()
+    stages = _stage_timers(service)
     await service.start()
+    stages.update(dict.fromkeys(stages, 0.0))
     ready.write_text("ok")
+    stages_file = ready.parent / "scheduler.stages.json"
+
+    def dump_stages() -> None:  # SIGUSR1 from the driver: cumulative CPU seconds so far
+        data = {"total": time.process_time(), "bound": service.bound, "events_written": service.events_written,
+                "events_dropped": service.events_dropped, **stages}
+        tmp = stages_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(stages_file)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_stages)
     await _wait_for_signal()
     if profiler is not None:
         profiler.disable()
@@ -93,6 +105,36 @@ async def role_scheduler(info: Path, ready: Path, profile: str | None) -> None:
                                  "bind_failures": stats.bind_failures, "rebuilds": stats.snapshot_rebuilds}))
     await service.stop()
     await client.close()
+
+
+def _stage_timers(service: Any) -> dict[str, float]:
+    """CPU seconds the scheduler process spends per stage, from timers wrapped around the
+    stages' synchronous entry points (placement, watch decoding, the pod informer with its
+    handlers, building binding requests); the rest of the process's CPU is the event loop,
+    sockets and the HTTP exchanges of bindings, Events and status."""
+    from corral.client import rest
+
+    acc: dict[str, float] = {}
+
+    def wrap(obj: Any, name: str, label: str) -> None:
+        inner = getattr(obj, name)
+        acc[label] = 0.0
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                acc[label] += time.process_time() - start
+
+        setattr(obj, name, timed)
+
+    wrap(service.scheduler, "schedule_group", "placement")
+    wrap(rest, "_decode_event", "watch_decode")
+    wrap(service.pods, "_upsert", "pod_events")
+    if hasattr(service.binder, "request_bytes"):
+        wrap(service.binder, "request_bytes", "bind_requests")
+    return acc
 
 
 async def _wait_for_signal() -> None:
@@ -123,9 +165,11 @@ def sim_specs(nodes: int) -> list[Any]:
     ]
 
 
-def decisions_per_s(case: str, nodes: int, count: int, groups: int) -> float:
+def decisions(case: str, nodes: int, count: int, groups: int) -> dict[str, float]:
     """Pods placed per second by the live scheduler's brain (same code, same config), no I/O:
-    the bound on throughput that the API, the network and the other processes do not set."""
+    the bound on throughput that the API, the network and the other processes do not set;
+    with the CPU microseconds per placed pod (stable on a shared machine) and how many of the
+    case's pods were placed at all."""
     from corral.scheduler.cycle import BindDecision, Scheduler
     from corral.scheduler.service import SchedulerConfig, default_framework
     from corral.sim.nodes import build_node
@@ -145,6 +189,7 @@ def decisions_per_s(case: str, nodes: int, count: int, groups: int) -> float:
         brain.pod_upsert(pod)
     placed = 0
     t0 = time.perf_counter()
+    c0 = time.process_time()
     while (decision := brain.schedule_next()) is not None:
         if isinstance(decision, BindDecision):
             for binding in decision.bindings:
@@ -156,7 +201,10 @@ def decisions_per_s(case: str, nodes: int, count: int, groups: int) -> float:
                          "status": {"phase": "Running"}}
                 brain.pod_upsert(bound)
                 placed += 1
-    return round(placed / (time.perf_counter() - t0), 1)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {f"{case}_decisions_per_s": round(placed / wall, 1),
+            f"{case}_decision_cpu_us_per_pod": round(cpu * 1e6 / max(1, placed)),
+            f"{case}_decisions_placed": placed}
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -254,8 +302,24 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def scheduler_stages(where: tuple[int, Path] | None) -> dict[str, float]:
+    """Ask the scheduler process (SIGUSR1) for its cumulative per-stage CPU seconds."""
+    if where is None:
+        return {}
+    pid, path = where
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    os.kill(pid, signal.SIGUSR1)
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if path.exists() and path.stat().st_mtime_ns != before:
+            with contextlib.suppress(ValueError):
+                return dict(json.loads(path.read_text()))
+    return {}
+
+
 async def run_case(client: ApiClient, case: str, count: int, groups: int, capacity: tuple[float, float],
-                   timeout: float, pids: dict[str, int | None] | None = None) -> dict[str, Any]:
+                   timeout: float, pids: dict[str, int | None] | None = None,
+                   stages: tuple[int, Path] | None = None) -> dict[str, Any]:
     ns = f"bench-{case}"
     with contextlib.suppress(ApiError):
         await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -298,6 +362,7 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
 
     pids = pids or {}
     cpu0 = {role: cpu_seconds(pid) for role, pid in pids.items()}
+    stages0 = await scheduler_stages(stages)
     t0 = time.monotonic()
     await asyncio.gather(*(create(p) for p in pods))
     create_s = time.monotonic() - t0
@@ -308,6 +373,7 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
             last_progress, last_count = time.monotonic(), len(bound)
     done.set()
     cpu = {role: cpu_seconds(pid) - cpu0[role] for role, pid in pids.items()}
+    stages1 = await scheduler_stages(stages)
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
@@ -329,6 +395,14 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
     # on a shared machine (wall-clock rates depend on what else runs).
     for role, seconds in cpu.items():
         result[f"{case}_{role}_cpu_us_per_pod"] = round(seconds * 1e6 / max(1, len(bound)))
+    if stages0 and stages1:
+        # where the scheduler's CPU went, per bound pod (the rest: event loop, sockets, HTTP)
+        n = max(1, stages1["bound"] - stages0["bound"])
+        result[f"{case}_scheduler_stages_us_per_pod"] = {
+            k: round((stages1[k] - stages0[k]) * 1e6 / n) for k in stages1
+            if k not in ("bound", "events_written", "events_dropped") and k in stages0}
+        result[f"{case}_scheduled_events"] = {"written": stages1["events_written"] - stages0["events_written"],
+                                              "dropped": stages1["events_dropped"] - stages0["events_dropped"]}
     await client.request("DELETE", f"/api/v1/namespaces/{ns}/pods", params={"gracePeriodSeconds": "0"},
                          body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
     for pg in podgroups:
@@ -350,9 +424,9 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.decisions:
             for case in args.cases.split(","):
-                out[f"{case}_decisions_per_s"] = decisions_per_s(case, args.nodes, args.pods, args.groups)
-                print(json.dumps({f"{case}_decisions_per_s": out[f"{case}_decisions_per_s"]}), file=sys.stderr,
-                      flush=True)
+                figures = decisions(case, args.nodes, args.pods, args.groups)
+                out.update(figures)
+                print(json.dumps(figures), file=sys.stderr, flush=True)
         if args.decisions_only:
             return out
         api = spawn("apiserver", workdir)
@@ -379,7 +453,8 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
                 count = args.pods
                 pids: dict[str, int | None] = {"scheduler": sched.pid, "apiserver": api.pid, "sim": sim.pid,
                                                "driver": None}
-                result = await run_case(client, case, count, args.groups, capacity, args.stall_timeout, pids)
+                result = await run_case(client, case, count, args.groups, capacity, args.stall_timeout, pids,
+                                        (sched.pid, workdir / "scheduler.stages.json"))
                 print(json.dumps(result), file=sys.stderr, flush=True)  # progress, case by case
                 out.update(result)
                 out["gpu_allocation"] = out[f"{case}_gpu_allocation"]

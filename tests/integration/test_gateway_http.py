@@ -144,3 +144,29 @@ async def test_chunked_answers_to_http10_clients_are_close_delimited_and_routes_
             await writer.wait_closed()
         finally:
             await gw.stop()
+
+
+async def test_timeouts_on_pooled_connections_give_504_and_the_connection_is_not_reused() -> None:
+    with backends() as group:
+        replica = await group.start("a")
+        gw = await started(replica.port, timeoutSeconds=0.3)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(b"GET /v1/models/svc/warm HTTP/1.1\r\nHost: gw\r\n\r\n")
+            assert (await read_response(reader))[0] == 200  # now a pooled connection to the replica exists
+            for _ in range(2):
+                started_at = asyncio.get_running_loop().time()
+                writer.write(b"GET /v1/models/svc/sleep?s=2 HTTP/1.1\r\nHost: gw\r\n\r\n")
+                status, _, body = await read_response(reader)
+                assert status == 504 and "within 0.3s" in json.loads(body)["message"]
+                assert asyncio.get_running_loop().time() - started_at < 1.5
+            writer.write(b"GET /v1/models/svc/after HTTP/1.1\r\nHost: gw\r\n\r\n")
+            status, _, body = await read_response(reader)
+            assert status == 200 and json.loads(body)["path"] == "/after"  # not the late answer of a timed-out one
+            writer.close()
+            await writer.wait_closed()
+            feed = gw.metrics.feed()["services"]["default/svc"]
+            assert feed["inFlight"] == 0 and feed["completions"] == 4
+            assert gw.outstanding == {} and gw._deadlines == {}
+        finally:
+            await gw.stop()

@@ -211,6 +211,44 @@ async def test_fair_share_orders_borrowers(cluster: Cluster) -> None:
     assert 'corral_queue_time_to_admission_seconds_count{queue="q-b"} 1.0' in text
 
 
+async def test_fair_share_preemption_between_borrowers(cluster: Cluster) -> None:
+    """team-a borrows all 8 GPUs a third team lends; team-b (no quota of its own either,
+    fairSharing.preemptionStrategy LessThanOrEqualToFinalShare) asks for 3 × 2 GPUs. Two of
+    team-a's pods are preempted (shares 4/8 and 4/8: equal), the third would push team-a
+    below team-b, so it waits."""
+    c = cluster.client
+    await c.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-l"}})
+    await c.create(queue("q-l", 8))
+    await c.create(queue("q-a", 0))
+    await c.create(queue("q-b", 0, preemption={"reclaimWithinCohort": "Any"},
+                         fairSharing={"preemptionStrategy": "LessThanOrEqualToFinalShare"}))
+    for i in range(4):
+        await c.create(pod(f"a{i}", "team-a", 2))
+        await until(lambda i=i: node_of(c, "team-a", f"a{i}"), what=f"a{i} bound")
+    for i in range(3):
+        await c.create(pod(f"b{i}", "team-b", 2))
+
+    async def bound_b() -> list[str]:
+        return [f"b{i}" for i in range(3) if await node_of(c, "team-b", f"b{i}")]
+
+    async def left_a() -> list[str]:
+        return [f"a{i}" for i in range(4) if await c.get_or_none("v1", "pods", f"a{i}", "team-a") is not None]
+
+    await until(lambda: _at_least(bound_b, 2), what="two of team-b's pods admitted by preemption")
+    assert len(await left_a()) == 2
+    await asyncio.sleep(1.0)  # and no further preemption: team-a would fall below team-b
+    assert len(await bound_b()) == 2 and len(await left_a()) == 2
+    bound = await bound_b()
+    waiting = next(f"b{i}" for i in range(3) if f"b{i}" not in bound)
+    assert (await scheduled_reason(c, "team-b", waiting)).startswith("QuotaExceeded")
+    events = await c.list("v1", "events", namespace="team-a")
+    assert sum(1 for e in events["items"] if e.get("reason") == "Preempted") == 2
+
+
+async def _at_least(items: Callable[[], Any], n: int) -> bool:
+    return len(await items()) >= n
+
+
 async def test_hold_and_drain_evicts_admitted_work(cluster: Cluster) -> None:
     c = cluster.client
     await c.create(queue("q-a", 4))
@@ -227,3 +265,39 @@ async def test_hold_and_drain_evicts_admitted_work(cluster: Cluster) -> None:
     await c.create(pod("later", "team-a", 1))
     reason = await until(lambda: scheduled_reason(c, "team-a", "later"), what="new work to be held")
     assert reason.startswith("QueueHeld")
+
+
+async def test_corral_up_serves_queue_metrics_on_the_api_servers_metrics(tmp_path: Path) -> None:
+    from corral.cli.up import start_corral
+
+    running = await asyncio.wait_for(start_corral(tmp_path / "data", port=0, tls=False, agent=False,
+                                                  gateway_port=None), 30)
+    client = ApiClient(running.context.url, running.context.token)
+    nodes = SimNodes(client, [SimNodeSpec(count=1, gpus=8, gpu_model="H100-80GB", name_prefix="h100")], workers=2)
+    try:
+        await nodes.start()
+        await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        await client.create(queue("q-a", 4))
+        await client.create(pod("a0", "team-a", 2))
+        await until(lambda: node_of(client, "team-a", "a0"), what="a0 bound")
+
+        async def metrics() -> str:
+            async with client.session.get("/metrics") as response:
+                assert response.status == 200
+                text = await response.text()
+            return text if 'corral_queue_usage{flavor="h100",queue="q-a",resource="nvidia.com/gpu"} 2.0' in text else ""
+
+        text = await until(metrics, what="queue metrics on /metrics")
+        assert 'corral_queue_admitted_workloads{queue="q-a"} 1.0' in text
+        assert "corral_queue_time_to_admission_seconds_bucket" in text
+        assert "apiserver_request_total" in text  # the API server's own are still there
+        anonymous = ApiClient(running.context.url, "")
+        try:
+            async with anonymous.session.get("/metrics") as response:
+                assert response.status == 401  # like every API path: a token is needed
+        finally:
+            await anonymous.close()
+    finally:
+        await nodes.stop()
+        await client.close()
+        await running.stop()

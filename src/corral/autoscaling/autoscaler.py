@@ -41,7 +41,7 @@ def scaler_spec(service: Obj) -> tuple[PolicyName, ScalerSpec]:
         max_scale_up_rate=float(auto.get("maxScaleUpRate", 1000.0)),
         max_scale_down_rate=float(auto.get("maxScaleDownRate", 2.0)),
         queue_wait=float(auto.get("queueWaitSeconds", 10.0)),
-        miss_cost=float(auto.get("missCostSeconds", 40.0)),
+        miss_cost=float(auto.get("missCostSeconds", 45.0)),
     )
 
 

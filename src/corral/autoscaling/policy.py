@@ -34,18 +34,18 @@ the unit tests and the replay benchmark drive the very same code.
     measured service time — a request may wait that long for a busy replica at
     the gateway's FIFO queue) and k-1 other spares were taken within one cold
     start (the time a replacement needs) and are still busy: Poisson(λ·min(S,
-    cold start)) ≥ k-1. A spare
-    is kept while that rate × ``miss_cost`` ≥ 1. λ is
-    :meth:`MetricsWindow.recent_rate`: the highest rate over any window ending
-    now, which after the last arrival decays like 1/(time since) — the hazard
-    of a bursty arrival process — so keep-alive after a burst grows with the
-    burst and scale-to-zero needs no timer of its own. New replicas are only
-    *started* for the rate projected one cold start ahead (when they could be
-    ready); replicas already warm are *kept* for the rate now — the hysteresis
-    between the two saves restarts. The last replica also stays for
-    ``scale_to_zero_grace`` after the last request. Inputs are live
-    measurements (arrivals, in-flight requests, service time, time-to-ready) and
-    two prices the user sets; nothing is fitted to a trace.
+    cold start)) ≥ k-1. A spare is kept (or started) while that rate ×
+    ``miss_cost`` ≥ 1. λ is
+    :meth:`MetricsWindow.recent_rate` seen one cold start ahead — the highest
+    rate over any window ending now, counted as if it ended when a replica
+    started now could be ready: ``count / (time since + cold start)``. Right
+    after a burst it is the burst's rate; when arrivals stop it decays like
+    1/(time since) — the hazard of a bursty arrival process — so the keep-alive
+    after a burst grows with the burst, and scale-to-zero needs no timer of its
+    own. The last replica also stays ``scale_to_zero_grace`` after the last
+    request. Inputs are live measurements (arrivals, in-flight requests, service
+    time, time-to-ready), the latency objective and one price the user sets;
+    nothing is fitted to a trace.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class ScalerSpec:
     """predictive: a replica's time from creation to ready (the controller measures it)."""
     queue_wait: float = 10.0
     """predictive: how long a request may wait at the gateway for a replica (the latency objective)."""
-    miss_cost: float = 40.0
+    miss_cost: float = 45.0
     """predictive: replica-seconds one request waiting longer than ``queue_wait`` is worth."""
     tolerance: float = 0.1
     """hpa: no change while observed/target is within this band of 1."""
@@ -302,13 +302,11 @@ def predictive(
     cold_start = window.time_to_ready()
     if cold_start is None:
         cold_start = spec.cold_start
-    # Keep what is warm for the rate now; start new replicas only for the rate one cold start ahead.
-    keep = _sized(in_system, window.recent_rate(spec.queue_wait), service_time, cold_start, spec)
-    start = _sized(in_system, window.recent_rate(0.0, lead=cold_start), service_time, cold_start, spec)
+    # The arrival rate as a replica started now would see it once ready (see the module docstring).
+    rate = window.recent_rate(lead=cold_start)
+    desired = _sized(in_system, rate, service_time, cold_start, spec)
     if spec.metric == "rps":
-        floor = math.ceil(window.arrival_rate(spec.panic_window) / spec.target - 1e-9)
-        keep, start = max(keep, floor), max(start, floor)
-    desired = min(max(current, start), max(keep, start))
+        desired = max(desired, math.ceil(window.arrival_rate(spec.panic_window) / spec.target - 1e-9))
     desired = min(desired, math.ceil(spec.max_scale_up_rate * max(1, ready)))
     down, _ = _rate_bounds(ready, spec)
     if desired < current:

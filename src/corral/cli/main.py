@@ -12,6 +12,7 @@ from corral import __version__
 from corral.cli.agent import agent_command
 from corral.cli.demo import demo
 from corral.cli.explain import explain_command
+from corral.cli.gateway import gateway_command
 from corral.cli.logs import logs
 from corral.cli.scheduler import scheduler_command
 from corral.cli.sim import sim
@@ -31,6 +32,7 @@ cli.add_command(explain_command)
 cli.add_command(sim)
 cli.add_command(agent_command)
 cli.add_command(logs)
+cli.add_command(gateway_command)
 
 
 def main() -> None:

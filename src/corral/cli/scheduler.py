@@ -16,6 +16,7 @@ import signal
 from pathlib import Path
 
 import click
+from prometheus_client import CollectorRegistry
 
 from corral.client import ApiClient, ApiError, KubeconfigError
 from corral.scheduler.framework.profile import ConfigError
@@ -51,6 +52,10 @@ class SchedulerComponent:
         self.client = ApiClient.from_kubeconfig(self.kubeconfig)
         self.scheduler = QueuedScheduler(self.client, config=self.config, clock=self.clock)
         await self.scheduler.start()
+
+    def metrics_registries(self) -> list[CollectorRegistry]:
+        """The queue metrics (``corral_queue_*``), served by ``corral up`` on the API server's ``/metrics``."""
+        return [self.scheduler.queues.metrics.registry] if self.scheduler is not None else []
 
     async def stop(self) -> None:
         if self.scheduler is not None:

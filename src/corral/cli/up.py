@@ -118,6 +118,9 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
         for component in components(context):
             await component.start()
             running.components.append(component)
+            # A component's own Prometheus registries are served on the API server's /metrics.
+            for registry in getattr(component, "metrics_registries", list)():
+                api.metrics.register(registry)
     except BaseException:
         await running.stop()
         raise

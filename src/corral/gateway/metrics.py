@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from corral.util.clock import Clock
 
+_CODES = {code: str(code) for code in range(100, 600)}
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -111,6 +112,35 @@ class GatewayMetrics:
         stats._advance(self.clock.monotonic())
         stats.queued -= 1
         stats.in_flight += 1
+
+    @staticmethod
+    def arrive_and_dispatch(stats: ServiceStats, now: float) -> None:
+        """A request that found a replica at once: ``arrive`` and ``dispatch`` in one step."""
+        stats.integral += (stats.in_flight + stats.queued) * (now - stats.last_change)
+        stats.last_change = now
+        stats.arrivals += 1
+        stats.in_flight += 1
+
+    def complete(self, stats: ServiceStats, revision: str, code: int, started: float, arrived: float,  # noqa: PLR0917
+                 now: float) -> None:
+        """``finish`` for a caller that already holds the stats and the time."""
+        stats.integral += (stats.in_flight + stats.queued) * (now - stats.last_change)
+        stats.last_change = now
+        stats.in_flight -= 1
+        stats.completions += 1
+        stats.service_seconds += now - started
+        rev = stats.revisions.get(revision)
+        if rev is None:
+            rev = stats.revisions[revision] = RevisionStats()
+        rev.requests += 1
+        if code >= 500:
+            rev.errors += 1
+        key = (revision, _CODES.get(code) or str(code))
+        answered = stats.answered
+        answered[key] = answered.get(key, 0) + 1
+        seconds = now - arrived
+        stats.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        stats.latency_sum += seconds
 
     def give_up(self, service: str) -> None:
         """A held request left without being dispatched (queue timeout or rejection)."""

@@ -33,8 +33,8 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import httptools
@@ -81,10 +81,18 @@ class Request:
         return None
 
 
-Handler = Callable[["ClientConnection", Request], Awaitable[bool]]
-"""Answers one request on the connection; returns whether the connection stays open."""
+Dispatch = Callable[["ClientConnection", Request], None]
+"""Starts answering one request; whoever answers calls ``connection.finished(keep)`` when done."""
 HeadersHook = Callable[[Request], None]
 """Called when a request's headers are complete: sets ``request.limit`` (body bytes allowed)."""
+
+
+class Waiter(Protocol):
+    """Told how a relayed exchange ended (by :class:`Upstream`)."""
+
+    def done(self, status: int, keep: bool) -> None: ...
+
+    def fail(self, error: UpstreamError) -> None: ...
 
 
 def simple_response(status: int, body: bytes, *, content_type: bytes = b"application/json",
@@ -106,14 +114,19 @@ def simple_response(status: int, body: bytes, *, content_type: bytes = b"applica
 class ClientConnection(asyncio.Protocol):
     """A downstream connection: parses requests and runs the handler for each, in order."""
 
-    def __init__(self, handler: Handler, on_headers: HeadersHook, connections: set[ClientConnection]) -> None:
-        self._handler = handler
+    def __init__(self, dispatch: Dispatch, on_headers: HeadersHook, connections: set[ClientConnection]) -> None:
+        self._dispatch = dispatch
         self._on_headers = on_headers
         self._connections = connections
         self._parser = httptools.HttpRequestParser(self)
         self._request: Request | None = None
         self._pending: deque[Request] = deque()
-        self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        self._current: Request | None = None
+        self.task: asyncio.Task[None] | None = None
+        """The coroutine answering the current request (slow path), cancelled if the client goes."""
+        self.exchange: Any = None
+        """The exchange relaying the current answer (fast path); its ``cancel()`` runs if the client goes."""
         self._reading_paused = False
         self._final: bytes | None = None
         """An error answer owed after the requests in progress (the connection then closes)."""
@@ -123,6 +136,10 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.feeding: Upstream | None = None
         """The upstream connection whose response is being relayed here (for flow control)."""
+        self._last_headers: list[tuple[bytes, bytes]] | None = None
+        self._last_meta: tuple[str, int | None, bool] = ("", None, False)
+        self.upstream_block: bytes | None = None
+        """The forwarded header block built for ``_last_headers`` (the gateway's cache, reset with it)."""
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -135,8 +152,12 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._connections.discard(self)
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            # Soon, not now: the task's first step (already scheduled) runs before, so its own
+            # bookkeeping (slots, metrics) is always undone by its finally clauses.
+            asyncio.get_running_loop().call_soon(self.task.cancel)
+        if self.exchange is not None:
+            self.exchange.cancel()
 
     def data_received(self, data: bytes) -> None:
         if self._final is not None:
@@ -178,15 +199,22 @@ class ClientConnection(asyncio.Protocol):
         request.method = parser.get_method().decode("ascii", "replace")
         request.http11 = parser.get_http_version() == "1.1"
         request.keep_alive = parser.should_keep_alive()
-        for name, value in request.headers:
-            low = name.lower()
-            if low == b"host":
-                request.host = value.decode("latin-1")
-            elif low == b"content-length":
-                with contextlib.suppress(ValueError):
-                    request.content_length = int(value)
-            elif low == b"expect" and value.lower() == b"100-continue":
-                request.expect_continue = True
+        headers = request.headers
+        if headers == self._last_headers:  # a keep-alive client tends to send the same headers again
+            request.host, request.content_length, request.expect_continue = self._last_meta
+        else:
+            for name, value in headers:
+                low = name.lower()
+                if low == b"host":
+                    request.host = value.decode("latin-1")
+                elif low == b"content-length":
+                    with contextlib.suppress(ValueError):
+                        request.content_length = int(value)
+                elif low == b"expect" and value.lower() == b"100-continue":
+                    request.expect_continue = True
+            self._last_headers = headers
+            self._last_meta = (request.host, request.content_length, request.expect_continue)
+            self.upstream_block = None
         raw = request.url.decode("latin-1")
         path, sep, query = raw.partition("?")
         request.raw_path = path
@@ -219,33 +247,41 @@ class ClientConnection(asyncio.Protocol):
         self._request = None
         if request is None or self.closed or self._final is not None:
             return
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(request))
-        else:
+        if self._busy:
             self._pending.append(request)
             if len(self._pending) >= MAX_PIPELINED and self.transport is not None:
                 self._reading_paused = True
                 self.transport.pause_reading()
+        else:
+            self._busy = True
+            self._current = request
+            self._dispatch(self, request)
 
     # ---- answering --------------------------------------------------------------------------
 
-    async def _run(self, request: Request | None) -> None:
-        try:
-            while request is not None:
-                keep = await self._handler(self, request)
-                if not keep or not request.keep_alive or self.closed:
-                    self.close()
-                    return
-                request = self._pending.popleft() if self._pending else None
-                if request is None and self._final is not None:
-                    self.write(self._final)
-                    self.close()
-                    return
-                if self._reading_paused and self.transport is not None:
-                    self._reading_paused = False
-                    self.transport.resume_reading()
-        finally:
-            self._task = None
+    def finished(self, keep: bool) -> None:
+        """The answer to the current request is complete: go on with the next one, or close."""
+        self.task = None
+        self.exchange = None
+        current = self._current
+        if not keep or current is None or not current.keep_alive or self.closed:
+            self._busy = False
+            self._current = None
+            self.close()
+            return
+        if self._pending:
+            request = self._pending.popleft()
+            if self._reading_paused and self.transport is not None:
+                self._reading_paused = False
+                self.transport.resume_reading()
+            self._current = request
+            self._dispatch(self, request)
+            return
+        self._busy = False
+        self._current = None
+        if self._final is not None:
+            self.write(self._final)
+            self.close()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -267,7 +303,7 @@ class ClientConnection(asyncio.Protocol):
                            else "NotImplemented", "message": message}).encode()
         self._request = None
         answer = simple_response(status, body, keep_alive=False)
-        if self._task is None:
+        if not self._busy:
             self.write(answer)
             self.close()
         else:  # answer after the requests already in progress, then close
@@ -296,7 +332,7 @@ class Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self.client: ClientConnection | None = None
-        self.future: asyncio.Future[int] | None = None
+        self.waiter: Waiter | None = None
         self.idle_since = 0.0
         self.reusable = True
         self._head = False
@@ -310,13 +346,17 @@ class Upstream(asyncio.Protocol):
         self._chunked = False
         self._until_close = False
         self._done = False
+        self._last_headers: list[tuple[bytes, bytes]] | None = None
+        self._last_block = b""
+        self._last_length: bytes | None = None
+        self._last_chunked = False
 
     # ---- use ------------------------------------------------------------------------------
 
-    def send(self, client: ClientConnection, request: Request, data: bytes, future: asyncio.Future[int]) -> None:
-        """Write one request; ``future`` gets the status once the whole response was relayed."""
+    def send(self, client: ClientConnection, request: Request, data: bytes, waiter: Waiter) -> None:
+        """Write one request; ``waiter`` is told when the whole response was relayed (or failed)."""
         self.client = client
-        self.future = future
+        self.waiter = waiter
         self._head = request.method == "HEAD"
         self._client_keep = request.keep_alive
         self._client_http11 = request.http11
@@ -329,16 +369,13 @@ class Upstream(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    def client_keeps_alive(self) -> bool:
-        return self._client_keep
-
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.future is None:  # nothing asked: a replica talking out of turn
+        if self.waiter is None:  # nothing asked: a replica talking out of turn
             self.reusable = False
             if self.transport is not None:
                 self.transport.close()
@@ -357,7 +394,7 @@ class Upstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
         self.pool.forget(self)
-        if self.future is None or self.future.done():
+        if self.waiter is None:
             return
         if self.started and self._until_close:  # the end of a close-delimited response
             if self._chunked:
@@ -391,18 +428,26 @@ class Upstream(asyncio.Protocol):
         self.status = status
         client = self.client
         assert client is not None
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, self._reason)]
-        length: bytes | None = None
-        upstream_chunked = False
-        for name, value in self._headers:
-            low = name.lower()
-            if low in HOP_BY_HOP:
-                if low == b"content-length":
-                    length = value
-                elif low == b"transfer-encoding":
-                    upstream_chunked = True
-                continue
-            lines.append(b"%s: %s\r\n" % (name, value))
+        headers = self._headers
+        if headers == self._last_headers:  # replicas tend to answer with the same headers again
+            block, length, upstream_chunked = self._last_block, self._last_length, self._last_chunked
+        else:
+            kept: list[bytes] = []
+            length = None
+            upstream_chunked = False
+            for name, value in headers:
+                low = name.lower()
+                if low in HOP_BY_HOP:
+                    if low == b"content-length":
+                        length = value
+                    elif low == b"transfer-encoding":
+                        upstream_chunked = True
+                    continue
+                kept.append(b"%s: %s\r\n" % (name, value))
+            block = b"".join(kept)
+            self._last_headers = headers
+            self._last_block, self._last_length, self._last_chunked = block, length, upstream_chunked
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, self._reason), block]
         no_body = self._head or status in (204, 304)
         if length is not None and status != 204:
             lines.append(b"Content-Length: %s\r\n" % length)
@@ -457,9 +502,9 @@ class Upstream(asyncio.Protocol):
                 client.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _finish(self) -> None:
-        future = self.future
+        waiter = self.waiter
         client = self.client
-        self.future = None
+        self.waiter = None
         self.client = None
         if client is not None and client.feeding is self:
             client.feeding = None
@@ -467,23 +512,23 @@ class Upstream(asyncio.Protocol):
             self.pool.put(self)
         else:
             self.close()
-        if future is not None and not future.done():
-            future.set_result(self.status)
+        if waiter is not None:
+            waiter.done(self.status, self._client_keep)
 
     def _fail(self, error: UpstreamError) -> None:
-        future = self.future
+        waiter = self.waiter
         client = self.client
-        self.future = None
+        self.waiter = None
         self.client = None
         if client is not None and client.feeding is self:
             client.feeding = None
         self.close()
-        if future is not None and not future.done():
-            future.set_exception(error)
+        if waiter is not None:
+            waiter.fail(error)
 
     def cancel(self) -> None:
         """Give up the exchange in progress (timeout, client gone): the connection is not reusable."""
-        self.future = None
+        self.waiter = None
         client = self.client
         self.client = None
         if client is not None and client.feeding is self:

@@ -77,6 +77,10 @@ class Route:
 
     def pick_revision(self, rng: random.Random) -> RevisionTarget | None:
         """A revision by traffic share among those with ready replicas (None if none has any)."""
+        revisions = self.revisions
+        if len(revisions) == 1:  # the common case: no canary
+            only = revisions[0]
+            return only if only.backends else None
         live = [r for r in self.revisions if r.backends and r.percent > 0]
         if not live:
             live = [r for r in self.revisions if r.backends]

@@ -54,12 +54,13 @@ from corral.api.registry import Obj
 from corral.api.v1alpha1.inferenceservice import API_VERSION as ISVC_API_VERSION
 from corral.api.v1alpha1.inferenceservice import PLURAL as ISVC_PLURAL
 from corral.client import ApiClient, InformerFactory
-from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.metrics import GatewayMetrics, ServiceStats
 from corral.gateway.proxy import (
     HOP_BY_HOP,
     ClientConnection,
     Pool,
     Request,
+    Upstream,
     UpstreamError,
     simple_response,
 )
@@ -137,6 +138,11 @@ class Gateway:
         self._activated: dict[str, float] = {}
         self._waiting = 0
         self._routes_cache: dict[tuple[str, str], tuple[list[Route], int]] = {}
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: dict[_Exchange, float] = {}
+        """Fast-path exchanges in flight and when they time out (loop time); one timer for all."""
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -149,7 +155,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         connections = self._connections
         self._server = await loop.create_server(
-            lambda: ClientConnection(self._handle, self._headers_complete, connections),
+            lambda: ClientConnection(self._dispatch, self._headers_complete, connections),
             self.host, self.port, reuse_address=True, backlog=1024)
         if self.port == 0:
             self.port = int(self._server.sockets[0].getsockname()[1])
@@ -169,6 +175,9 @@ class Gateway:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
             self._server = None
         self._pool.close()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
 
     # ---- routing table ---------------------------------------------------------------------
 
@@ -382,7 +391,7 @@ class Gateway:
             self._notify()
 
     @staticmethod
-    def _upstream_head(request: Request, route: Route, body_size: int, peer: str) -> tuple[bytes, bytes]:
+    def _upstream_head(request: Request, route: Route, body_size: int, conn: ClientConnection) -> tuple[bytes, bytes]:
         """The request line, and the header block after ``Host`` (with the body length), as bytes."""
         path = route.upstream_path(request.raw_path) if route.strip_prefix else request.raw_path
         if route.strip_prefix and not request.raw_path.startswith(route.path_prefix.rstrip("/")):
@@ -390,78 +399,151 @@ class Gateway:
         if request.query:
             path = f"{path}?{request.query}"
         line = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), path.encode("latin-1"))
-        lines: list[bytes] = []
-        prior: bytes | None = None
-        for name, value in request.headers:
-            low = name.lower()
-            if low in HOP_BY_HOP:
-                continue
-            if low in FORWARDED:
-                if low == b"x-forwarded-for":
-                    prior = value
-                continue
-            lines.append(b"%s: %s\r\n" % (name, value))
-        forwarded_for = peer.encode("latin-1")
-        lines.append(b"X-Forwarded-For: %s\r\n" % (prior + b", " + forwarded_for if prior else forwarded_for))
-        lines.append(b"X-Forwarded-Host: %s\r\n" % request.host.encode("latin-1"))
+        block = conn.upstream_block  # reset by the connection whenever the client's headers change
+        if block is None:
+            lines: list[bytes] = []
+            prior: bytes | None = None
+            for name, value in request.headers:
+                low = name.lower()
+                if low in HOP_BY_HOP:
+                    continue
+                if low in FORWARDED:
+                    if low == b"x-forwarded-for":
+                        prior = value
+                    continue
+                lines.append(b"%s: %s\r\n" % (name, value))
+            forwarded_for = conn.peer.encode("latin-1")
+            lines.append(b"X-Forwarded-For: %s\r\n" % (prior + b", " + forwarded_for if prior else forwarded_for))
+            lines.append(b"X-Forwarded-Host: %s\r\n" % request.host.encode("latin-1"))
+            block = conn.upstream_block = b"".join(lines)
         if body_size or request.method not in IDEMPOTENT_METHODS:
-            lines.append(b"Content-Length: %d\r\n" % body_size)
-        lines.append(b"\r\n")
-        return line, b"".join(lines)
+            return line, b"%sContent-Length: %d\r\n\r\n" % (block, body_size)
+        return line, block + b"\r\n"
 
-    async def _handle(self, conn: ClientConnection, request: Request) -> bool:
+    def _dispatch(self, conn: ClientConnection, request: Request) -> None:
+        """Answer one request: synchronously when a replica and a pooled connection are at hand (the
+        common case: no task, no future), otherwise on the slow path (:meth:`_attempts`)."""
         arrived = self.clock.monotonic()
         if request.path.startswith(RESERVED_PREFIX):
-            return self._admin(conn, request)
-        candidates: list[Route] = request.candidates
+            conn.finished(self._admin(conn, request))
+            return
         if request.discard:
             declared = f"request body of {request.content_length} bytes" if request.content_length is not None \
                 else "request body"
-            return self._reply_error(conn, request, 413, "RequestEntityTooLarge",
-                                     f"{declared} exceeds this route's maxBodyBytes ({request.limit})")
-        body = request.body[0] if len(request.body) == 1 else b"".join(request.body)
-        found = self._route_for(request, body, candidates)
+            conn.finished(self._reply_error(conn, request, 413, "RequestEntityTooLarge",
+                                            f"{declared} exceeds this route's maxBodyBytes ({request.limit})"))
+            return
+        chunks = request.body
+        body = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if chunks else b""
+        found = self._route_for(request, body, request.candidates)
         if isinstance(found, tuple):
-            return self._reply_error(conn, request, *found)
+            conn.finished(self._reply_error(conn, request, *found))
+            return
         route = found
         if len(body) > route.max_body_bytes:
-            return self._reply_error(conn, request, 413, "RequestEntityTooLarge",
-                                     f"request body of {len(body)} bytes exceeds this route's maxBodyBytes "
-                                     f"({route.max_body_bytes})")
+            conn.finished(self._reply_error(conn, request, 413, "RequestEntityTooLarge",
+                                            f"request body of {len(body)} bytes exceeds this route's "
+                                            f"maxBodyBytes ({route.max_body_bytes})"))
+            return
+        metrics = self.metrics
+        stats = metrics.stats(route.service)
+        backend = self._pick(route, None)
+        if backend is None and stats.queued >= route.max_queued:
+            stats.rejected += 1
+            metrics.answer_without_replica(route.service, 503, arrived)
+            conn.finished(self._reply_error(conn, request, 503, "ServiceUnavailable",
+                                            f"{route.service}: the queue is full ({route.max_queued} requests "
+                                            "waiting)", headers={"Retry-After": "1"}))
+            return
+        line, rest = self._upstream_head(request, route, len(body), conn)
+        tail = rest + body if body else rest
+        upstream = self._pool.take(backend.address) if backend is not None else None
+        if backend is None:  # wait for a replica or a slot
+            metrics.arrive(route.service)
+            conn.task = self._loop().create_task(self._slow(conn, request, route, arrived, line, tail, None))
+            return
+        if upstream is None:  # a replica, but no idle connection to it: connect on the slow path
+            metrics.arrive_and_dispatch(stats, arrived)
+            # Counted now, so that requests arriving together spread out and queue limits hold.
+            self.outstanding[backend.address] = self.outstanding.get(backend.address, 0) + 1
+            conn.task = self._loop().create_task(self._slow(conn, request, route, arrived, line, tail, backend,
+                                                            started=arrived))
+            return
+        metrics.arrive_and_dispatch(stats, arrived)
+        address = backend.address
+        outstanding = self.outstanding
+        outstanding[address] = outstanding.get(address, 0) + 1
+        exchange = _Exchange(self, conn, request, route, stats, backend, upstream, arrived, line, tail)
+        conn.exchange = exchange
+        upstream.send(conn, request, b"%sHost: %s\r\n%s" % (line, address.encode("latin-1"), tail), exchange)
+
+    def _track(self, exchange: _Exchange, timeout: float) -> None:
+        """Watch an exchange's deadline. One timer, always at the earliest deadline, serves all of them
+        (cheaper per request than a timer each: with uniform timeouts it is rarely moved)."""
+        loop = self._loop()
+        deadline = loop.time() + timeout
+        self._deadlines[exchange] = deadline
+        if self._sweep_handle is None or deadline < self._sweep_at:
+            if self._sweep_handle is not None:
+                self._sweep_handle.cancel()
+            self._sweep_at = deadline
+            self._sweep_handle = loop.call_at(deadline, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_handle = None
+        now = self._loop().time()
+        expired = [exchange for exchange, deadline in self._deadlines.items() if deadline <= now]
+        for exchange in expired:
+            exchange.expire()
+        if self._deadlines and self._sweep_handle is None:
+            self._sweep_at = min(self._deadlines.values())
+            self._sweep_handle = self._loop().call_at(self._sweep_at, self._sweep)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._event_loop
+        if loop is None:
+            loop = self._event_loop = asyncio.get_running_loop()
+        return loop
+
+    async def _slow(self, conn: ClientConnection, request: Request, route: Route, arrived: float, line: bytes,  # noqa: PLR0917
+                    tail: bytes, first: Backend | None, *, tried: set[str] | None = None, last_error: str = "",
+                    started: float | None = None) -> None:
+        keep = False
+        try:
+            keep = await self._attempts(conn, request, route, arrived, line, tail, first, tried=tried or set(),
+                                        last_error=last_error, started=started)
+        finally:
+            conn.finished(keep)
+
+    async def _attempts(self, conn: ClientConnection, request: Request, route: Route, arrived: float, line: bytes,  # noqa: PLR0917
+                        tail: bytes, first: Backend | None, *, tried: set[str], last_error: str,
+                        started: float | None) -> bool:
+        """The slow path: wait for a replica (activator, queue), connect, retry; True to keep the connection."""
         metrics = self.metrics
         service = route.service
-        stats = metrics.stats(service)
-        if stats.queued >= route.max_queued and self._pick(route, None) is None:
-            stats.rejected += 1
-            metrics.answer_without_replica(service, 503, arrived)
-            return self._reply_error(conn, request, 503, "ServiceUnavailable",
-                                     f"{service}: the queue is full ({route.max_queued} requests waiting)",
-                                     headers={"Retry-After": "1"})
-        metrics.arrive(service)
-        idempotent = (request.method in IDEMPOTENT_METHODS or route.idempotent_post
-                      or request.header(b"idempotency-key") is not None)
-        line, rest = self._upstream_head(request, route, len(body), conn.peer)
-        tail = rest + body if body else rest
-        tried: set[str] = set()
-        dispatched = False
+        dispatched = started is not None
         code = 502
         revision = ""
-        started = arrived
-        last_error = ""
+        idempotent = (request.method in IDEMPOTENT_METHODS or route.idempotent_post
+                      or request.header(b"idempotency-key") is not None)
         try:
-            for _attempt in range(MAX_ATTEMPTS):
-                try:
-                    backend = await self._acquire(route, tried, arrived)
-                except _NoReplicaError as failure:
-                    if dispatched:
-                        code = 502
-                        return self._reply_error(conn, request, 502, "BadGateway",
-                                                 f"{service}: every replica tried failed (last: {last_error}) "
-                                                 "and no other is ready")
-                    metrics.give_up(service)
-                    metrics.answer_without_replica(service, failure.status, arrived)
-                    return self._reply_error(conn, request, failure.status, failure.reason, failure.message,
-                                             headers=failure.headers)
+            for _attempt in range(len(tried), MAX_ATTEMPTS):
+                reserved = first is not None  # ``first`` was counted in ``outstanding`` already
+                if first is not None:
+                    backend, first = first, None
+                else:
+                    try:
+                        backend = await self._acquire(route, tried, arrived)
+                    except _NoReplicaError as failure:
+                        if dispatched:
+                            code = 502
+                            return self._reply_error(conn, request, 502, "BadGateway",
+                                                     f"{service}: every replica tried failed (last: {last_error}) "
+                                                     "and no other is ready")
+                        metrics.give_up(service)
+                        metrics.answer_without_replica(service, failure.status, arrived)
+                        return self._reply_error(conn, request, failure.status, failure.reason, failure.message,
+                                                 headers=failure.headers)
                 if not dispatched:
                     metrics.dispatch(service)
                     dispatched = True
@@ -469,11 +551,12 @@ class Gateway:
                 address = backend.address
                 tried.add(address)
                 revision = backend.revision
-                self.outstanding[address] = self.outstanding.get(address, 0) + 1
+                if not reserved:
+                    self.outstanding[address] = self.outstanding.get(address, 0) + 1
                 try:
-                    code = await self._forward(conn, request, route, backend,
-                                               b"%sHost: %s\r\n%s" % (line, address.encode("latin-1"), tail))
-                    return True
+                    code, keep = await self._forward(conn, request, route, backend,
+                                                     b"%sHost: %s\r\n%s" % (line, address.encode("latin-1"), tail))
+                    return keep
                 except UpstreamError as failure:
                     last_error = failure.reason
                     metrics.attempt_failed(service, revision)
@@ -504,32 +587,126 @@ class Gateway:
                                      f"{service}: every attempt failed (last: {last_error})")
         finally:
             if dispatched:
+                assert started is not None
                 metrics.finish(service, revision, code, started, arrived)
 
     async def _forward(self, conn: ClientConnection, request: Request, route: Route, backend: Backend,
-                       data: bytes) -> int:
-        """Send one attempt to ``backend`` and relay its answer; the status code when it is complete."""
+                       data: bytes) -> tuple[int, bool]:
+        """Send one attempt to ``backend`` and relay its answer: (status, keep the client connection)."""
         upstream = self._pool.take(backend.address)
         if upstream is None:
             upstream = await self._pool.connect(backend.address)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        upstream.send(conn, request, data, future)
-        timer = loop.call_later(route.timeout, self._expire, upstream, future)
+        loop = self._loop()
+        waiter = _FutureWaiter(loop.create_future())
+        upstream.send(conn, request, data, waiter)
+        timer = loop.call_later(route.timeout, self._expire, upstream, waiter)
         try:
-            status = await future
-            if not upstream.client_keeps_alive():
-                request.keep_alive = False
-            return status
+            return await waiter.future
         finally:
             timer.cancel()
-            if upstream.future is future:  # cancelled (the client went away): drop the exchange
+            if upstream.waiter is waiter:  # cancelled (the client went away): drop the exchange
                 upstream.cancel()
 
     @staticmethod
-    def _expire(upstream: Any, future: asyncio.Future[int]) -> None:
-        if future.done():
+    def _expire(upstream: Upstream, waiter: _FutureWaiter) -> None:
+        if waiter.future.done():
             return
-        responded = bool(upstream.started)
+        responded = upstream.started
         upstream.cancel()
-        future.set_exception(_TimeoutError(responded))
+        waiter.future.set_exception(_TimeoutError(responded))
+
+
+class _FutureWaiter:
+    """The slow path's view of an exchange: a future with (status, keep-alive)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[tuple[int, bool]]) -> None:
+        self.future = future
+
+    def done(self, status: int, keep: bool) -> None:
+        if not self.future.done():
+            self.future.set_result((status, keep))
+
+    def fail(self, error: UpstreamError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+class _Exchange:
+    """The fast path's state for one request relayed on a pooled connection; the upstream calls back."""
+
+    __slots__ = ("arrived", "backend", "conn", "gateway", "line", "request", "route", "stats", "tail", "upstream")
+
+    def __init__(self, gateway: Gateway, conn: ClientConnection, request: Request, route: Route,  # noqa: PLR0917
+                 stats: ServiceStats, backend: Backend, upstream: Upstream, arrived: float, line: bytes,
+                 tail: bytes) -> None:
+        self.gateway = gateway
+        self.conn = conn
+        self.request = request
+        self.route = route
+        self.stats = stats
+        self.backend = backend
+        self.upstream = upstream
+        self.arrived = arrived
+        self.line = line
+        self.tail = tail
+        gateway._track(self, route.timeout)
+
+    def _end(self, code: int) -> None:
+        gateway = self.gateway
+        gateway._deadlines.pop(self, None)
+        gateway._release(self.backend)
+        gateway.metrics.complete(self.stats, self.backend.revision, code, self.arrived, self.arrived,
+                                 gateway.clock.monotonic())
+
+    def done(self, status: int, keep: bool) -> None:
+        self._end(status)
+        self.conn.finished(keep)
+
+    def fail(self, error: UpstreamError) -> None:
+        gateway = self.gateway
+        gateway._deadlines.pop(self, None)
+        backend = self.backend
+        gateway._release(backend)
+        gateway.metrics.attempt_failed(self.route.service, backend.revision)
+        conn = self.conn
+        request = self.request
+        route = self.route
+        idempotent = (request.method in IDEMPOTENT_METHODS or route.idempotent_post
+                      or request.header(b"idempotency-key") is not None)
+        if error.responded or not (error.before_send or idempotent):
+            gateway.metrics.complete(self.stats, backend.revision, 502, self.arrived, self.arrived,
+                                     gateway.clock.monotonic())
+            if error.responded:  # part of the answer went out: cut the client off
+                conn.abort()
+                conn.finished(False)
+                return
+            conn.finished(gateway._reply_error(
+                conn, request, 502, "BadGateway", f"{route.service}: replica {backend.pod} failed ({error.reason}); "
+                "the request is not idempotent, so it was not retried"))
+            return
+        # Try another replica, on the slow path (it may have to connect or wait).
+        conn.exchange = None
+        conn.task = gateway._loop().create_task(gateway._slow(
+            conn, request, route, self.arrived, self.line, self.tail, None, tried={backend.address},
+            last_error=error.reason, started=self.arrived))
+
+    def expire(self) -> None:
+        upstream = self.upstream
+        responded = upstream.started
+        upstream.cancel()
+        self._end(504)
+        conn = self.conn
+        if responded:
+            conn.abort()
+            conn.finished(False)
+            return
+        conn.finished(self.gateway._reply_error(
+            conn, self.request, 504, "GatewayTimeout",
+            f"{self.route.service}: replica {self.backend.pod} did not answer within {self.route.timeout:g}s"))
+
+    def cancel(self) -> None:
+        """The client went away mid-answer."""
+        self.upstream.cancel()
+        self._end(502)

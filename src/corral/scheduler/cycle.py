@@ -473,6 +473,10 @@ class Scheduler:
             if decision is not None:
                 return decision
 
+    def has_ready(self) -> bool:
+        """Whether a nominated group's victims are gone (its binding is due next)."""
+        return bool(self._ready)
+
     def pending_groups(self) -> int:
         return len(self._pending)
 

@@ -56,8 +56,11 @@ class SampledFramework(Framework):
             self.next_start = (start + n) % n
             return ok, rejections
         # feasible rows in round-robin order from ``start``; keep the first ``want``
-        order = np.concatenate([rows[rows >= start], rows[rows < start]])
-        keep = order[:want]
+        first = int(np.searchsorted(rows, start))
+        if len(rows) - first >= want:
+            keep = rows[first:first + want]
+        else:
+            keep = np.concatenate((rows[first:], rows[: want - (len(rows) - first)]))
         last = int(keep[-1])
         self.next_start = (last + 1) % n
         sampled = np.zeros(n, dtype=np.bool_)

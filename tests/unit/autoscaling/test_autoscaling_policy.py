@@ -188,13 +188,13 @@ def test_predictive_keep_alive_decays_with_quiet_time_and_grows_with_the_burst()
     assert (held.replicas, held.reason) == (1, "ScaleToZeroGrace")
 
 
-def test_predictive_starts_for_the_rate_ahead_but_keeps_for_the_rate_now() -> None:
-    spec = ScalerSpec(max_replicas=100, cold_start=20, miss_cost=40.0)
-    window = burst_then_quiet(4, 6)
-    keep = predictive(window, 20, 20, spec, ScalerState()).replicas  # many warm: keep what is worth keeping
-    start = predictive(window, 0, 0, spec, ScalerState()).replicas  # none: start what will be worth it when ready
-    assert 1 <= start < keep < 20
-    assert predictive(window, start + 1, start + 1, spec, ScalerState()).replicas == start + 1  # in between: hold
+def test_predictive_sees_the_rate_one_cold_start_ahead() -> None:
+    # Replicas that take long to start are worth less right after a burst: by the time they are
+    # ready the burst has (probably) passed, so fewer are started; fast starts may follow the burst.
+    window = burst_then_quiet(8, 4)
+    slow = predictive(window, 0, 0, ScalerSpec(max_replicas=100, cold_start=60.0), ScalerState()).replicas
+    fast = predictive(window, 0, 0, ScalerSpec(max_replicas=100, cold_start=5.0), ScalerState()).replicas
+    assert 1 <= slow < fast
 
 
 def test_spec_validation_names_the_field() -> None:

@@ -13,7 +13,7 @@ def queue_obj(name: str, *, cohort: str | None = "c", flavors: list[tuple[str, d
               nominal: Any = 4, borrowing: Any = None, lending: Any = None, resource: str = GPU,
               weight: float = 1.0, within: str = "Never", reclaim: str = "Never", borrow_policy: str = "Never",
               strategy: str = "BestEffortFIFO", stop: str = "None", namespaces: list[str] | None = None,
-              default: bool = False) -> dict[str, Any]:
+              default: bool = False, fair: str = "Never") -> dict[str, Any]:
     if flavors is None:
         quota: dict[str, Any] = {"name": resource, "nominalQuota": nominal}
         if borrowing is not None:
@@ -23,7 +23,7 @@ def queue_obj(name: str, *, cohort: str | None = "c", flavors: list[tuple[str, d
         flavors = [("default", {}, quota)]
     spec: dict[str, Any] = {
         "resourceGroups": [{"flavors": [{"name": f, "nodeLabels": labels, "resources": [q]} for f, labels, q in flavors]}],
-        "fairSharing": {"weight": weight},
+        "fairSharing": {"weight": weight, "preemptionStrategy": fair},
         "preemption": {"withinQueue": within, "reclaimWithinCohort": reclaim,
                        "borrowWithinCohort": {"policy": borrow_policy}},
         "queueingStrategy": strategy,

@@ -38,6 +38,7 @@ def test_valid_queue_round_trips() -> None:
                                   {"flavors": [{"name": "g", "resources": [{"name": "cpu", "nominalQuota": 1}]}]}]}},
      "resource 'cpu' is covered by"),
     ({"spec": {"fairSharing": {"weight": -1}}}, "weight"),
+    ({"spec": {"fairSharing": {"preemptionStrategy": "Always"}}}, "preemptionStrategy"),
 ])
 def test_bad_queue_is_rejected_naming_the_field(patch: dict[str, Any], message: str) -> None:
     obj = {"apiVersion": "corral.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "q"}, **patch}

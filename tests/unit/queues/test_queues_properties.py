@@ -173,3 +173,62 @@ def test_victims_are_sufficient_minimal_and_allowed(params: list[dict[str, Any]]
                 victim.priority == preemptor.priority and victim.created > preemptor.created)
         elif victim.priority >= preemptor.priority:
             assert within_nominal(book, preemptor.queue, usage)
+
+
+fair_params = st.fixed_dictionaries({
+    "nominal": st.integers(0, 6),
+    "borrowing": st.one_of(st.none(), st.integers(0, 8)),
+    "reclaim": st.sampled_from(["LowerPriority", "Any", "Any"]),
+    "weight": st.sampled_from([0.5, 1.0, 2.0]),
+    "fair": st.sampled_from(["LessThanOrEqualToFinalShare", "LessThanInitialShare"]),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(fair_params, min_size=2, max_size=4),
+       st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4), st.integers(0, 3)), min_size=4, max_size=16),
+       st.tuples(st.integers(0, 3), st.integers(1, 5), st.integers(0, 3)))
+def test_fair_share_preemption_never_pushes_a_queue_below_the_preemptor_nor_admits_past_quota(
+        params: list[dict[str, Any]], running: list[tuple[int, int, int]], preemptor_spec: tuple[int, int, int]) -> None:
+    from corral.scheduler.quota import Admitted
+    from corral.scheduler.quota.preemption import fair_victims
+
+    params = [{**params[0], "nominal": min(params[0]["nominal"], 2)}, *params[1:]]  # q0 borrows soon
+    configs = [queue(f"q{i}", cohort="c", **p) for i, p in enumerate(params)]
+    book = QuotaBook.build(configs)
+    fr = ("default", GPU)
+    for i, (q, amount, priority) in enumerate(running):
+        name = f"q{q % len(configs) if i % 4 == 0 else 1 + q % (len(configs) - 1)}"  # mostly others than q0
+        if book.fits(name, {fr: amount * 1000}).mode <= Mode.BORROW:
+            book.add(Admitted(f"ns/r{i}", name, priority, float(i), {fr: amount * 1000}, float(i)))
+    q, amount, priority = preemptor_spec
+    preemptor = wl("ns/p", f"q{q % len(configs) if q == 3 else 0}", amount, priority=priority, created=50.0)
+    config = book.queues[preemptor.queue]
+    usage = {fr: amount * 1000}
+    victims = fair_victims(book, preemptor, usage)
+    if not victims:
+        return
+    STATS["fair-preempt"] = STATS.get("fair-preempt", 0) + 1
+    trial = book.copy()
+    for victim in victims:
+        trial.remove(victim.key)
+    # sufficient, and admitting the preemptor then keeps every quota invariant
+    assert trial.fits(preemptor.queue, usage).mode <= Mode.BORROW
+    mine = trial.share(preemptor.queue, usage)
+    for name in {v.queue for v in victims}:
+        if config.fair_preemption == "LessThanOrEqualToFinalShare":
+            assert trial.share(name) >= mine, (name, trial.share(name), mine)  # not pushed below the preemptor
+        else:
+            assert book.share(name) > mine
+        assert trial.share(name) > 0 or book.share(name) > 0  # it was borrowing
+    after = trial.copy()
+    after.add(Admitted(preemptor.key, preemptor.queue, preemptor.priority, preemptor.created, usage, 99.0))
+    after.check_invariants()
+    for victim in victims:  # never of higher priority, never of its own queue, allowed by reclaimWithinCohort
+        assert victim.queue != preemptor.queue and victim.priority <= preemptor.priority
+        if config.reclaim_within_cohort == "LowerPriority":
+            assert victim.priority < preemptor.priority
+    for victim in victims:  # minimal: every victim is needed
+        trial.add(victim)
+        assert trial.fits(preemptor.queue, usage).mode > Mode.BORROW, victim.key
+        trial.remove(victim.key)

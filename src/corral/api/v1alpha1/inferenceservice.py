@@ -54,7 +54,7 @@ class Autoscaling(StrictModel):
         default=10.0, ge=0, alias="queueWaitSeconds",
         description="predictive: how long a request may wait at the gateway for a replica (latency objective).")
     miss_cost_seconds: float = Field(
-        default=40.0, ge=0, alias="missCostSeconds",
+        default=45.0, ge=0, alias="missCostSeconds",
         description="predictive: replica-seconds one request waiting longer than queueWaitSeconds is worth.")
 
     @model_validator(mode="after")

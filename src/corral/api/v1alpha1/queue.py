@@ -100,6 +100,12 @@ class ResourceGroup(StrictModel):
 
 class FairSharing(StrictModel):
     weight: float = Field(default=1.0, ge=0, description="Weight in the cohort's fair share (0: only idle capacity).")
+    preemption_strategy: Literal["Never", "LessThanOrEqualToFinalShare", "LessThanInitialShare"] = Field(
+        default="Never", alias="preemptionStrategy",
+        description="Fair-share preemption: while this queue borrows, it may preempt workloads of the cohort "
+                    "member furthest above its fair share (allowed by reclaimWithinCohort, never of higher "
+                    "priority) when its own share after admission stays at most that queue's share after the "
+                    "preemption (LessThanOrEqualToFinalShare) or below its share before it (LessThanInitialShare).")
 
 
 class BorrowWithinCohort(StrictModel):

@@ -228,7 +228,7 @@ class QueueAdmission:
             return self._deny(workload, now, "WaitingForVictims",
                               f"waiting for {len(left)} preempted workload(s) to end: {', '.join(left[:5])}", usage)
         reserved = nomination.victims if nomination is not None else ()
-        victims = find_victims(self.book, workload, usage, evicting=set(self.evicting), reserved=reserved)
+        victims = self._victims(workload, usage, reserved)
         if victims:
             self.nominations[workload.key] = Nomination(workload, usage, tuple(v.key for v in victims), now)
             self._nominations_version += 1
@@ -279,7 +279,7 @@ class QueueAdmission:
             return None
         preemptible = [a for a in found.assignments if a.mode == Mode.PREEMPT]
         for assignment in preemptible:
-            if find_victims(self.book, workload, dict(assignment.usage), evicting=set(self.evicting)):
+            if self._victims(workload, dict(assignment.usage)):
                 return None  # placement first; admit() nominates the victims
         reason = "; ".join(found.summaries) or f'no flavor of queue "{queue}" can hold it'
         if len(self._blocked) > 64:
@@ -288,6 +288,15 @@ class QueueAdmission:
         return self._hold(workload, now, self._deny(workload, now, "QuotaExceeded", reason,
                                                     dict(preemptible[0].usage) if preemptible else None,
                                                     never=not found.assignments))
+
+    def _victims(self, workload: Workload, usage: dict[FR, int], reserved: Sequence[str] = ()) -> list[Admitted] | None:
+        """Victims for ``workload`` on the book as it will be once the other nominated
+        preemptors are in (their victims gone, their room taken, and never victims themselves)."""
+        view = self._reserved_view(exclude=workload.key)
+        protected = set(self.evicting)
+        if view is not self.book:
+            protected.update(key for key in view.admitted if key.startswith("reserved:"))
+        return find_victims(view, workload, usage, evicting=protected, reserved=reserved)
 
     def _workload(self, group: GroupLike, queue: str, now: float) -> Workload:
         versions = tuple(str((p.get("metadata") or {}).get("resourceVersion")) for p in group.pod_objs)
@@ -709,7 +718,7 @@ class QueueAdmission:
         lines = [f'queue "{workload.queue}": position {position + 1} of {len(same)} waiting for quota',
                  f"{entry.reason}: {entry.message}"]
         if entry.usage and workload.queue in self.queues:
-            victims = find_victims(self.book, workload, entry.usage, evicting=set(self.evicting))
+            victims = self._victims(workload, entry.usage)
             if victims:
                 lines.append("would preempt: " + ", ".join(f"{v.key} (queue {v.queue}, priority {v.priority})"
                                                            for v in victims))

@@ -18,6 +18,17 @@ lowest priority, then most recently admitted; they are removed one by one until 
 preemptor fits, then every victim that turns out unnecessary is put back (newest first
 tried last), so the set is minimal. A victim is a whole workload: a gang goes whole.
 Workloads already being evicted are never chosen twice.
+
+*Fair-share preemption* (``fairSharing.preemptionStrategy``, when the rules above find
+nothing): a queue that would *borrow* may take capacity back from the cohort member that
+is furthest above its fair share (highest weighted share; its lowest-priority, newest
+workloads first), only from a queue that borrows in a contested ``(flavor, resource)``,
+only victims its ``reclaimWithinCohort`` allows and never of higher priority than the
+preemptor, and only while the preemptor's queue, with the preemptor admitted, keeps a
+share at most the victim queue's share after the eviction (``LessThanOrEqualToFinalShare``)
+or below the victim queue's share before it (``LessThanInitialShare``). So a preemption
+moves the shares towards each other and never past each other: no queue is pushed below
+the preemptor's queue, and the preemptor is admitted only within its quota.
 """
 
 from __future__ import annotations
@@ -75,6 +86,14 @@ def find_victims(book: QuotaBook, preemptor: Workload, usage: dict[FR, int],
     """
     if preemptor.queue not in book.queues or book.fits(preemptor.queue, usage).mode == Mode.NOFIT:
         return None
+    victims = _policy_victims(book, preemptor, usage, evicting, reserved)
+    if victims is None:
+        victims = fair_victims(book, preemptor, usage, evicting, reserved)
+    return victims
+
+
+def _policy_victims(book: QuotaBook, preemptor: Workload, usage: dict[FR, int],
+                    evicting: Collection[str], reserved: Collection[str]) -> list[Admitted] | None:
     scored: list[tuple[int, int, float, str, Admitted]] = []
     for victim in book.admitted.values():
         if victim.key in evicting:
@@ -112,3 +131,68 @@ def find_victims(book: QuotaBook, preemptor: Workload, usage: dict[FR, int],
             trial.remove(victim.key)
     return victims
 
+
+
+def fair_eligible(book: QuotaBook, preemptor: Workload, usage: dict[FR, int], victim: Admitted) -> bool:
+    """Whether fair-share preemption may consider ``victim`` at all (policy and priority)."""
+    config = book.queues[preemptor.queue]
+    victim_config = book.queues.get(victim.queue)
+    if victim.queue == preemptor.queue or victim_config is None or config.cohort is None \
+            or victim_config.cohort != config.cohort or victim.priority > preemptor.priority:
+        return False
+    if config.reclaim_within_cohort == "LowerPriority" and victim.priority >= preemptor.priority:
+        return False
+    return config.reclaim_within_cohort != "Never" and any(fr in usage for fr in victim.usage)
+
+
+def fair_victims(book: QuotaBook, preemptor: Workload, usage: dict[FR, int],
+                 evicting: Collection[str] = (), reserved: Collection[str] = ()) -> list[Admitted] | None:
+    """Fair-share preemption (see the module docstring): a minimal list of victims, or None."""
+    config = book.queues.get(preemptor.queue)
+    if config is None or config.fair_preemption == "Never" or config.cohort is None \
+            or book.fits(preemptor.queue, usage).mode == Mode.NOFIT:
+        return None
+    trial = book.copy()
+    for key in reserved:
+        trial.remove(key)
+    if _fits(trial, preemptor.queue, usage):
+        return []
+    mine = trial.share(preemptor.queue, usage)  # depends on the preemptor's queue alone
+    by_queue: dict[str, list[Admitted]] = {}
+    for victim in book.admitted.values():
+        if victim.key not in evicting and victim.key not in reserved and fair_eligible(book, preemptor, usage, victim):
+            by_queue.setdefault(victim.queue, []).append(victim)
+    for items in by_queue.values():
+        items.sort(key=lambda v: (v.priority, -v.admitted_at, v.key))
+    victims: list[Admitted] = []
+    while not _fits(trial, preemptor.queue, usage):
+        chosen: Admitted | None = None
+        for name in sorted(by_queue, key=lambda q: (-trial.share(q), q)):  # furthest above first
+            before = trial.share(name)
+            if before <= 0:
+                continue  # within its nominal quota: nothing of it is borrowed
+            for victim in by_queue[name]:
+                if not any(trial.borrowed(name, fr) > 0 for fr in victim.usage if fr in usage):
+                    continue
+                trial.remove(victim.key)
+                after = trial.share(name)
+                ok = mine <= after if config.fair_preemption == "LessThanOrEqualToFinalShare" else mine < before
+                trial.add(victim)
+                if ok:
+                    chosen = victim
+                    break
+            if chosen is not None:
+                break
+        if chosen is None:
+            return None
+        trial.remove(chosen.key)
+        by_queue[chosen.queue].remove(chosen)
+        victims.append(chosen)
+    # Minimise: put back every victim the preemptor does not need (last removed first).
+    for victim in list(reversed(victims[:-1])):
+        trial.add(victim)
+        if _fits(trial, preemptor.queue, usage):
+            victims.remove(victim)
+        else:
+            trial.remove(victim.key)
+    return victims

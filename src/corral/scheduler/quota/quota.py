@@ -99,6 +99,8 @@ class QueueConfig:
     cohort: str | None = None
     groups: tuple[ResourceGroupConfig, ...] = ()
     weight: float = 1.0
+    fair_preemption: str = "Never"
+    """``fairSharing.preemptionStrategy``: Never, LessThanOrEqualToFinalShare, LessThanInitialShare."""
     within_queue: str = "Never"
     reclaim_within_cohort: str = "Never"
     borrow_within_cohort: str = "Never"
@@ -165,6 +167,7 @@ def parse_queue(obj: Mapping[str, Any]) -> QueueConfig:
         cohort=spec.get("cohort") or None,
         groups=tuple(groups),
         weight=float((spec.get("fairSharing") or {}).get("weight", 1.0)),
+        fair_preemption=str((spec.get("fairSharing") or {}).get("preemptionStrategy", "Never")),
         within_queue=preemption.get("withinQueue", "Never"),
         reclaim_within_cohort=preemption.get("reclaimWithinCohort", "Never"),
         borrow_within_cohort=borrow.get("policy", "Never"),

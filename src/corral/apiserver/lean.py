@@ -29,6 +29,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 MAX_LEAN_BODY = 64 * 1024
 """Bodies larger than this (and every chunked body) go to aiohttp, which enforces the 3 MiB limit."""
@@ -36,24 +37,11 @@ MAX_BUFFER = 4 * 1024 * 1024
 """Unprocessed bytes per connection before reading pauses."""
 MAX_HEAD = 64 * 1024
 LEAN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-HANDED_OVER_HEADERS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+HANDED_OVER_HEADERS = ("transfer-encoding", "expect", "upgrade")
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 410: "Gone",
            413: "Request Entity Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-
-
-class Headers(dict[str, str]):
-    """Request headers, looked up case-insensitively (keys are stored lower-case)."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
 
 
 class LeanRequest:
@@ -61,7 +49,7 @@ class LeanRequest:
 
     __slots__ = ("_body", "_query", "_state", "headers", "method", "path", "query_string", "transport")
 
-    def __init__(self, method: str, path: str, query_string: str, headers: Headers, body: bytes,  # noqa: PLR0917
+    def __init__(self, method: str, path: str, query_string: str, headers: CIMultiDict[str], body: bytes,  # noqa: PLR0917
                  transport: asyncio.BaseTransport | None) -> None:
         self.method = method
         self.path = path
@@ -256,32 +244,26 @@ class LeanProtocol(asyncio.Protocol):
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
             return False if len(buffer) > MAX_HEAD else None
-        head = bytes(buffer[:end])
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        head = buffer[:end].decode("latin-1")
+        request_line, _, header_text = head.partition("\r\n")
+        parts = request_line.split(" ")
+        if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in LEAN_METHODS:
             return False
-        method = parts[0].decode("latin-1")
-        target = parts[1].decode("latin-1")
-        if method not in LEAN_METHODS:
-            return False
+        method, target = parts[0], parts[1]
         path, _, query_string = target.partition("?")
         if "%" in path:
             path = unquote(path)
         if not self.front.eligible(method, path, query_string):
             return False
-        headers = Headers()
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
+        pairs = []
+        for line in header_text.split("\r\n") if header_text else ():
+            name, sep, value = line.partition(":")
+            if not sep or not name or name[-1] in " \t":
                 return False
-            key = name.strip().lower()
-            if key in HANDED_OVER_HEADERS:
-                return False
-            text = key.decode("latin-1")
-            if text in headers:  # repeated header: let aiohttp join or reject it
-                return False
-            headers[text] = value.strip().decode("latin-1")
+            pairs.append((name, value.strip()))
+        headers = CIMultiDict(pairs)
+        if any(name in headers for name in HANDED_OVER_HEADERS):
+            return False
         length_text = headers.get("content-length")
         length = 0
         if length_text is not None:

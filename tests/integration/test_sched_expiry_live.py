@@ -4,6 +4,7 @@ standalone ``corral scheduler`` runs queue admission only where the Queue kind e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,78 @@ async def test_standalone_scheduler_does_not_hide_server_errors() -> None:
     finally:
         await client.close()
         await runner.cleanup()
+
+
+async def test_a_nomination_whose_victim_is_stuck_expires_then_binds_when_it_goes(tmp_path: Path) -> None:
+    from corral.sim.nodes import build_node
+
+    server = await start_server(tmp_path / "api", tls=False)
+    client = ApiClient(server.url, server.token)
+    service = SchedulerService(client, config=SchedulerConfig(initial_backoff=0.1, max_backoff=0.5,
+                                                              nomination_timeout=2.0))
+    try:
+        # no simulated kubelet: nobody finishes graceful deletions, and a finalizer holds the victim
+        await client.create(build_node(SimNodeSpec(count=1, gpus=1, gpu_model="H100-80GB"), 0))
+        for name, value in (("low", 1), ("high", 10)):
+            await client.create({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                                 "metadata": {"name": name}, "value": value})
+
+        def gpu_pod(name: str, priority_class: str, finalizers: list[str] | None = None) -> dict[str, Any]:
+            return {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "default", "finalizers": finalizers or []},
+                    "spec": {"priorityClassName": priority_class,
+                             "containers": [{"name": "main", "image": "x",
+                                             "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+
+        await client.create(gpu_pod("victim", "low", ["corral.dev/test-hold"]))
+        await service.start()
+
+        async def pod(name: str) -> dict[str, Any]:
+            return await client.get("v1", "pods", name, "default")
+
+        async def until(check: Any, what: str, timeout: float = 15.0) -> None:
+            for _ in range(int(timeout / 0.05)):
+                if await check():
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"timed out waiting: {what}")
+
+        async def victim_bound() -> bool:
+            return bool((await pod("victim"))["spec"].get("nodeName"))
+
+        await until(victim_bound, "the victim is bound")
+        await client.create(gpu_pod("urgent", "high"))
+
+        async def nominated() -> bool:
+            return (await pod("urgent"))["status"].get("nominatedNodeName") == "sim-node-0"
+
+        await until(nominated, "urgent is nominated")
+        assert (await pod("victim"))["metadata"].get("deletionTimestamp"), "the victim is being evicted"
+
+        async def expired() -> bool:
+            events = (await client.list("v1", "events", "default"))["items"]
+            return any(e["reason"] == "NominationExpired" and e["involvedObject"]["name"] == "urgent" for e in events)
+
+        await until(expired, "a NominationExpired Event")
+
+        async def cleared() -> bool:
+            return not (await pod("urgent"))["status"].get("nominatedNodeName")
+
+        await until(cleared, "nominatedNodeName cleared")
+        assert not (await pod("urgent"))["spec"].get("nodeName"), "no room while the victim is still there"
+        assert len([e for e in (await client.list("v1", "events", "default"))["items"]
+                    if e["reason"] == "Preempted"]) == 1, "the terminating victim is not preempted twice"
+        # the victim finally goes: the preemptor is placed on the room it left
+        await client.patch("v1", "pods", "victim", {"metadata": {"finalizers": []}}, namespace="default")
+        await client.delete_if_exists("v1", "pods", "victim", "default", grace_period_seconds=0)
+
+        async def urgent_bound() -> bool:
+            return (await pod("urgent"))["spec"].get("nodeName") == "sim-node-0"
+
+        await until(urgent_bound, "urgent is bound once the victim is gone")
+    finally:
+        await service.stop()
+        with contextlib.suppress(ApiError):
+            await client.patch("v1", "pods", "victim", {"metadata": {"finalizers": []}}, namespace="default")
+        await client.close()
+        await server.stop()

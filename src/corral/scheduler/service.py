@@ -352,7 +352,11 @@ class SchedulerService:
         group = (meta(pod).get("labels") or {}).get("corral.dev/pod-group")
         if group:
             self._dirty_groups.add(f"{meta(pod).get('namespace') or 'default'}/{group}")
-        self._poke()
+        # Work the event creates reaches the loop through the queue (which wakes its waiter);
+        # only nominations made ready need a poke. Waking the loop for every pod event (three
+        # per bound pod) cost more than the rest of the event's handling.
+        if self.scheduler.has_ready():
+            self._poke()
 
     def _on_pod_delete(self, pod: Obj) -> None:
         self.scheduler.pod_delete(pod)
@@ -360,7 +364,8 @@ class SchedulerService:
         group = (meta(pod).get("labels") or {}).get("corral.dev/pod-group")
         if group:
             self._dirty_groups.add(f"{meta(pod).get('namespace') or 'default'}/{group}")
-        self._poke()
+        if self.scheduler.has_ready():
+            self._poke()
 
     def _on_podgroup(self, obj: Obj) -> None:
         self.scheduler.podgroup_upsert(obj)
@@ -445,7 +450,10 @@ class SchedulerService:
 
     async def _bind_group(self, decision: BindDecision) -> None:
         try:
-            outcomes = await asyncio.gather(*(self._bind_one(b) for b in decision.bindings))
+            if len(decision.bindings) == 1:  # a bare pod: no gather, one task less per pod
+                outcomes = [await self._bind_one(decision.bindings[0])]
+            else:
+                outcomes = list(await asyncio.gather(*(self._bind_one(b) for b in decision.bindings)))
         finally:
             self._binds_in_flight -= 1
         failed = [b.key for b, o in zip(decision.bindings, outcomes, strict=True) if o != "ok"]

@@ -285,7 +285,9 @@ class SimNodes:
         self.lease_interval = lease_interval if lease_interval is not None else max(10.0, total / 50.0)
         self.create_concurrency = create_concurrency
         self.node_names: set[str] = {n for s in self.specs for n in s.names()}
-        self.pods = Informer(client, "v1", "pods")
+        # Only bound pods, as a kubelet watches only its node's: the pending ones are none of
+        # a node's business, and not decoding them saves a third of the watch traffic.
+        self.pods = Informer(client, "v1", "pods", field_selector="spec.nodeName!=")
         self.queue = WorkQueue()
         self.kubelet = Controller("sim-kubelet", self, workers=workers, queue=self.queue)
         self._tasks: list[asyncio.Task[None]] = []

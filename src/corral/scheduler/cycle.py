@@ -74,6 +74,14 @@ log = logging.getLogger(__name__)
 QUEUE_LABEL = "corral.dev/queue"
 
 
+def _status_only_change(old: Obj, new: Obj) -> bool:
+    """Whether a pod update changed only its status (and resourceVersion/managedFields)."""
+    if old.get("spec") != new.get("spec"):
+        return False
+    before, after = meta(old), meta(new)
+    return all(before.get(k) == after.get(k) for k in ("labels", "annotations", "deletionTimestamp", "uid"))
+
+
 def pod_key(pod: Obj) -> str:
     md = meta(pod)
     return f"{md.get('namespace') or 'default'}/{md.get('name')}"
@@ -322,7 +330,11 @@ class Scheduler:
             return
         if is_pending(pod, self.scheduler_name):
             gkey = group_key(pod)
-            self._pending.setdefault(gkey, {})[key] = pod
+            members = self._pending.setdefault(gkey, {})
+            previous = members.get(key)
+            members[key] = pod
+            if previous is not None and _status_only_change(previous, pod):
+                return  # e.g. our own PodScheduled condition: nothing that could make it fit (as kube-scheduler)
             self._enqueue(gkey)
         else:
             self._drop_pending(key, pod)

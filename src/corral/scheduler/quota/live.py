@@ -40,7 +40,8 @@ I/O-free: the scheduler calls it once per group per cycle.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from bisect import insort
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -136,7 +137,7 @@ class QueueAdmission:
 
     def __init__(self, clock: Clock, node_labels: NodeLabels, *, policy: Policy | None = None,
                  pending_ttl: float = 30.0, fair_wait: float = 30.0, hold_timeout: float = 30.0,
-                 head_interval: float = 0.1,
+                 head_interval: float = 1.0,
                  notify: Callable[[], None] | None = None) -> None:
         self.clock = clock
         self.hold_timeout = hold_timeout
@@ -148,7 +149,10 @@ class QueueAdmission:
         self._release_all = False
         self._notified = False
         self.head_interval = head_interval
+        """A queue's first held group is handed back at least this often (a safety net)."""
         self._head_at: dict[str, float] = {}
+        self._held_order: dict[str, list[tuple[tuple[int, float, str], str]]] = {}
+        self._admitted_since: list[Workload] = []
         self._smallest: dict[str, tuple[float, PendingEntry | None]] = {}
         self.node_labels = node_labels
         self.policy = policy or Policy()
@@ -163,7 +167,7 @@ class QueueAdmission:
         self._admissions: list[tuple[str, float]] = []  # (queue, seconds waited) for metrics
         self._admitted_pods: dict[str, tuple[str, ...]] = {}
         self._blocked: dict[tuple[str, int, int], list[tuple[int, dict[str, int], str]]] = {}
-        self._workloads: dict[str, tuple[tuple[str, ...], Workload]] = {}
+        self._workloads: dict[str, tuple[tuple[Any, ...], Workload]] = {}
         self._nominations_version = 0
         self._head_cache: dict[str, tuple[float, list[PendingEntry], list[PendingEntry]]] = {}
 
@@ -275,8 +279,17 @@ class QueueAdmission:
                 return self._hold(workload, now, self._deny(workload, now, "QuotaExceeded", reason))
         book = self._reserved_view(exclude=workload.key)
         found = candidates(book, workload)
-        if any(a.mode <= Mode.BORROW for a in found.assignments):
+        fitting = [a for a in found.assignments if a.mode <= Mode.BORROW]
+        if any(a.mode == Mode.FIT for a in fitting):
             return None
+        if fitting:
+            # It would borrow: a queue further below its fair share goes first (held until
+            # quota moves in the cohort; queues are then handed room in fair-share order).
+            usage = dict(fitting[0].usage)
+            yielded = self._yield_for_fairness(book, workload, usage, now)
+            if yielded is None:
+                return None
+            return self._hold(workload, now, self._deny(workload, now, "FairShare", yielded, usage))
         preemptible = [a for a in found.assignments if a.mode == Mode.PREEMPT]
         for assignment in preemptible:
             if self._victims(workload, dict(assignment.usage)):
@@ -299,7 +312,10 @@ class QueueAdmission:
         return find_victims(view, workload, usage, evicting=protected, reserved=reserved)
 
     def _workload(self, group: GroupLike, queue: str, now: float) -> Workload:
-        versions = tuple(str((p.get("metadata") or {}).get("resourceVersion")) for p in group.pod_objs)
+        # Parsed again only when what it is made of changes (not on a status write).
+        versions = tuple((metadata.get("name"), metadata.get("uid"), metadata.get("creationTimestamp"),
+                          metadata.get("annotations"), p.get("spec"))
+                         for p in group.pod_objs for metadata in (p.get("metadata") or {},))
         hit = self._workloads.get(group.key)
         if hit is not None and hit[0] == versions and hit[1].queue == queue and hit[1].priority == group.priority:
             return hit[1]
@@ -380,14 +396,18 @@ class QueueAdmission:
     def tick(self) -> None:
         """Periodic (the queue manager's pass): ask for :meth:`take_releases` when held groups are due."""
         now = self.clock.now().timestamp()
-        if self._dirty_cohorts or any(now - at >= 1.0 for name, at in self._head_at.items() if self.held.get(name)) \
+        if self._dirty_cohorts or any(now - at >= self.head_interval for name, at in self._head_at.items()
+                                      if self.held.get(name)) \
                 or any(now - at > self.hold_timeout for at in self._held_at.values()):
             self._notify()
 
     # -- held groups -----------------------------------------------------------------------
 
     def _hold(self, workload: Workload, now: float, verdict: Verdict) -> Verdict:
-        self.held.setdefault(workload.queue, {})[workload.key] = workload
+        groups = self.held.setdefault(workload.queue, {})
+        if groups.get(workload.key) is not workload:
+            groups[workload.key] = workload
+            insort(self._held_order.setdefault(workload.queue, []), (order_key(workload), workload.key))
         self._held_at.setdefault(workload.key, now)
         self._head_at.setdefault(workload.queue, now)
         return Verdict(False, verdict.reason, verdict.message, hold=True)
@@ -398,6 +418,20 @@ class QueueAdmission:
         for groups in self.held.values():
             if groups.pop(key, None) is not None:
                 return
+
+    def _held_in_order(self, queue: str) -> Iterator[Workload]:
+        """The queue's held groups in queue order (the sorted list is pruned lazily)."""
+        groups = self.held.get(queue) or {}
+        order = self._held_order.get(queue) or []
+        if len(order) > 2 * len(groups) + 16:
+            order = sorted({(order_key(w), k) for k, w in groups.items()})
+            self._held_order[queue] = order
+        seen: set[str] = set()
+        for sort_key, key in order:
+            workload = groups.get(key)
+            if workload is not None and key not in seen and order_key(workload) == sort_key:
+                seen.add(key)
+                yield workload
 
     def _notify(self) -> None:
         if not self._notified and self.notify is not None:
@@ -416,6 +450,7 @@ class QueueAdmission:
         self._notified = False
         now = self.clock.now().timestamp()
         out: list[str] = []
+        admitted, self._admitted_since = self._admitted_since, []
         if self._release_all:
             self._release_all = False
             self._dirty_cohorts.clear()
@@ -423,8 +458,8 @@ class QueueAdmission:
         else:
             out = [key for key, at in self._held_at.items() if now - at > self.hold_timeout]
             dirty, self._dirty_cohorts = self._dirty_cohorts, set()
-            for name, at in self._head_at.items():  # safety net for the heads: once a second
-                if now - at >= 1.0 and self.held.get(name):
+            for name, at in self._head_at.items():  # safety net for the heads
+                if now - at >= self.head_interval and self.held.get(name):
                     dirty.add(self.queues[name].cohort_key if name in self.queues else name)
             book: QuotaBook | None = None
             for cohort in dirty:
@@ -433,7 +468,7 @@ class QueueAdmission:
                     continue
                 if book is None:
                     book = self._reserved_view(exclude="")
-                out.extend(self._fitting(book, names, now))
+                out.extend(self._fitting(book, names, now, admitted))
             for key, nomination in self.nominations.items():
                 if key in self._held_at and not any(v in self.book.admitted for v in nomination.victims):
                     out.append(key)
@@ -442,12 +477,35 @@ class QueueAdmission:
             self._unhold(key)
         return out
 
-    def _fitting(self, book: QuotaBook, names: Sequence[str], now: float, scan: int = 64) -> list[str]:
+    def _may_preempt(self, head: Workload, admitted: Workload) -> bool:
+        """Whether ``admitted`` (just admitted in the head's cohort) may be a victim the held
+        ``head`` did not have before: then the head is worth another try."""
+        config = self.queues.get(head.queue)
+        if config is None or admitted.priority > head.priority:
+            return False
+        if admitted.queue == head.queue:
+            return config.within_queue != "Never"
+        if config.fair_preemption != "Never" or (
+                config.borrow_within_cohort != "Never" and admitted.priority < head.priority):
+            return True
+        if config.reclaim_within_cohort == "Never":
+            return False
+        # reclaim: only while the head would stay within its queue's nominal quota
+        total = head.total()
+        nominal: dict[str, int] = {}
+        used: dict[str, int] = {}
+        for fr in config.flavor_resources():
+            nominal[fr[1]] = nominal.get(fr[1], 0) + config.quota(*fr).nominal
+            used[fr[1]] = used.get(fr[1], 0) + self.book.used(head.queue, fr)
+        return any(used.get(r, 0) + amount <= nominal.get(r, 0) for r, amount in total.items() if r in nominal)
+
+    def _fitting(self, book: QuotaBook, names: Sequence[str], now: float, admitted: Sequence[Workload],
+                 scan: int = 64) -> list[str]:
         """Held groups of one cohort's queues worth another try: queues furthest below their
         fair share first, each in queue order, those whose request fits the room left
-        (shared: what one is handed counts against the others), and each queue's first held
-        group at most every ``head_interval`` seconds whether it fits or not (it may preempt,
-        or hold its queue)."""
+        (shared: what one is handed counts against the others); and each queue's first held
+        group when a workload it might preempt was admitted since, or at least every
+        ``head_interval`` seconds (it may preempt, or hold its queue)."""
         names = sorted(names, key=book.share)
         first = self.queues[names[0]]
         pool: dict[str, int] = {}
@@ -467,12 +525,13 @@ class QueueAdmission:
                 pool[fr[1]] = pool.get(fr[1], 0) + max(0, book.pool(first.name, fr) - book.pool_used(first.name, fr))
         out: list[str] = []
         for name in names:
-            ordered = sorted(self.held[name].values(), key=order_key)
-            if now - self._head_at.get(name, 0.0) >= self.head_interval:
-                self._head_at[name] = now
-                out.append(ordered[0].key)
-            for workload in ordered[:scan]:
-                if not any(pool.values()) and not any(own[name].values()):
+            for index, workload in enumerate(self._held_in_order(name)):
+                if index == 0 and (now - self._head_at.get(name, 0.0) >= self.head_interval
+                                   or any(self._may_preempt(workload, a) for a in admitted)):
+                    self._head_at[name] = now
+                    out.append(workload.key)
+                    continue
+                if index >= scan or (not any(pool.values()) and not any(own[name].values())):
                     break
                 total = workload.total()
                 if all(amount <= min(own[name].get(r, 0) + pool.get(r, 0), limit[name].get(r, 0))
@@ -540,6 +599,9 @@ class QueueAdmission:
         self.book.add(Admitted(workload.key, workload.queue, workload.priority, workload.created, usage, now))
         self._unhold(workload.key)
         self._dirty_cohorts.add(self.queues[workload.queue].cohort_key)
+        if len(self._admitted_since) < 4096:  # (the heads' safety net covers an overflow)
+            self._admitted_since.append(workload)
+        self._notify()
         entry = self._drop_pending(workload.key)
         if self.nominations.pop(workload.key, None) is not None:
             self._nominations_version += 1

@@ -116,9 +116,12 @@ class HttpBinder:
     @classmethod
     def for_client(cls, client: ApiClient) -> HttpBinder:
         """Same server, token and TLS context as ``client``."""
-        token = client.session.headers.get("Authorization", "").removeprefix("Bearer ") or None
+        # the client keeps its identity private and opens its session lazily (inside a running
+        # loop); read the same token and TLS context without opening one
+        token = getattr(client, "_token", None)
         context = getattr(client, "_ssl", None)
-        return cls(client.server, token, ssl_context=context if isinstance(context, ssl.SSLContext) else None)
+        return cls(client.server, token if isinstance(token, str) else None,
+                   ssl_context=context if isinstance(context, ssl.SSLContext) else None)
 
     def request_bytes(self, binding: Binding) -> bytes:
         metadata: dict[str, object] = {"name": binding.name, "namespace": binding.namespace}

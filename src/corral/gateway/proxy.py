@@ -7,10 +7,13 @@ middleware dominate its cost. This module keeps only what a proxy needs:
 - :class:`ClientConnection` — one per downstream (client) connection. llhttp
   (through httptools) parses requests; the body is buffered up to the route's
   limit (routing by the OpenAI ``model`` field and retries need it) and then
-  handed, with the raw header list, to the gateway's ``handle`` coroutine.
+  handed, with the raw header list, to the gateway's ``dispatch`` function,
+  which calls :meth:`ClientConnection.finished` once the answer is complete.
   Requests on one connection are answered in order (pipelining is queued),
   HTTP/1.0 keep-alive (``ab -k``) and ``Expect: 100-continue`` are honoured.
-- :class:`Upstream` — one pooled keep-alive connection to a replica. It writes
+- :class:`Upstream` — one pooled keep-alive connection to a replica. It tells a
+  :class:`Waiter` (the gateway's exchange, or a future on the slow path) how the
+  exchange ended. It writes
   the request in one piece and relays the response *as it is parsed*: the
   header block (hop-by-hop headers replaced by this hop's framing) and every
   body piece are written to the client transport in one write per read, so

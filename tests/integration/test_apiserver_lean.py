@@ -122,7 +122,6 @@ async def test_watch_after_a_create_hands_the_connection_to_aiohttp(server: Runn
     raw.writer.write(raw.request("POST", POD, pod_body("w-1")) + raw.request("GET", POD + "?watch=true&resourceVersion=1"))
     status, _, body = await raw.response()
     assert status == 201, body
-    assert status == 201
     status, headers, _ = await raw.response()
     assert status == 200 and headers["transfer-encoding"] == "chunked"
     seen: list[Any] = []

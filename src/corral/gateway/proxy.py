@@ -140,6 +140,10 @@ class ClientConnection(asyncio.Protocol):
         self._last_meta: tuple[str, int | None, bool] = ("", None, False)
         self.upstream_block: bytes | None = None
         """The forwarded header block built for ``_last_headers`` (the gateway's cache, reset with it)."""
+        self.upstream_rest = b""
+        """``upstream_block`` ending the head (no body)."""
+        self.last_line: tuple[bytes, str, Any, bytes] | None = None
+        """The gateway's cache of the last upstream request line: (url, method, route, line)."""
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -347,9 +351,9 @@ class Upstream(asyncio.Protocol):
         self._until_close = False
         self._done = False
         self._last_headers: list[tuple[bytes, bytes]] | None = None
-        self._last_block = b""
-        self._last_length: bytes | None = None
-        self._last_chunked = False
+        self._last_mode: tuple[int, bytes, bool, bool, bool] | None = None
+        self._last_head = b""
+        self._last_framing = (False, False, True)
 
     # ---- use ------------------------------------------------------------------------------
 
@@ -429,25 +433,40 @@ class Upstream(asyncio.Protocol):
         client = self.client
         assert client is not None
         headers = self._headers
-        if headers == self._last_headers:  # replicas tend to answer with the same headers again
-            block, length, upstream_chunked = self._last_block, self._last_length, self._last_chunked
+        mode = (status, self._reason, self._head, self._client_http11, self._client_keep)
+        if headers == self._last_headers and mode == self._last_mode:
+            # Replicas tend to answer with the same headers again (until the Date changes): the
+            # head built last time, with its framing, serves as it is.
+            self._out = [self._last_head]
+            self._chunked, self._until_close, self._client_keep = self._last_framing
         else:
-            kept: list[bytes] = []
-            length = None
-            upstream_chunked = False
-            for name, value in headers:
-                low = name.lower()
-                if low in HOP_BY_HOP:
-                    if low == b"content-length":
-                        length = value
-                    elif low == b"transfer-encoding":
-                        upstream_chunked = True
-                    continue
-                kept.append(b"%s: %s\r\n" % (name, value))
-            block = b"".join(kept)
+            self._out = [self._build_head(status, headers)]
             self._last_headers = headers
-            self._last_block, self._last_length, self._last_chunked = block, length, upstream_chunked
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, self._reason), block]
+            self._last_mode = mode
+            self._last_framing = (self._chunked, self._until_close, self._client_keep)
+            self._last_head = self._out[0]
+        self.started = True
+        client.feeding = self
+        if client.write_paused and self.transport is not None:
+            self.transport.pause_reading()
+        if self._head:  # no body follows, whatever the headers say; do not reuse the connection
+            self.reusable = False
+            self._done = True
+
+    def _build_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The response head for the client: the replica's headers less hop-by-hop ones, plus framing."""
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, self._reason)]
+        length: bytes | None = None
+        upstream_chunked = False
+        for name, value in headers:
+            low = name.lower()
+            if low in HOP_BY_HOP:
+                if low == b"content-length":
+                    length = value
+                elif low == b"transfer-encoding":
+                    upstream_chunked = True
+                continue
+            lines.append(b"%s: %s\r\n" % (name, value))
         no_body = self._head or status in (204, 304)
         if length is not None and status != 204:
             lines.append(b"Content-Length: %s\r\n" % length)
@@ -463,14 +482,7 @@ class Upstream(asyncio.Protocol):
         elif not self._client_http11:
             lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
-        self._out = lines
-        self.started = True
-        client.feeding = self
-        if client.write_paused and self.transport is not None:
-            self.transport.pause_reading()
-        if self._head:  # no body follows, whatever the headers say; do not reuse the connection
-            self.reusable = False
-            self._done = True
+        return b"".join(lines)
 
     def on_body(self, body: bytes) -> None:
         if self._head:

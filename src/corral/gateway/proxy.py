@@ -7,10 +7,13 @@ middleware dominate its cost. This module keeps only what a proxy needs:
 - :class:`ClientConnection` — one per downstream (client) connection. llhttp
   (through httptools) parses requests; the body is buffered up to the route's
   limit (routing by the OpenAI ``model`` field and retries need it) and then
-  handed, with the raw header list, to the gateway's ``handle`` coroutine.
+  handed, with the raw header list, to the gateway's ``dispatch`` function,
+  which calls :meth:`ClientConnection.finished` once the answer is complete.
   Requests on one connection are answered in order (pipelining is queued),
   HTTP/1.0 keep-alive (``ab -k``) and ``Expect: 100-continue`` are honoured.
-- :class:`Upstream` — one pooled keep-alive connection to a replica. It writes
+- :class:`Upstream` — one pooled keep-alive connection to a replica. It tells a
+  :class:`Waiter` (the gateway's exchange, or a future on the slow path) how the
+  exchange ended. It writes
   the request in one piece and relays the response *as it is parsed*: the
   header block (hop-by-hop headers replaced by this hop's framing) and every
   body piece are written to the client transport in one write per read, so
@@ -44,6 +47,7 @@ HOP_BY_HOP = frozenset({
     b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"expect",
 })
 MAX_PIPELINED = 16
+METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
 STATUS_PHRASES = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
                   413: b"Request Entity Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
                   503: b"Service Unavailable", 504: b"Gateway Timeout"}
@@ -138,6 +142,9 @@ class ClientConnection(asyncio.Protocol):
         """The upstream connection whose response is being relayed here (for flow control)."""
         self._last_headers: list[tuple[bytes, bytes]] | None = None
         self._last_meta: tuple[str, int | None, bool] = ("", None, False)
+        self._last_url = b""
+        self._last_url_parts = ("", "", "")
+        self._header_list: list[tuple[bytes, bytes]] = []
         self.upstream_block: bytes | None = None
         """The forwarded header block built for ``_last_headers`` (the gateway's cache, reset with it)."""
         self.upstream_rest = b""
@@ -186,21 +193,22 @@ class ClientConnection(asyncio.Protocol):
     # ---- httptools callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._request = Request()
+        self._request = request = Request()
+        self._header_list = request.headers
 
     def on_url(self, url: bytes) -> None:
         assert self._request is not None
         self._request.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self._request is not None
-        self._request.headers.append((name, value))
+        self._header_list.append((name, value))
 
     def on_headers_complete(self) -> None:
         request = self._request
         assert request is not None
         parser = self._parser
-        request.method = parser.get_method().decode("ascii", "replace")
+        method = parser.get_method()
+        request.method = METHODS.get(method) or method.decode("ascii", "replace")
         request.http11 = parser.get_http_version() == "1.1"
         request.keep_alive = parser.should_keep_alive()
         headers = request.headers
@@ -219,11 +227,16 @@ class ClientConnection(asyncio.Protocol):
             self._last_headers = headers
             self._last_meta = (request.host, request.content_length, request.expect_continue)
             self.upstream_block = None
-        raw = request.url.decode("latin-1")
-        path, sep, query = raw.partition("?")
-        request.raw_path = path
-        request.path = unquote(path) if "%" in path else path
-        request.query = query if sep else ""
+        url = request.url
+        if url == self._last_url:
+            request.raw_path, request.path, request.query = self._last_url_parts
+        else:
+            path, sep, query = url.decode("latin-1").partition("?")
+            request.raw_path = path
+            request.path = unquote(path) if "%" in path else path
+            request.query = query if sep else ""
+            self._last_url = url
+            self._last_url_parts = (request.raw_path, request.path, request.query)
         self._on_headers(request)
         if request.content_length is not None and request.content_length > request.limit:
             request.discard = True

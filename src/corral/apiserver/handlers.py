@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import random
@@ -52,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from aiohttp import web
@@ -133,30 +134,32 @@ class Target:
     subresource: str | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Accept:
     table: bool = False
     partial: bool = False
     yaml: bool = False
 
 
+@functools.lru_cache(maxsize=256)
 def parse_accept(header: str) -> Accept:
-    accept = Accept()
+    """The response format a request asks for (memoized per distinct header: it is parsed on every request)."""
+    return _parse_accept(header)
+
+
+def _parse_accept(header: str) -> Accept:
     for part in header.split(","):
         params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
         media = part.split(";")[0].strip()
         if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
-            accept.table = True
-            return accept
+            return Accept(table=True)
         if params.get("as") in ("PartialObjectMetadata", "PartialObjectMetadataList") and params.get("g") == "meta.k8s.io":
-            accept.partial = True
-            return accept
+            return Accept(partial=True)
         if media in ("application/json", "*/*", "application/*"):
-            return accept
+            return Accept()
         if media == "application/yaml":
-            accept.yaml = True
-            return accept
-    return accept
+            return Accept(yaml=True)
+    return Accept()
 
 
 WATCH_HIGH_WATER = 1024 * 1024
@@ -173,7 +176,7 @@ def push_deliver(transport: asyncio.BaseTransport, resource: str, namespace: str
     final ``0\\r\\n\\r\\n``). A full socket buffer (a slow reader) makes it decline, and the
     watch's task then catches up from the history with backpressure.
     """
-    assert isinstance(transport, asyncio.WriteTransport)
+    transport = cast(asyncio.WriteTransport, transport)  # not isinstance: uvloop's transports are not subclasses
     shared_key = (resource, namespace, name)
 
     def deliver(events: list[WatchEvent], shared: dict[Any, bytes]) -> bool:

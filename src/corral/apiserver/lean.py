@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
@@ -65,6 +65,9 @@ class LeanRequest:
         """Query parameters (the first value of a repeated one, as ``MultiDict.get`` gives)."""
         if self._query is None:
             query: dict[str, str] = {}
+            if not self.query_string:
+                self._query = query
+                return query
             for key, value in parse_qsl(self.query_string, keep_blank_values=True):
                 query.setdefault(key, value)
             self._query = query
@@ -167,8 +170,7 @@ class LeanProtocol(asyncio.Protocol):
     # ---- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.front.connections.add(self)
         self.task = asyncio.get_running_loop().create_task(self.serve())
 

@@ -412,9 +412,11 @@ class Store:
             conn.execute("BEGIN")
             run: list[tuple[Any, ...]] = []
             run_is_delete = False
+            deletes = False
             for batch in batches:
                 for resource, namespace, name, rv, raw in batch.ops:
                     is_delete = raw is None
+                    deletes = deletes or is_delete
                     if run and is_delete != run_is_delete:
                         conn.executemany(delete if run_is_delete else upsert, run)
                         run = []
@@ -422,7 +424,8 @@ class Store:
                     run.append((resource, namespace, name) if is_delete else (resource, namespace, name, rv, raw))
             if run:
                 conn.executemany(delete if run_is_delete else upsert, run)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (batches[-1].last_rv,))
+            if deletes:  # otherwise the highest row version already says it (the load takes the larger)
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (batches[-1].last_rv,))
             conn.execute("COMMIT")
         except BaseException as exc:  # the store is now unusable
             with contextlib.suppress(sqlite3.Error):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -24,8 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -39,8 +42,9 @@ def pod(name: str) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = env or {}
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.token = ""
@@ -49,7 +53,7 @@ class Server:
         corral = str(Path(sys.executable).parent / "corral")
         started = time.perf_counter()
         self.process = subprocess.Popen([corral, "up", "--data-dir", str(self.data_dir), "--port", "0", "--no-tls", "--apiserver-only"],
-                                        stdout=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, text=True, env={**os.environ, **self.env})
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         elapsed = time.perf_counter() - started
@@ -81,66 +85,165 @@ class Server:
             self.process = None
 
 
-async def create_pods(session: aiohttp.ClientSession, url: str, prefix: str, count: int, clients: int = 8) -> None:
-    path = f"{url}/api/v1/namespaces/default/pods"
+class HttpConnection:
+    """One lean HTTP/1.1 keep-alive connection (raw asyncio streams), so that the load
+    generator spends little of the shared CPU. Requests may be pipelined: responses come
+    back in order, each with a Content-Length (aiohttp's ``web.Response``)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        parsed = urlsplit(url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.head = (f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n").encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    def request(self, method: str, path: str, body: bytes = b"") -> bytes:
+        extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body else ""
+        return f"{method} {path} HTTP/1.1\r\n".encode() + self.head + extra.encode() + b"\r\n" + body
+
+    def send(self, data: bytes) -> None:
+        assert self.writer is not None
+        self.writer.write(data)
+
+    async def response(self) -> tuple[int, bytes]:
+        """Status and body of the next response (Content-Length bodies only)."""
+        assert self.reader is not None
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.find(b"\r\ncontent-length:")
+        if at < 0:
+            raise RuntimeError(f"response without Content-Length: {head[:200]!r}")
+        length = int(lower[at + 17:lower.index(b"\r\n", at + 2)])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
+def pod_bodies(prefix: str) -> tuple[bytes, bytes]:
+    """A pod body split around its name: ``head + name + tail`` is a complete, distinct pod."""
+    template = json.dumps(pod("\x00")).encode()
+    head, tail = template.split(b"\\u0000")
+    return head, tail
+
+
+async def create_pods(url: str, token: str, prefix: str, count: int, clients: int = 8, depth: int = 1) -> None:
+    """``count`` pod creates from ``clients`` connections, each keeping ``depth`` requests in
+    flight (``depth`` > 1: HTTP/1.1 pipelining). Every response must be 201."""
+    path = "/api/v1/namespaces/default/pods"
+    head, tail = pod_bodies(prefix)
     counter = iter(range(count))
 
     async def client() -> None:
-        for i in counter:
-            async with session.post(path, data=json.dumps(pod(f"{prefix}-{i}")),
-                                    headers={"Content-Type": "application/json"}) as response:
-                if response.status != 201:
-                    raise RuntimeError(f"create failed: {response.status} {await response.text()}")
-                await response.read()
+        connection = HttpConnection(url, token)
+        await connection.open()
+        try:
+            in_flight = 0
+            exhausted = False
+            while True:
+                batch = []
+                while not exhausted and in_flight + len(batch) < depth:
+                    i = next(counter, None)
+                    if i is None:
+                        exhausted = True
+                        break
+                    batch.append(connection.request("POST", path, head + f"{prefix}-{i}".encode() + tail))
+                if batch:
+                    connection.send(b"".join(batch))
+                    in_flight += len(batch)
+                if in_flight == 0:
+                    return
+                status, body = await connection.response()
+                in_flight -= 1
+                if status != 201:
+                    raise RuntimeError(f"create failed: {status} {body[:300]!r}")
+        finally:
+            await connection.close()
 
     await asyncio.gather(*(client() for _ in range(clients)))
 
 
-async def measure_creates(server: Server, count: int) -> tuple[float, float]:
+async def measure_creates(server: Server, count: int, depth: int) -> tuple[float, float]:
     """Creates per second, and the server's CPU microseconds per create."""
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {server.token}"},
-                                     connector=aiohttp.TCPConnector(limit=8)) as session:
-        await create_pods(session, server.url, "warm", 200)
-        cpu = server.cpu_s()
-        started = time.perf_counter()
-        await create_pods(session, server.url, "c", count)
-        elapsed = time.perf_counter() - started
-        return count / elapsed, (server.cpu_s() - cpu) / count * 1e6
+    await create_pods(server.url, server.token, "warm", 200, depth=depth)
+    cpu = server.cpu_s()
+    started = time.perf_counter()
+    await create_pods(server.url, server.token, "c", count, depth=depth)
+    elapsed = time.perf_counter() - started
+    return count / elapsed, (server.cpu_s() - cpu) / count * 1e6
 
 
-async def measure_watch(server: Server, pods: int, watchers: int) -> tuple[float, float]:
-    headers = {"Authorization": f"Bearer {server.token}"}
-    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0)) as session:
-        async with session.get(f"{server.url}/api/v1/namespaces/default/pods?limit=1") as response:
-            rv = (await response.json())["metadata"]["resourceVersion"]
-        counts = [0] * watchers
-        done = asyncio.Event()
-        finished = 0
-        last_event = 0.0
+class WatchCounter(asyncio.Protocol):
+    """Counts ADDED events on a raw watch stream (chunked; each chunk holds whole lines)."""
 
-        async def watch(index: int) -> None:
-            nonlocal finished, last_event
-            url = f"{server.url}/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}"
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
-                async for chunk in response.content.iter_any():
-                    counts[index] += chunk.count(b"\n")
-                    if counts[index] >= pods:
-                        last_event = time.perf_counter()
-                        finished += 1
-                        if finished == watchers:
-                            done.set()
-                        return
+    MARKER = b'{"type":"ADDED","object":'
 
-        tasks = [asyncio.ensure_future(watch(i)) for i in range(watchers)]
+    def __init__(self, expected: int, done: Callable[[], None]) -> None:
+        self.expected = expected
+        self.done = done
+        self.count = 0
+        self.tail = b""
+        self.finished = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.tail + data
+        self.count += buffer.count(self.MARKER)
+        self.tail = buffer[-(len(self.MARKER) - 1):]
+        if not self.finished and self.count >= self.expected:
+            self.finished = True
+            self.done()
+
+
+async def measure_watch(server: Server, pods: int, watchers: int, depth: int) -> tuple[float, float, int]:
+    """Events/s delivered to ``watchers`` while ``pods`` are created; server CPU µs per create; events."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {server.token}"}) as session, \
+            session.get(f"{server.url}/api/v1/namespaces/default/pods?limit=1") as response:
+        rv = (await response.json())["metadata"]["resourceVersion"]
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    finished = 0
+    last_event = 0.0
+
+    def one_done() -> None:
+        nonlocal finished, last_event
+        finished += 1
+        if finished == watchers:
+            last_event = time.perf_counter()
+            done.set()
+
+    parsed = urlsplit(server.url)
+    request = (f"GET /api/v1/namespaces/default/pods?watch=true&resourceVersion={rv} HTTP/1.1\r\n"
+               f"Host: {parsed.netloc}\r\nAuthorization: Bearer {server.token}\r\n\r\n").encode()
+    streams: list[WatchCounter] = []
+    for _ in range(watchers):
+        transport, protocol = await loop.create_connection(lambda: WatchCounter(pods, one_done),
+                                                           parsed.hostname, parsed.port)
+        transport.write(request)
+        streams.append(protocol)
+    try:
         await asyncio.sleep(1.0)
         cpu = server.cpu_s()
-        async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=8)) as writer:
-            started = time.perf_counter()
-            await create_pods(writer, server.url, "w", pods)
+        started = time.perf_counter()
+        await create_pods(server.url, server.token, "w", pods, depth=depth)
         await asyncio.wait_for(done.wait(), 300)
-        for task in tasks:
-            task.cancel()
-        return sum(counts) / (last_event - started), (server.cpu_s() - cpu) / pods * 1e6
+        events = sum(s.count for s in streams)
+        return events / (last_event - started), (server.cpu_s() - cpu) / pods * 1e6, events
+    finally:
+        for stream in streams:
+            if stream.transport is not None:
+                stream.transport.close()
 
 
 async def fill(data_dir: Path, count: int) -> None:
@@ -191,30 +294,43 @@ async def main() -> None:
     parser.add_argument("--watch-pods", type=int, default=1000)
     parser.add_argument("--watchers", type=int, default=50)
     parser.add_argument("--restart-pods", type=int, default=100_000)
+    parser.add_argument("--depth", type=int, default=1,
+                        help="requests each of the 8 clients keeps in flight (> 1: HTTP/1.1 pipelining)")
+    parser.add_argument("--only", default="creates,watch,restart", help="comma-separated parts to run")
+    parser.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server process")
     args = parser.parse_args()
-    result: dict[str, Any] = {"bench": "apiserver"}
-    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        server = Server(Path(tmp))
-        server.start()
-        try:
-            rate, cpu_us = await measure_creates(server, args.creates)
-            result["creates_per_s"] = round(rate)
-            result["server_cpu_us_per_create"] = round(cpu_us)
-            result["creates"] = args.creates
-        finally:
-            server.stop()
-    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        server = Server(Path(tmp))
-        server.start()
-        try:
-            rate, cpu_us = await measure_watch(server, args.watch_pods, args.watchers)
-            result["watch_events_per_s"] = round(rate)
-            result["server_cpu_us_per_create_with_watchers"] = round(cpu_us)
-            result["watchers"] = args.watchers
-            result["watch_pods"] = args.watch_pods
-        finally:
-            server.stop()
-    result.update(await measure_restart(args.restart_pods))
+    parts = set(args.only.split(","))
+    env = dict(item.split("=", 1) for item in args.server_env)
+    result: dict[str, Any] = {"bench": "apiserver", "clients": 8, "depth": args.depth}
+    if "creates" in parts:
+        with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+            server = Server(Path(tmp), env)
+            server.start()
+            try:
+                rate, cpu_us = await measure_creates(server, args.creates, args.depth)
+                result["creates_per_s"] = round(rate)
+                result["server_cpu_us_per_create"] = round(cpu_us)
+                result["creates"] = args.creates
+            finally:
+                server.stop()
+    if "watch" in parts:
+        with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+            server = Server(Path(tmp), env)
+            server.start()
+            try:
+                rate, cpu_us, events = await measure_watch(server, args.watch_pods, args.watchers, args.depth)
+                result["watch_events_per_s"] = round(rate)
+                result["server_cpu_us_per_create_with_watchers"] = round(cpu_us)
+                if "server_cpu_us_per_create" in result:
+                    extra = (cpu_us - result["server_cpu_us_per_create"]) * args.watch_pods / events
+                    result["server_cpu_us_per_watch_event"] = round(extra, 2)
+                result["watchers"] = args.watchers
+                result["watch_pods"] = args.watch_pods
+            finally:
+                server.stop()
+    if "restart" in parts:
+        result.update(await measure_restart(args.restart_pods))
+    result["loadavg_1m"] = os.getloadavg()[0]
     print(json.dumps(result))
 
 

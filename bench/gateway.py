@@ -317,6 +317,11 @@ async def throughput(args: argparse.Namespace, gateway: Gateway, services: list[
         out["cpu_us_per_request"] = {
             name: {part: round(statistics.median(values), 1) for part, values in parts.items()}
             for name, parts in cpu.items()}
+        # Fraction of one CPU each part used during the runs (µs per request × requests per second):
+        # shows which part, if any, was saturated (the client starving a proxy would show here).
+        out["cpu_share"] = {
+            name: {part: round(value * median[name] / 1e6, 2) for part, value in parts.items()}
+            for name, parts in out["cpu_us_per_request"].items()}
         out["gateway_cpu_us_per_request"] = out["cpu_us_per_request"]["gateway"]["proxy"]
         out["nginx_cpu_us_per_request"] = out["cpu_us_per_request"]["nginx"]["proxy"]
         out["concurrency"] = args.concurrency

@@ -89,8 +89,9 @@ async def role_scheduler(info: Path, ready: Path, profile: str | None) -> None:
     stages_file = ready.parent / "scheduler.stages.json"
 
     def dump_stages() -> None:  # SIGUSR1 from the driver: cumulative CPU seconds so far
-        data = {"total": time.process_time(), "bound": service.bound, "events_written": service.events_written,
-                "events_dropped": service.events_dropped, **stages}
+        data = {"total": time.process_time(), "bound": service.bound,
+                "events_written": getattr(service, "events_written", 0),
+                "events_dropped": getattr(service, "events_dropped", 0), **stages}
         tmp = stages_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(stages_file)

@@ -170,3 +170,34 @@ async def test_timeouts_on_pooled_connections_give_504_and_the_connection_is_not
             assert gw.outstanding == {} and gw._deadlines == {}
         finally:
             await gw.stop()
+
+
+async def test_large_answers_arrive_whole_and_a_client_leaving_mid_stream_frees_its_slot() -> None:
+    with backends() as group:
+        big = await group.start("big", "--body-bytes", str(3 * 1024 * 1024))
+        gw = await started(big.port)
+        try:
+            for _ in range(2):  # a new upstream connection, then a pooled one
+                reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+                writer.write(b"GET /v1/models/svc/big HTTP/1.1\r\nHost: gw\r\n\r\n")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                await asyncio.sleep(0.3)  # the client reads late: the gateway must hold back, not lose bytes
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                body = await asyncio.wait_for(reader.readexactly(length), 20)
+                assert json.loads(body)["pad"] == "x" * (3 * 1024 * 1024)
+                writer.close()
+                await writer.wait_closed()
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(b"GET /v1/models/svc/sse?n=100&interval=0.05 HTTP/1.1\r\nHost: gw\r\n\r\n")
+            await asyncio.wait_for(reader.readuntil(b"data:"), 10)
+            assert gw.metrics.feed()["services"]["default/svc"]["inFlight"] == 1
+            writer.close()  # mid-stream
+            await writer.wait_closed()
+            for _ in range(100):
+                if gw.metrics.feed()["services"]["default/svc"]["inFlight"] == 0 and not gw.outstanding:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError(f"the request of a client gone stayed in flight: {gw.metrics.feed()}")
+        finally:
+            await gw.stop()

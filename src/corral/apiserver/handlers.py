@@ -45,15 +45,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import random
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from aiohttp import web
@@ -71,7 +71,8 @@ from corral.apiserver.validation import (
     parse_field_validation,
     validate,
 )
-from corral.store import AlreadyExistsError, Entry, ExpiredError, Store, UnavailableError, encode
+from corral.store import AlreadyExistsError, Entry, ExpiredError, Store, UnavailableError, WatchEvent, encode
+from corral.util import fastjson
 from corral.util.clock import Clock, format_timestamp, parse_timestamp
 from corral.util.podlogs import pod_log_path
 
@@ -133,30 +134,66 @@ class Target:
     subresource: str | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Accept:
     table: bool = False
     partial: bool = False
     yaml: bool = False
 
 
+@functools.lru_cache(maxsize=256)
 def parse_accept(header: str) -> Accept:
-    accept = Accept()
+    """The response format a request asks for (memoized per distinct header: it is parsed on every request)."""
+    return _parse_accept(header)
+
+
+def _parse_accept(header: str) -> Accept:
     for part in header.split(","):
         params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
         media = part.split(";")[0].strip()
         if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
-            accept.table = True
-            return accept
+            return Accept(table=True)
         if params.get("as") in ("PartialObjectMetadata", "PartialObjectMetadataList") and params.get("g") == "meta.k8s.io":
-            accept.partial = True
-            return accept
+            return Accept(partial=True)
         if media in ("application/json", "*/*", "application/*"):
-            return accept
+            return Accept()
         if media == "application/yaml":
-            accept.yaml = True
-            return accept
-    return accept
+            return Accept(yaml=True)
+    return Accept()
+
+
+WATCH_HIGH_WATER = 1024 * 1024
+"""Bytes a watch connection may have unsent before its events wait in the history instead."""
+
+
+def push_deliver(transport: asyncio.BaseTransport, resource: str, namespace: str | None,
+                 name: str | None) -> Callable[[list[WatchEvent], dict[Any, bytes]], bool]:
+    """The push callback of a plain JSON watch (no selector, no Table): see :class:`corral.store.Watcher`.
+
+    Each commit's matching events are joined into one HTTP chunk, built once per distinct
+    ``(resource, namespace, name)`` filter and shared by every watcher with that filter, and
+    written straight to the socket (after aiohttp sent the headers; aiohttp writes the
+    final ``0\\r\\n\\r\\n``). A full socket buffer (a slow reader) makes it decline, and the
+    watch's task then catches up from the history with backpressure.
+    """
+    transport = cast(asyncio.WriteTransport, transport)  # not isinstance: uvloop's transports are not subclasses
+    shared_key = (resource, namespace, name)
+
+    def deliver(events: list[WatchEvent], shared: dict[Any, bytes]) -> bool:
+        if transport.is_closing() or transport.get_write_buffer_size() > WATCH_HIGH_WATER:
+            return False
+        chunk = shared.get(shared_key)
+        if chunk is None:
+            data = b"".join(event.line for event in events
+                            if event.entry.resource == resource
+                            and (namespace is None or event.entry.namespace == namespace)
+                            and (name is None or event.entry.name == name))
+            chunk = shared[shared_key] = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        if chunk:
+            transport.write(chunk)
+        return True
+
+    return deliver
 
 
 class Handlers:
@@ -174,6 +211,8 @@ class Handlers:
         # uids need uniqueness, not secrecy: one urandom seed instead of a syscall per object
         self._random = random.Random(os.urandom(32))
         self._pending_namespace_checks: set[str] = set()
+        self._now_key: datetime | None = None
+        self._now_text = ""
         self.namespace_rt = registry.by_kind("v1", "Namespace")
         self.node_rt = registry.by_kind("v1", "Node")
         self.pod_rt = registry.by_kind("v1", "Pod")
@@ -181,7 +220,17 @@ class Handlers:
     # ---- helpers --------------------------------------------------------------------
 
     def now(self) -> str:
-        return format_timestamp(self.clock.now())
+        moment = self.clock.now().replace(microsecond=0)
+        if moment != self._now_key:  # strftime once per second, not once per write
+            self._now_key, self._now_text = moment, format_timestamp(moment)
+        return self._now_text
+
+    def new_uid(self) -> str:
+        """A random (version 4) UUID, formatted without building a ``uuid.UUID``."""
+        value = self._random.getrandbits(128)
+        value = (value & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC000 << 48) | (0x8000 << 48)
+        text = f"{value:032x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
     def meta_for(self, rt: ResourceType) -> patch.PatchMeta:
         key = resource_key(rt)
@@ -237,7 +286,7 @@ class Handlers:
         try:
             if "yaml" in content_type:
                 return yaml.safe_load(data)
-            return json.loads(data)
+            return fastjson.loads(data)
         except (ValueError, yaml.YAMLError) as exc:
             kind = "YAML" if "yaml" in content_type else "JSON"
             raise bad_request(f"the request body is not valid {kind}: {exc}") from None
@@ -372,7 +421,7 @@ class Handlers:
         head = encode({"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata})
         raw = head[:-1] + b',"items":[' + b",".join(e.raw for e in entries) + b"]}"
         if accept.yaml:
-            return web.Response(text=yaml.safe_dump(json.loads(raw)), content_type="application/yaml")
+            return web.Response(text=yaml.safe_dump(fastjson.loads(raw)), content_type="application/yaml")
         return web.Response(body=raw, content_type=JSON)
 
     # ---- watch ----------------------------------------------------------------------
@@ -402,8 +451,12 @@ class Handlers:
         response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        deliver = None
+        transport = request.transport
+        if select is None and not accept.table and not accept.partial and transport is not None:
+            deliver = push_deliver(transport, key, namespace, target.name)
         try:
-            watcher = self.store.watcher(start_rv)
+            watcher = self.store.watcher(start_rv, deliver)
         except ExpiredError as exc:
             await response.write(self._error_line(exc))
             return response
@@ -527,7 +580,7 @@ class Handlers:
         check_name(rt, metadata["name"])
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             metadata.pop(field, None)
-        metadata["uid"] = str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+        metadata["uid"] = self.new_uid()
         metadata["creationTimestamp"] = self.now()
         metadata["generation"] = 1
         self.default(rt, obj)
@@ -785,7 +838,7 @@ class Handlers:
             data = await request.read()
             if data.strip():
                 try:
-                    body = json.loads(data)
+                    body = fastjson.loads(data)
                 except ValueError as exc:
                     raise bad_request(f"the DeleteOptions body is not valid JSON: {exc}") from None
                 if isinstance(body, dict):

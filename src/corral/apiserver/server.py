@@ -14,17 +14,22 @@ request as ``request[IDENTITY]``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import bisect
+import logging
 import os
 import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from corral import __version__
 from corral.api.kinds import default_registry
@@ -33,10 +38,12 @@ from corral.apiserver import dashboard, openapi
 from corral.apiserver.auth import Identity, TokenFile
 from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
+from corral.apiserver.lean import LeanFront, LeanRequest
 from corral.apiserver.tls import ensure_self_signed
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
 
+LOG = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
 IDENTITY = web.RequestKey("identity", Identity)
 RESOURCE = web.RequestKey("resource", str)
@@ -62,6 +69,58 @@ class ServerConfig:
     dashboard_staleness: float = 1.0  # seconds the dashboard's summary may lag the store
 
 
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+
+class RequestMetrics(Collector):
+    """``apiserver_request_total`` and ``apiserver_request_duration_seconds``, kept in plain dicts.
+
+    prometheus_client's labelled children cost several microseconds per request; this
+    keeps a count per (verb, resource, code) and a bucket array per verb, and builds the
+    metric families only when ``/metrics`` is scraped.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[str, list[float]] = {}  # verb -> bucket counts (+Inf last), then sum
+
+    def observe(self, verb: str, resource: str, code: int, seconds: float | None) -> None:
+        key = (verb, resource, code)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if seconds is None:
+            return
+        row = self.latency.get(verb)
+        if row is None:
+            row = self.latency[verb] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        index = bisect.bisect_left(LATENCY_BUCKETS, seconds)
+        row[index] += 1
+        row[-1] += seconds
+
+    def collect(self) -> list[Metric]:
+        requests = CounterMetricFamily("apiserver_request", "API requests by verb, resource and code",
+                                       labels=["verb", "resource", "code"])
+        for (verb, resource, code), count in sorted(self.counts.items()):
+            requests.add_metric([verb, resource, str(code)], count)
+        latency = HistogramMetricFamily("apiserver_request_duration_seconds", "API request latency (watches excluded)",
+                                        labels=["verb"])
+        for verb, row in sorted(self.latency.items()):
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            bounds: tuple[float, ...] = (*LATENCY_BUCKETS, float("inf"))
+            for bound, observed in zip(bounds, row[:-1], strict=True):
+                cumulative += observed
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            latency.add_metric([verb], buckets, row[-1])
+        return [requests, latency]
+
+
+def lean_eligible(method: str, path: str, query: str) -> bool:
+    """Whether the lean front serves a request (resource verbs that answer at once), or aiohttp does."""
+    if not path.startswith(("/api/", "/apis/")) or path.endswith("/log") or "/watch/" in path:
+        return False
+    return "watch" not in query and "follow" not in query
+
+
 def _status_response(error: ApiError) -> web.Response:
     return web.Response(body=encode(error.status()), status=error.code, content_type=JSON)
 
@@ -81,11 +140,8 @@ class ApiServer:
                                  bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout)
         self.metrics = CollectorRegistry()
         self.dashboard = dashboard.Dashboard(self.store, max_staleness=config.dashboard_staleness)
-        self._requests = Counter("apiserver_request_total", "API requests by verb, resource and code",
-                                 ["verb", "resource", "code"], registry=self.metrics)
-        self._latency = Histogram("apiserver_request_duration_seconds", "API request latency (watches excluded)",
-                                  ["verb"], registry=self.metrics,
-                                  buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0))
+        self.request_metrics = RequestMetrics()
+        self.metrics.register(self.request_metrics)
         Gauge("apiserver_storage_objects", "Objects stored", registry=self.metrics).set_function(self.store.count)
         Gauge("apiserver_resource_version", "Latest resourceVersion", registry=self.metrics).set_function(lambda: self.store.rv)
         Gauge("apiserver_registered_watchers", "Open watches", registry=self.metrics).set_function(
@@ -96,6 +152,8 @@ class ApiServer:
                                    registry=self.metrics)
         self._openapi: dict[str, bytes] = {}
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._front: LeanFront | None = None
         self.url = ""
         self.token = ""
         self.ca_file: Path | None = None
@@ -124,13 +182,16 @@ class ApiServer:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(cert, key)
             self.ca_file = cert
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_context, backlog=1024)
-        await site.start()
+        # Connections start on the lean front (hot requests); it hands the others to aiohttp.
+        fallback = self._runner.server
+        assert fallback is not None
+        self._front = LeanFront(self._lean_dispatch, fallback, lean_eligible)
+        server = await asyncio.get_running_loop().create_server(
+            self._front, self.config.host, self.config.port, ssl=ssl_context, backlog=1024)
+        self._server = server
         port = self.config.port
-        server = site._server
-        if port == 0 and server is not None:
-            sockets = getattr(server, "sockets", None) or []
-            port = sockets[0].getsockname()[1]
+        if port == 0:
+            port = server.sockets[0].getsockname()[1]
         scheme = "https" if ssl_context else "http"
         host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.url = f"{scheme}://{host}:{port}"
@@ -139,9 +200,16 @@ class ApiServer:
     async def stop(self) -> None:
         self.ready = False
         await self.store.close()
+        if self._server is not None:
+            self._server.close()
+        if self._front is not None:
+            self._front.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
 
 
     async def _ensure_system_namespaces(self) -> None:
@@ -174,6 +242,17 @@ class ApiServer:
 
     # ---- HTTP -----------------------------------------------------------------------
 
+    async def _lean_dispatch(self, lean: LeanRequest) -> web.StreamResponse:
+        """A request from the lean front: the same path as aiohttp's (auth, route, errors, metrics)."""
+        # LeanRequest has every attribute of web.Request that _route and the handlers use
+        request = cast(web.Request, lean)
+        try:
+            return await self._middleware(request, self._route)
+        except Exception as exc:  # aiohttp would answer 500 too
+            LOG.exception("error serving %s %s", lean.method, lean.path)
+            return _status_response(ApiError(500, "InternalError", f"an error on the server ({exc}) has prevented "
+                                             "the request from succeeding"))
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         started = time.perf_counter()
@@ -200,9 +279,8 @@ class ApiServer:
             code = exc.status
             return _status_response(ApiError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason))
         finally:
-            self._requests.labels(verb, resource, str(code)).inc()
-            if not request.get(WATCHING):
-                self._latency.labels(verb).observe(time.perf_counter() - started)
+            self.request_metrics.observe(verb, resource, code,
+                                         None if request.get(WATCHING) else time.perf_counter() - started)
 
     def _authenticate(self, request: web.Request) -> Identity | None:
         header = request.headers.get("Authorization", "")

@@ -136,7 +136,11 @@ def digits_service(python: str, server: Path, version: str, *, canary: int | Non
         env.append({"name": "MODEL_PATH", "value": str(model_path)})
     spec: dict[str, Any] = {
         "minReplicas": 0, "maxReplicas": 3,
-        "autoscaling": {"target": 2, "stableWindowSeconds": 6, "scaleToZeroGracePeriodSeconds": 6},
+        # missCostSeconds 0: the story values no warm spare (the predictive policy would keep
+        # some for minutes after a burst of hundreds of requests), so it sizes for the requests
+        # in flight and shows the return to zero within seconds of the load stopping.
+        "autoscaling": {"target": 2, "stableWindowSeconds": 6, "scaleToZeroGracePeriodSeconds": 6,
+                        "missCostSeconds": 0},
         "route": {"pathPrefix": "/v1/models/digits"},
         "template": {"spec": {"containers": [{
             "name": "server", "image": "python:3.11", "command": [python, str(server)], "env": env,

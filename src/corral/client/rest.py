@@ -14,7 +14,6 @@ all) is raised as :class:`ApiError`, so informers can re-list.
 from __future__ import annotations
 
 import builtins
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import aiohttp
 from corral.api.registry import Obj
 from corral.client.errors import ApiError
 from corral.client.kubeconfig import Connection, in_cluster_connection, load_kubeconfig
+from corral.util import fastjson
 
 PatchType = Literal["merge", "json", "strategic", "apply"]
 
@@ -157,7 +157,7 @@ class ApiClient:
         data = None
         headers = {}
         if body is not None:
-            data = body if isinstance(body, (bytes, str)) else json.dumps(body, separators=(",", ":"))
+            data = body if isinstance(body, (bytes, str)) else fastjson.dumps(body)
             headers["Content-Type"] = content_type
         async with self.session.request(
             method, path, params=_clean_params(params), data=data, headers=headers,
@@ -165,7 +165,7 @@ class ApiClient:
         ) as response:
             raw = await response.read()
             try:
-                decoded = json.loads(raw) if raw else None
+                decoded = fastjson.loads(raw) if raw else None
             except ValueError:
                 decoded = raw.decode(errors="replace")
             if response.status >= 300:
@@ -386,7 +386,7 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
         return
     raw = await response.read()
     try:
-        body: Any = json.loads(raw)
+        body: Any = fastjson.loads(raw)
     except ValueError:
         body = raw.decode(errors="replace")
     raise ApiError.from_status(response.status, body)
@@ -397,7 +397,7 @@ def _clean_params(params: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _decode_event(line: bytes) -> WatchEvent:
-    event = json.loads(line)
+    event = fastjson.loads(line)
     event_type = str(event.get("type"))
     obj = event.get("object") or {}
     if event_type == "ERROR":

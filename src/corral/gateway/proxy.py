@@ -7,10 +7,13 @@ middleware dominate its cost. This module keeps only what a proxy needs:
 - :class:`ClientConnection` — one per downstream (client) connection. llhttp
   (through httptools) parses requests; the body is buffered up to the route's
   limit (routing by the OpenAI ``model`` field and retries need it) and then
-  handed, with the raw header list, to the gateway's ``handle`` coroutine.
+  handed, with the raw header list, to the gateway's ``dispatch`` function,
+  which calls :meth:`ClientConnection.finished` once the answer is complete.
   Requests on one connection are answered in order (pipelining is queued),
   HTTP/1.0 keep-alive (``ab -k``) and ``Expect: 100-continue`` are honoured.
-- :class:`Upstream` — one pooled keep-alive connection to a replica. It writes
+- :class:`Upstream` — one pooled keep-alive connection to a replica. It tells a
+  :class:`Waiter` (the gateway's exchange, or a future on the slow path) how the
+  exchange ended. It writes
   the request in one piece and relays the response *as it is parsed*: the
   header block (hop-by-hop headers replaced by this hop's framing) and every
   body piece are written to the client transport in one write per read, so
@@ -44,6 +47,7 @@ HOP_BY_HOP = frozenset({
     b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"expect",
 })
 MAX_PIPELINED = 16
+METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
 STATUS_PHRASES = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
                   413: b"Request Entity Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
                   503: b"Service Unavailable", 504: b"Gateway Timeout"}
@@ -138,8 +142,15 @@ class ClientConnection(asyncio.Protocol):
         """The upstream connection whose response is being relayed here (for flow control)."""
         self._last_headers: list[tuple[bytes, bytes]] | None = None
         self._last_meta: tuple[str, int | None, bool] = ("", None, False)
+        self._last_url = b""
+        self._last_url_parts = ("", "", "")
+        self._header_list: list[tuple[bytes, bytes]] = []
         self.upstream_block: bytes | None = None
         """The forwarded header block built for ``_last_headers`` (the gateway's cache, reset with it)."""
+        self.upstream_rest = b""
+        """``upstream_block`` ending the head (no body)."""
+        self.last_line: tuple[bytes, str, Any, bytes] | None = None
+        """The gateway's cache of the last upstream request line: (url, method, route, line)."""
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -182,21 +193,22 @@ class ClientConnection(asyncio.Protocol):
     # ---- httptools callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._request = Request()
+        self._request = request = Request()
+        self._header_list = request.headers
 
     def on_url(self, url: bytes) -> None:
         assert self._request is not None
         self._request.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self._request is not None
-        self._request.headers.append((name, value))
+        self._header_list.append((name, value))
 
     def on_headers_complete(self) -> None:
         request = self._request
         assert request is not None
         parser = self._parser
-        request.method = parser.get_method().decode("ascii", "replace")
+        method = parser.get_method()
+        request.method = METHODS.get(method) or method.decode("ascii", "replace")
         request.http11 = parser.get_http_version() == "1.1"
         request.keep_alive = parser.should_keep_alive()
         headers = request.headers
@@ -215,11 +227,16 @@ class ClientConnection(asyncio.Protocol):
             self._last_headers = headers
             self._last_meta = (request.host, request.content_length, request.expect_continue)
             self.upstream_block = None
-        raw = request.url.decode("latin-1")
-        path, sep, query = raw.partition("?")
-        request.raw_path = path
-        request.path = unquote(path) if "%" in path else path
-        request.query = query if sep else ""
+        url = request.url
+        if url == self._last_url:
+            request.raw_path, request.path, request.query = self._last_url_parts
+        else:
+            path, sep, query = url.decode("latin-1").partition("?")
+            request.raw_path = path
+            request.path = unquote(path) if "%" in path else path
+            request.query = query if sep else ""
+            self._last_url = url
+            self._last_url_parts = (request.raw_path, request.path, request.query)
         self._on_headers(request)
         if request.content_length is not None and request.content_length > request.limit:
             request.discard = True
@@ -347,9 +364,9 @@ class Upstream(asyncio.Protocol):
         self._until_close = False
         self._done = False
         self._last_headers: list[tuple[bytes, bytes]] | None = None
-        self._last_block = b""
-        self._last_length: bytes | None = None
-        self._last_chunked = False
+        self._last_mode: tuple[int, bytes, bool, bool, bool] | None = None
+        self._last_head = b""
+        self._last_framing = (False, False, True)
 
     # ---- use ------------------------------------------------------------------------------
 
@@ -429,25 +446,40 @@ class Upstream(asyncio.Protocol):
         client = self.client
         assert client is not None
         headers = self._headers
-        if headers == self._last_headers:  # replicas tend to answer with the same headers again
-            block, length, upstream_chunked = self._last_block, self._last_length, self._last_chunked
+        mode = (status, self._reason, self._head, self._client_http11, self._client_keep)
+        if headers == self._last_headers and mode == self._last_mode:
+            # Replicas tend to answer with the same headers again (until the Date changes): the
+            # head built last time, with its framing, serves as it is.
+            self._out = [self._last_head]
+            self._chunked, self._until_close, self._client_keep = self._last_framing
         else:
-            kept: list[bytes] = []
-            length = None
-            upstream_chunked = False
-            for name, value in headers:
-                low = name.lower()
-                if low in HOP_BY_HOP:
-                    if low == b"content-length":
-                        length = value
-                    elif low == b"transfer-encoding":
-                        upstream_chunked = True
-                    continue
-                kept.append(b"%s: %s\r\n" % (name, value))
-            block = b"".join(kept)
+            self._out = [self._build_head(status, headers)]
             self._last_headers = headers
-            self._last_block, self._last_length, self._last_chunked = block, length, upstream_chunked
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, self._reason), block]
+            self._last_mode = mode
+            self._last_framing = (self._chunked, self._until_close, self._client_keep)
+            self._last_head = self._out[0]
+        self.started = True
+        client.feeding = self
+        if client.write_paused and self.transport is not None:
+            self.transport.pause_reading()
+        if self._head:  # no body follows, whatever the headers say; do not reuse the connection
+            self.reusable = False
+            self._done = True
+
+    def _build_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The response head for the client: the replica's headers less hop-by-hop ones, plus framing."""
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, self._reason)]
+        length: bytes | None = None
+        upstream_chunked = False
+        for name, value in headers:
+            low = name.lower()
+            if low in HOP_BY_HOP:
+                if low == b"content-length":
+                    length = value
+                elif low == b"transfer-encoding":
+                    upstream_chunked = True
+                continue
+            lines.append(b"%s: %s\r\n" % (name, value))
         no_body = self._head or status in (204, 304)
         if length is not None and status != 204:
             lines.append(b"Content-Length: %s\r\n" % length)
@@ -463,14 +495,7 @@ class Upstream(asyncio.Protocol):
         elif not self._client_http11:
             lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
-        self._out = lines
-        self.started = True
-        client.feeding = self
-        if client.write_paused and self.transport is not None:
-            self.transport.pause_reading()
-        if self._head:  # no body follows, whatever the headers say; do not reuse the connection
-            self.reusable = False
-            self._done = True
+        return b"".join(lines)
 
     def on_body(self, body: bytes) -> None:
         if self._head:

@@ -393,12 +393,17 @@ class Gateway:
     @staticmethod
     def _upstream_head(request: Request, route: Route, body_size: int, conn: ClientConnection) -> tuple[bytes, bytes]:
         """The request line, and the header block after ``Host`` (with the body length), as bytes."""
-        path = route.upstream_path(request.raw_path) if route.strip_prefix else request.raw_path
-        if route.strip_prefix and not request.raw_path.startswith(route.path_prefix.rstrip("/")):
-            path = route.upstream_path(request.path)  # the prefix matched only once percent-decoded
-        if request.query:
-            path = f"{path}?{request.query}"
-        line = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), path.encode("latin-1"))
+        last = conn.last_line
+        if last is not None and last[0] == request.url and last[1] == request.method and last[2] is route:
+            line = last[3]
+        else:
+            path = route.upstream_path(request.raw_path) if route.strip_prefix else request.raw_path
+            if route.strip_prefix and not request.raw_path.startswith(route.path_prefix.rstrip("/")):
+                path = route.upstream_path(request.path)  # the prefix matched only once percent-decoded
+            if request.query:
+                path = f"{path}?{request.query}"
+            line = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), path.encode("latin-1"))
+            conn.last_line = (request.url, request.method, route, line)
         block = conn.upstream_block  # reset by the connection whenever the client's headers change
         if block is None:
             lines: list[bytes] = []
@@ -416,9 +421,10 @@ class Gateway:
             lines.append(b"X-Forwarded-For: %s\r\n" % (prior + b", " + forwarded_for if prior else forwarded_for))
             lines.append(b"X-Forwarded-Host: %s\r\n" % request.host.encode("latin-1"))
             block = conn.upstream_block = b"".join(lines)
+            conn.upstream_rest = block + b"\r\n"
         if body_size or request.method not in IDEMPOTENT_METHODS:
             return line, b"%sContent-Length: %d\r\n\r\n" % (block, body_size)
-        return line, block + b"\r\n"
+        return line, conn.upstream_rest
 
     def _dispatch(self, conn: ClientConnection, request: Request) -> None:
         """Answer one request: synchronously when a replica and a pooled connection are at hand (the

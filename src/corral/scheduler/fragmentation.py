@@ -15,7 +15,8 @@ so equal states give equal values and ΔFrag = 0 exactly; divide by ``Workload.t
 
 :class:`FragModel` keeps per-node values memoised against ``snapshot.node_version`` so a
 replay only recomputes the nodes the last placements touched. The policies (``fgd``,
-``corral``) turn these into scores; they import this module, not each other.
+``corral``) turn these into scores with :func:`fgd_score` and reserve a share's device with
+:func:`share_assignment`; they import this module, not each other.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from corral.scheduler.framework.types import MILLI, PodRequest
+from corral.scheduler.framework.types import MILLI, DeviceAssignment, PodRequest
 
 if TYPE_CHECKING:
     from corral.scheduler.cache.snapshot import Snapshot
@@ -194,3 +195,18 @@ class FragModel:
             memo["classes"][key] = got
         del width
         return got  # type: ignore[no-any-return]
+
+
+def fgd_score(before: Any, after: Any, total: int) -> F64:
+    """FGD's score ``trunc(100·sigmoid(ΔFrag/1000))`` from scaled Frag values (``before`` and
+    ``after`` broadcast; divide by the workload's ``total`` count to get milli)."""
+    return np.asarray(np.trunc(100.0 / (1.0 + np.exp(-((before - after) / total) / 1000.0))), dtype=np.float64)
+
+
+def share_assignment(snapshot: Snapshot, pod: PodRequest, node: int, col: int) -> tuple[DeviceAssignment, ...] | None:
+    """The share of ``pod`` on device column ``col`` of row ``node`` (None when ``col < 0``:
+    no device fits)."""
+    if col < 0:
+        return None
+    need = int(snapshot.gpu_need_milli(pod)[node, col])
+    return (DeviceAssignment(snapshot.specs[node].devices[col].index, need),)

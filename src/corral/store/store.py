@@ -36,15 +36,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from corral.api.registry import Obj
+from corral.util import fastjson
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -74,8 +74,8 @@ class UnavailableError(StoreError):
 
 
 def encode(obj: Obj) -> bytes:
-    """The compact JSON bytes an object is stored and served as."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """The compact JSON bytes an object is stored and served as (orjson; see :mod:`corral.util.fastjson`)."""
+    return fastjson.dumps(obj)
 
 
 class Entry:
@@ -98,11 +98,11 @@ class Entry:
     @property
     def obj(self) -> Obj:
         if self._obj is None:
-            self._obj = json.loads(self.raw)
+            self._obj = fastjson.loads(self.raw)
         return self._obj
 
     def copy(self) -> Obj:
-        result: Obj = json.loads(self.raw)
+        result: Obj = fastjson.loads(self.raw)
         return result
 
 
@@ -140,14 +140,32 @@ class _Batch:
         self.last_rv = 0
 
 
-class Watcher:
-    """A cursor over the event history, woken on every commit."""
+Deliver = Callable[[list["WatchEvent"], dict[Any, bytes]], bool]
+"""A watcher's push callback: ``deliver(events, shared) -> bool``; see :class:`Watcher`."""
 
-    def __init__(self, store: Store, after_rv: int) -> None:
+
+class Watcher:
+    """A cursor over the event history, woken on every commit.
+
+    **Pull** (default): the owner waits (:meth:`wait`) and takes the events after its
+    cursor (:meth:`take`). **Push**: with ``deliver``, a watcher whose cursor is caught up
+    is handed each commit's events synchronously, on the loop, as the commit is published:
+    ``deliver(events, shared)`` writes them out (it must not block or await) and returns
+    ``True``, and the store moves the cursor past them; it returns ``False`` when it cannot
+    take them now (say its socket's buffer is full), and the watcher is woken instead, to
+    catch up by pulling — so a slow watcher costs a bounded buffer, then falls back to the
+    history (and to :class:`ExpiredError` once that has moved past it). ``shared`` is one
+    dict per commit, shared by every push watcher, where a watcher may keep bytes it built
+    (a filtered, encoded chunk) for others with the same filter: each event is then encoded
+    once and each distinct chunk built once, however many watchers there are.
+"""
+
+    def __init__(self, store: Store, after_rv: int, deliver: Deliver | None = None) -> None:
         self._store = store
         self.cursor = after_rv
         self._wakeup = asyncio.Event()
         self.closed = False
+        self.deliver = deliver
 
     def _notify(self) -> None:
         self._wakeup.set()
@@ -394,9 +412,11 @@ class Store:
             conn.execute("BEGIN")
             run: list[tuple[Any, ...]] = []
             run_is_delete = False
+            deletes = False
             for batch in batches:
                 for resource, namespace, name, rv, raw in batch.ops:
                     is_delete = raw is None
+                    deletes = deletes or is_delete
                     if run and is_delete != run_is_delete:
                         conn.executemany(delete if run_is_delete else upsert, run)
                         run = []
@@ -404,7 +424,8 @@ class Store:
                     run.append((resource, namespace, name) if is_delete else (resource, namespace, name, rv, raw))
             if run:
                 conn.executemany(delete if run_is_delete else upsert, run)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (batches[-1].last_rv,))
+            if deletes:  # otherwise the highest row version already says it (the load takes the larger)
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (batches[-1].last_rv,))
             conn.execute("COMMIT")
         except BaseException as exc:  # the store is now unusable
             with contextlib.suppress(sqlite3.Error):
@@ -456,8 +477,20 @@ class Store:
             self._publish(batches[-1].last_rv)
 
     def _publish(self, rv: int) -> None:
+        previous = self.committed_rv
         self.committed_rv = rv
+        events: list[WatchEvent] | None = None
+        shared: dict[Any, bytes] = {}
         for watcher in self._watchers:
+            if watcher.deliver is not None and watcher.cursor == previous and not watcher.closed:
+                if events is None:
+                    try:
+                        events = self.events_since(previous)
+                    except ExpiredError:  # one batch larger than the history: everyone pulls (and gets 410)
+                        events = []
+                if events and watcher.deliver(events, shared):
+                    watcher.cursor = rv
+                    continue
             watcher._notify()
 
     async def barrier(self) -> None:
@@ -476,11 +509,13 @@ class Store:
         """The oldest version a watch may start from (exclusive)."""
         return self._first_rv - 1
 
-    def watcher(self, after_rv: int) -> Watcher:
-        """A watcher of every committed event after ``after_rv``; raises :class:`ExpiredError` if too old."""
+    def watcher(self, after_rv: int, deliver: Deliver | None = None) -> Watcher:
+        """A watcher of every committed event after ``after_rv``; raises :class:`ExpiredError` if too old.
+
+        With ``deliver`` it is a push watcher (see :class:`Watcher`)."""
         if after_rv < self.oldest_watchable_rv:
             raise ExpiredError(f"too old resource version: {after_rv} ({self.oldest_watchable_rv})")
-        watcher = Watcher(self, min(after_rv, self.committed_rv))
+        watcher = Watcher(self, min(after_rv, self.committed_rv), deliver)
         self._watchers.add(watcher)
         return watcher
 

@@ -110,3 +110,36 @@ def test_restart_rebuilds_exactly_what_was_acknowledged(tmp_path_factory: pytest
         await again.close()
 
     asyncio.run(run())
+
+
+async def test_push_watchers_get_each_commit_once_and_fall_back_to_pulling(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    await store.open()
+    pushed: list[int] = []
+    accept = True
+    shared_seen: list[dict[Any, bytes]] = []
+
+    def deliver(events: list[Any], shared: dict[Any, bytes]) -> bool:
+        shared_seen.append(shared)
+        if not accept:
+            return False
+        pushed.extend(e.rv for e in events)
+        return True
+
+    watcher = store.watcher(0, deliver)
+    other = store.watcher(0, deliver)
+    await store.create("configmaps", obj("a")).wait()
+    await asyncio.gather(store.create("configmaps", obj("b")).wait(), store.create("configmaps", obj("c")).wait())
+    assert pushed == [1, 1, 2, 3, 2, 3]  # both watchers, each commit once, in order
+    assert shared_seen[0] is shared_seen[1]  # one dict per commit, shared by its watchers
+    accept = False  # e.g. a full socket: the watcher is woken and pulls instead
+    await store.create("configmaps", obj("d")).wait()
+    assert await watcher.wait(1.0)
+    assert [e.rv for e in watcher.take()] == [4]
+    accept = True
+    await store.create("configmaps", obj("e")).wait()  # caught up again: pushed
+    assert pushed[-1] == 5 and watcher.cursor == 5
+    assert [e.rv for e in other.take()] == [4, 5]  # it stayed behind, so it pulls both
+    watcher.close()
+    other.close()
+    await store.close()

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from corral.scheduler.cache import Snapshot
-from corral.scheduler.fragmentation import FragModel, PodClass, Workload
+from corral.scheduler.fragmentation import FragModel, PodClass, Workload, fgd_score, share_assignment
 from corral.scheduler.framework import CycleState, DeviceAssignment, PodRequest, Status
 from corral.scheduler.framework.interfaces import FloatArray, IntArray
 
@@ -91,15 +91,14 @@ class CorralPolicy:
             if pod.gpu_count and pod.is_share:
                 need = snapshot.gpu_need_milli(pod)[stale]
                 after = model.after_share(snapshot, stale, need, pod.cpu_milli)
-                s = np.trunc(100.0 / (1.0 + np.exp(-((before[:, None] - after) / total) / 1000.0)))
-                s = np.where(after >= 0, s, -1.0)
+                s = np.where(after >= 0, fgd_score(before[:, None], after, total), -1.0)
                 best = np.argmax(s, axis=1)
                 fgd = s[np.arange(len(stale)), best]
                 milli = need[np.arange(len(stale)), best].astype(np.float64)
                 dev[stale] = np.where(fgd >= 0, best, -1)
             else:
                 after1 = model.after_whole(snapshot, stale, pod.gpu_count, pod.cpu_milli)
-                fgd = np.trunc(100.0 / (1.0 + np.exp(-((before - after1) / total) / 1000.0)))
+                fgd = fgd_score(before, after1, total)
                 milli = np.full(len(stale), float(pod.gpu_total_milli))
             score[stale] = fgd + self.cpu_weight * self._cpu_balance(snapshot, stale, pod, milli)
             ver[stale] = snapshot.node_version[stale]
@@ -117,11 +116,7 @@ class CorralPolicy:
         if not (pod.gpu_count and pod.is_share):
             return None
         _, dev = self._refresh(snapshot, pod, np.array([node], dtype=np.int64))
-        col = int(dev[node])
-        if col < 0:
-            return None
-        need = int(snapshot.gpu_need_milli(pod)[node, col])
-        return (DeviceAssignment(snapshot.specs[node].devices[col].index, need),)
+        return share_assignment(snapshot, pod, node, int(dev[node]))
 
 
 def new(args: Mapping[str, Any]) -> CorralPolicy:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from corral.scheduler.cache import Snapshot
-from corral.scheduler.fragmentation import FragModel, PodClass, Workload
+from corral.scheduler.fragmentation import FragModel, PodClass, Workload, fgd_score, share_assignment
 from corral.scheduler.framework import CycleState, DeviceAssignment, PodRequest, Status
 from corral.scheduler.framework.interfaces import FloatArray, IntArray
 
@@ -55,15 +55,13 @@ class FGD:
             before = model.now(snapshot)[stale]
             if pod.gpu_count and pod.is_share:
                 after = model.after_share(snapshot, stale, snapshot.gpu_need_milli(pod)[stale], pod.cpu_milli)
-                delta = (before[:, None] - after) / total
-                s = np.trunc(100.0 / (1.0 + np.exp(-delta / 1000.0)))
-                s = np.where(after >= 0, s, -1.0)
+                s = np.where(after >= 0, fgd_score(before[:, None], after, total), -1.0)
                 best = np.argmax(s, axis=1)
                 score[stale] = s[np.arange(len(stale)), best]
                 dev[stale] = np.where(score[stale] >= 0, best, -1)
             else:
                 after1 = model.after_whole(snapshot, stale, pod.gpu_count, pod.cpu_milli)
-                score[stale] = np.trunc(100.0 / (1.0 + np.exp(-((before - after1) / total) / 1000.0)))
+                score[stale] = fgd_score(before, after1, total)
             ver[stale] = snapshot.node_version[stale]
         return score, dev
 
@@ -75,11 +73,7 @@ class FGD:
         if not (pod.gpu_count and pod.is_share):
             return None
         _, dev = self._refresh(snapshot, pod, np.array([node], dtype=np.int64))
-        col = int(dev[node])
-        if col < 0:
-            return None
-        need = int(snapshot.gpu_need_milli(pod)[node, col])
-        return (DeviceAssignment(snapshot.specs[node].devices[col].index, need),)
+        return share_assignment(snapshot, pod, node, int(dev[node]))
 
 
 def new(args: Mapping[str, Any]) -> FGD:

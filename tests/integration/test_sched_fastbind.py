@@ -69,3 +69,13 @@ async def test_unreachable_server_raises_oserror(tmp_path: Path) -> None:
 def test_rejects_non_http_urls() -> None:
     with pytest.raises(ValueError, match="not an http"):
         HttpBinder("unix:///var/run/api.sock")
+
+
+def test_built_outside_an_event_loop_with_the_clients_identity() -> None:
+    # the service is built before any loop runs in some callers: nothing may need one here
+    binder = HttpBinder.for_client(ApiClient("https://127.0.0.1:6443/prefix", "s3cret"))
+    assert binder.ssl is not None and binder.port == 6443 and binder.prefix == "/prefix"
+    assert "Authorization: Bearer s3cret\r\n" in binder._headers
+    request = binder.request_bytes(Binding(pod("a"), "default/a", "n-1", "0:0.5"))
+    assert request.startswith(b"POST /prefix/api/v1/namespaces/default/pods/a/binding HTTP/1.1\r\n")
+    assert b'"corral.dev/gpu-devices":"0:0.5"' in request and b'"name":"n-1"' in request

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 from urllib.parse import quote, urlsplit
 
 from corral.client import ApiClient, ApiError
 from corral.scheduler.cycle import Binding
 from corral.scheduler.pods import GPU_DEVICES_ANNOTATION, meta
+from corral.util import fastjson
 
 MAX_BODY = 16 << 20
 
@@ -116,9 +116,12 @@ class HttpBinder:
     @classmethod
     def for_client(cls, client: ApiClient) -> HttpBinder:
         """Same server, token and TLS context as ``client``."""
-        token = client.session.headers.get("Authorization", "").removeprefix("Bearer ") or None
+        # the client keeps its identity private and opens its session lazily (inside a running
+        # loop); read the same token and TLS context without opening one
+        token = getattr(client, "_token", None)
         context = getattr(client, "_ssl", None)
-        return cls(client.server, token, ssl_context=context if isinstance(context, ssl.SSLContext) else None)
+        return cls(client.server, token if isinstance(token, str) else None,
+                   ssl_context=context if isinstance(context, ssl.SSLContext) else None)
 
     def request_bytes(self, binding: Binding) -> bytes:
         metadata: dict[str, object] = {"name": binding.name, "namespace": binding.namespace}
@@ -127,9 +130,8 @@ class HttpBinder:
         uid = meta(binding.pod).get("uid")
         if uid:
             metadata["uid"] = uid
-        body = json.dumps({"apiVersion": "v1", "kind": "Binding", "metadata": metadata,
-                           "target": {"apiVersion": "v1", "kind": "Node", "name": binding.node}},
-                          separators=(",", ":")).encode()
+        body = fastjson.dumps({"apiVersion": "v1", "kind": "Binding", "metadata": metadata,
+                               "target": {"apiVersion": "v1", "kind": "Node", "name": binding.node}})
         path = (f"{self.prefix}/api/v1/namespaces/{quote(binding.namespace, safe='')}/pods/"
                 f"{quote(binding.name, safe='')}/binding")
         return (f"POST {path} HTTP/1.1\r\n{self._headers}Content-Length: {len(body)}\r\n\r\n").encode() + body
@@ -166,7 +168,7 @@ class HttpBinder:
                 conn.close()
             if code >= 300:
                 try:
-                    decoded: object = json.loads(body) if body else None
+                    decoded: object = fastjson.loads(body) if body else None
                 except ValueError:
                     decoded = body.decode(errors="replace")
                 raise ApiError.from_status(code, decoded)

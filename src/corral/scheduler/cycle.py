@@ -224,6 +224,7 @@ class Scheduler:
         self._evicting: dict[str, str] = {}  # victim pod key -> preemptor group
         self._victim_objs: dict[str, Obj] = {}  # victim pod key -> last seen object
         self._timed_out: set[str] = set()  # groups whose scheduleTimeoutSeconds has been reported
+        self._waiting_since: dict[str, float] = {}  # group -> earliest pending member's creation (this wait)
         self._nominations: dict[str, _Nomination] = {}
         self._ready: list[str] = []  # nominated groups whose victims are gone
 
@@ -412,6 +413,7 @@ class Scheduler:
         if members is not None and members.pop(key, None) is not None and not members:
             del self._pending[gkey]
             self._timed_out.discard(gkey)
+            self._waiting_since.pop(gkey, None)
             if gkey not in self._nominations:
                 self.q.remove(gkey)
 
@@ -699,7 +701,9 @@ class Scheduler:
             members = self._pending.get(group)
             if not timeout or not members or group in self._timed_out:
                 continue
-            since = min(creation_seconds(p) for p in members.values())
+            since = self._waiting_since.get(group)
+            if since is None:  # parsed once per wait, not on every check
+                since = self._waiting_since[group] = min(creation_seconds(p) for p in members.values())
             if since <= 0 or wall - since < float(timeout):
                 continue
             self._timed_out.add(group)

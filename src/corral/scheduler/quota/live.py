@@ -565,7 +565,8 @@ class QueueAdmission:
         for name in names:
             for index, workload in enumerate(self._held_in_order(name)):
                 if index == 0 and (now - self._head_at.get(name, 0.0) >= self.head_interval
-                                   or (any(self._may_preempt(workload, a) for a in admitted)
+                                   or (workload.key not in self.nominations  # (handed back when its victims are gone)
+                                       and any(self._may_preempt(workload, a) for a in admitted)
                                        and self._would_admit(workload))):
                     self._head_at[name] = now
                     out.append(workload.key)

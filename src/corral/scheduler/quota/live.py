@@ -45,6 +45,7 @@ from bisect import insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 from corral.scheduler.admission import AdmissionResult
@@ -409,7 +410,7 @@ class QueueAdmission:
         now = self.clock.now().timestamp()
         if self._dirty_cohorts or any(now - at >= self.head_interval for name, at in self._head_at.items()
                                       if self.held.get(name)) \
-                or any(now - at > self.hold_timeout for at in self._held_at.values()):
+                or any(now - at > self.hold_timeout for at in islice(self._held_at.values(), 1)):
             self._notify()
 
     # -- held groups -----------------------------------------------------------------------
@@ -468,7 +469,11 @@ class QueueAdmission:
             out = list(self._held_at)
             self.counts["handback:all"] += len(out)
         else:
-            out = [key for key, at in self._held_at.items() if now - at > self.hold_timeout]
+            out = []
+            for key, at in self._held_at.items():  # in the order they were held: oldest first
+                if now - at <= self.hold_timeout:
+                    break
+                out.append(key)
             self.counts["handback:timeout"] += len(out)
             dirty, self._dirty_cohorts = self._dirty_cohorts, set()
             for name, at in self._head_at.items():  # safety net for the heads

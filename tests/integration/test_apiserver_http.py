@@ -409,3 +409,39 @@ async def test_bookmarks_arrive_while_other_resources_keep_changing(client: Clie
         await task
     assert event["type"] == "BOOKMARK"
     assert int(event["object"]["metadata"]["resourceVersion"]) > int(listed["metadata"]["resourceVersion"])
+
+
+async def test_continue_pages_show_the_first_pages_snapshot(client: Client) -> None:
+    for name in ("c1", "c2", "c3", "c4"):
+        await client.call("POST", POD, pod(name))
+    _, first = await client.call("GET", f"{POD}?limit=2")
+    assert [p["metadata"]["name"] for p in first["items"]] == ["c1", "c2"]
+    snapshot_rv = first["metadata"]["resourceVersion"]
+    _, c3 = await client.call("GET", f"{POD}/c3")
+    # Changes after the first page: none of them may show on the next pages.
+    changed = json.loads(json.dumps(c3))
+    changed["metadata"]["labels"] = {"late": "yes"}
+    await client.call("PUT", f"{POD}/c3", changed)
+    await client.call("DELETE", f"{POD}/c4")
+    await client.call("POST", POD, pod("c5"))
+    _, second = await client.call("GET", f"{POD}?limit=2&continue={first['metadata']['continue']}")
+    assert [p["metadata"]["name"] for p in second["items"]] == ["c3", "c4"]
+    assert second["items"][0]["metadata"]["resourceVersion"] == c3["metadata"]["resourceVersion"]
+    assert "labels" not in second["items"][0]["metadata"] or "late" not in second["items"][0]["metadata"]["labels"]
+    assert second["metadata"]["resourceVersion"] == snapshot_rv
+    assert not second["metadata"].get("continue"), "c5 came after the snapshot"
+    _, fresh = await client.call("GET", POD)
+    assert [p["metadata"]["name"] for p in fresh["items"]] == ["c1", "c2", "c3", "c5"]
+    status, body = await client.call("GET", f"{POD}?limit=2&continue=bm90LWpzb24=")
+    assert status == 400 and "continue" in body["message"]
+
+
+async def test_a_continue_older_than_the_history_is_gone(client: Client) -> None:
+    for name in ("g1", "g2", "g3"):
+        await client.call("POST", POD, pod(name))
+    _, first = await client.call("GET", f"{POD}?limit=1")
+    for i in range(70):  # history is 64 events in this fixture
+        await client.call("POST", "/api/v1/namespaces/default/configmaps",
+                          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"churn-{i}"}})
+    status, body = await client.call("GET", f"{POD}?limit=1&continue={first['metadata']['continue']}")
+    assert status == 410 and body["reason"] == "Expired" and "continue" in body["message"]

@@ -168,3 +168,29 @@ async def test_garbage_collector_deletes_dependents_of_a_deleted_owner(client: A
         assert await client.get_or_none("v1", "pods", "unrelated", "default") is not None  # unwatched owner kind
     finally:
         await manager.stop()
+
+
+async def test_list_all_falls_back_to_one_full_list_when_its_snapshot_expires(server: RunningServer) -> None:
+    class ChurningClient(ApiClient):
+        """Writes 60 objects between the first and second page (the fixture's history keeps 50)."""
+
+        pages = 0
+
+        async def list(self, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+            result = await super().list(*args, **kwargs)
+            self.pages += 1
+            if self.pages == 1:
+                for i in range(60):
+                    await self.create(pod(f"late-{i}"))
+            return result
+
+    api = ChurningClient(server.url, server.token)
+    try:
+        for i in range(6):
+            await api.create(pod(f"early-{i}"))
+        items, rv = await api.list_all("v1", "pods", "default", page_size=2)
+        names = {item["metadata"]["name"] for item in items}
+        assert len(names) == 66 and len(items) == 66, "one consistent full list, no duplicates"
+        assert int(rv) >= 66
+    finally:
+        await api.close()

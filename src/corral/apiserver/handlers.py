@@ -35,8 +35,9 @@ Semantics worth knowing
   deleted its dependents; ``Orphan`` adds the ``orphan`` finalizer, and the collector
   removes the object's ``ownerReferences`` from its dependents before letting it go.
   Without a running collector those two wait, as they do on a cluster without one.
-* Lists are served from the latest state: ``limit``/``continue`` page through it in
-  ``(namespace, name)`` order, not through a snapshot.
+* Lists with ``limit`` page in ``(namespace, name)`` order; every ``continue`` page shows
+  the state at the first page's ``resourceVersion`` (rebuilt from the watch history, so a
+  token older than the history gets 410 Expired, as in Kubernetes).
 * Reads wait until every write already applied in memory is durable, so a client never
   reads (or watches) a change that a crash could take back.
 """
@@ -393,13 +394,20 @@ class Handlers:
         token = request.query.get("continue")
         await self.store.barrier()
         rv = self.store.rv
-        entries = self.store.entries(resource_key(rt), target.namespace)
         if token:
             try:
-                start = json.loads(base64.urlsafe_b64decode(token.encode()))["start"]
+                decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+                start, rv = decoded["start"], int(decoded["rv"])
             except (ValueError, KeyError, TypeError):
                 raise bad_request(f"invalid continue token {token!r}") from None
+            try:  # every page shows the state of the first page's resourceVersion, as Kubernetes does
+                entries = self.store.entries_at(resource_key(rt), target.namespace, rv)
+            except ExpiredError:
+                raise errors.gone("The provided continue parameter is too old to display a consistent list "
+                                  "result. You can start a new list without the continue parameter.") from None
             entries = [e for e in entries if (e.namespace, e.name) > (start[0], start[1])]
+        else:
+            entries = self.store.entries(resource_key(rt), target.namespace)
         if select is not None:
             entries = [e for e in entries if select(e.obj)]
         metadata: dict[str, Any] = {"resourceVersion": str(rv)}

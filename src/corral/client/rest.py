@@ -235,8 +235,17 @@ class ApiClient:
         continue_: str | None = None
         resource_version = ""
         while True:
-            page = await self.list(api_version, plural, namespace, label_selector=label_selector,
-                                   field_selector=field_selector, limit=page_size, continue_=continue_)
+            try:
+                page = await self.list(api_version, plural, namespace, label_selector=label_selector,
+                                       field_selector=field_selector, limit=page_size, continue_=continue_)
+            except ApiError as error:
+                if error.code != 410 or continue_ is None:
+                    raise
+                # The snapshot behind the token left the server's history (client-go's pager does
+                # the same): one full list, which is consistent by itself.
+                page = await self.list(api_version, plural, namespace, label_selector=label_selector,
+                                       field_selector=field_selector)
+                return page.get("items") or [], str((page.get("metadata") or {}).get("resourceVersion") or "")
             items.extend(page.get("items") or [])
             metadata = page.get("metadata") or {}
             resource_version = resource_version or str(metadata.get("resourceVersion") or "")

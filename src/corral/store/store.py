@@ -311,6 +311,37 @@ class Store:
             result.extend(items[name] for name in sorted(items))
         return result
 
+    def entries_at(self, resource: str, namespace: str | None, at_rv: int) -> list[Entry]:
+        """Entries as they were at version ``at_rv``, sorted like :meth:`entries`.
+
+        Rebuilt from the current state by undoing, key by key, the changes after ``at_rv``:
+        the history's first event after it for a key carries the key's state at it
+        (``previous``; none when that event created the object). Raises
+        :class:`ExpiredError` once the history no longer reaches back to ``at_rv``.
+        """
+        if at_rv >= self.rv:
+            return self.entries(resource, namespace)
+        if at_rv < self.oldest_watchable_rv:
+            raise ExpiredError(f"too old resource version: {at_rv} ({self.oldest_watchable_rv})")
+        ring, size = self._ring, self._history_size
+        before: dict[tuple[str, str], Entry | None] = {}
+        for rv in range(at_rv + 1, self.rv + 1):
+            event = ring[rv % size]
+            assert event is not None and event.rv == rv
+            entry = event.entry
+            if entry.resource != resource or (namespace is not None and entry.namespace != namespace):
+                continue
+            before.setdefault((entry.namespace, entry.name), event.previous)
+        if not before:
+            return self.entries(resource, namespace)
+        state = {(e.namespace, e.name): e for e in self.entries(resource, namespace)}
+        for key, previous in before.items():
+            if previous is None:
+                state.pop(key, None)
+            else:
+                state[key] = previous
+        return [state[key] for key in sorted(state)]
+
     def iter_all(self, resource: str) -> Iterator[Entry]:
         for items in self._objects.get(resource, {}).values():
             yield from items.values()

@@ -143,3 +143,42 @@ async def test_push_watchers_get_each_commit_once_and_fall_back_to_pulling(tmp_p
     watcher.close()
     other.close()
     await store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=operations, history=st.integers(4, 64))
+def test_entries_at_any_version_in_history_is_the_state_then(ops: list[Any], history: int) -> None:
+    """The state behind every ``continue`` page: what a list at that version showed, or 410."""
+
+    async def run() -> None:
+        store = Store(None, history=history)
+        await store.open()
+        store.create("secrets", obj("unrelated"))  # another resource's events are skipped
+        seen: dict[int, dict[str, list[tuple[str, str, str]]]] = {}
+        state: dict[tuple[str, str], str] = {}
+        for op, name, namespace, value in ops:
+            if op == "put":
+                if (namespace, name) in state:
+                    write = store.update("configmaps", obj(name, namespace, v=str(value)))
+                else:
+                    write = store.create("configmaps", obj(name, namespace, v=str(value)))
+                state[(namespace, name)] = str(value)
+            elif (namespace, name) in state:
+                write = store.delete("configmaps", namespace, name)
+                del state[(namespace, name)]
+            else:
+                continue
+            await write.wait()
+            seen[store.rv] = {ns: [(e.namespace, e.name, e.obj["data"]["v"]) for e in store.entries("configmaps", ns)]
+                              for ns in ("default", "other", None)}  # type: ignore[misc]
+        for rv, expected in seen.items():
+            for namespace, entries in expected.items():
+                if rv < store.oldest_watchable_rv:
+                    with pytest.raises(ExpiredError):
+                        store.entries_at("configmaps", namespace, rv)
+                    continue
+                got = [(e.namespace, e.name, e.obj["data"]["v"]) for e in store.entries_at("configmaps", namespace, rv)]
+                assert got == entries, (rv, namespace)
+        await store.close()
+
+    asyncio.run(run())

@@ -3,8 +3,12 @@
 Separate processes on this machine: the API server (SQLite in a temp dir), simulated
 nodes (``corral.sim.nodes``: 5,000 nodes x 8 GPUs, two GPU models, a slice of them in MIG
 mode) and corral's scheduler (``SchedulerService``); this process is the driver. For each
-case the driver creates the pods up front (64 requests in flight) while the scheduler
-runs, watches them, and records when each is bound:
+case the driver creates the pods up front (64 requests in flight), watches them, and
+records when each is bound. "Up front" (the default): the scheduler process, its nodes
+already synced, is paused (SIGSTOP) while the pods are created and resumed (SIGCONT) once
+they all exist, so the figure is how fast the scheduler drains a full queue through the
+API, not how fast the driver can create pods on the same two cores; ``--overlap`` lets it
+schedule while the pods are being created (session 1's method). Cases:
 
 - ``basic``: 10,000 pods of 1 GPU;
 - ``mixed``: 10,000 pods mixing whole GPUs (1, 2, 4, 8), fractions (0.25, 0.5) and MIG
@@ -12,13 +16,13 @@ runs, watches them, and records when each is bound:
 - ``gang``: 1,000 PodGroups of 8 pods x 1 GPU.
 
 Prints one JSON line: ``<case>_pods_per_s`` (bound pods per second from the first bind to
-the last), ``<case>_p50_ms``/``<case>_p99_ms`` (creation — the create call returning —
-to bind, as the driver's watch sees it), ``<case>_create_per_s`` (how fast the API took
+the last), ``<case>_p50_ms``/``<case>_p99_ms`` (creation — the create call returning,
+or the scheduler's resumption if later — to bind, as the driver's watch sees it), ``<case>_create_per_s`` (how fast the API took
 the pods), ``gpu_allocation`` (share of GPU capacity bound, per case and at the end).
 Pods of a case are deleted (grace 0) before the next case.
 
 Usage: ``python bench/scheduler_throughput.py [--nodes 5000] [--pods 10000] [--groups 1000]
-[--cases basic,mixed,gang] [--profile DIR]``. ``--profile DIR`` writes a cProfile of the
+[--cases basic,mixed,gang] [--overlap] [--profile DIR]``. ``--profile DIR`` writes a cProfile of the
 scheduler process to ``DIR/scheduler.prof``.
 """
 
@@ -320,7 +324,7 @@ async def scheduler_stages(where: tuple[int, Path] | None) -> dict[str, float]:
 
 async def run_case(client: ApiClient, case: str, count: int, groups: int, capacity: tuple[float, float],
                    timeout: float, pids: dict[str, int | None] | None = None,
-                   stages: tuple[int, Path] | None = None) -> dict[str, Any]:
+                   stages: tuple[int, Path] | None = None, upfront: bool = True) -> dict[str, Any]:
     ns = f"bench-{case}"
     with contextlib.suppress(ApiError):
         await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -364,9 +368,19 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
     pids = pids or {}
     cpu0 = {role: cpu_seconds(pid) for role, pid in pids.items()}
     stages0 = await scheduler_stages(stages)
+    paused = upfront and stages is not None
+    if paused:
+        assert stages is not None
+        os.kill(stages[0], signal.SIGSTOP)
     t0 = time.monotonic()
-    await asyncio.gather(*(create(p) for p in pods))
+    try:
+        await asyncio.gather(*(create(p) for p in pods))
+    finally:
+        if paused:
+            assert stages is not None
+            os.kill(stages[0], signal.SIGCONT)
     create_s = time.monotonic() - t0
+    resumed = time.monotonic()
     last_progress, last_count = time.monotonic(), 0
     while not done.is_set() and time.monotonic() - last_progress < timeout:
         await asyncio.sleep(0.5)
@@ -379,7 +393,9 @@ async def run_case(client: ApiClient, case: str, count: int, groups: int, capaci
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
     times = sorted(bound.values())
-    latencies = sorted((bound[n] - created[n]) * 1000 for n in bound if n in created)
+    # Up front, a pod waits for the scheduler to be resumed: its latency counts from then.
+    latencies = sorted((bound[n] - (max(created[n], resumed) if paused else created[n])) * 1000
+                       for n in bound if n in created)
     whole = sum(weights[n][0] for n in bound)
     slices = sum(weights[n][1] for n in bound)
     span = (times[-1] - times[0]) if len(times) > 1 else 0.0
@@ -421,7 +437,8 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="corral-bench-sched-"))
     info = workdir / "api.json"
     procs: list[subprocess.Popen[bytes]] = []
-    out: dict[str, Any] = {"bench": "scheduler_throughput", "nodes": args.nodes, "gpus_per_node": 8}
+    out: dict[str, Any] = {"bench": "scheduler_throughput", "nodes": args.nodes, "gpus_per_node": 8,
+                           "mode": "overlap" if args.overlap else "upfront"}
     try:
         if args.decisions:
             for case in args.cases.split(","):
@@ -455,7 +472,7 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
                 pids: dict[str, int | None] = {"scheduler": sched.pid, "apiserver": api.pid, "sim": sim.pid,
                                                "driver": None}
                 result = await run_case(client, case, count, args.groups, capacity, args.stall_timeout, pids,
-                                        (sched.pid, workdir / "scheduler.stages.json"))
+                                        (sched.pid, workdir / "scheduler.stages.json"), upfront=not args.overlap)
                 print(json.dumps(result), file=sys.stderr, flush=True)  # progress, case by case
                 out.update(result)
                 out["gpu_allocation"] = out[f"{case}_gpu_allocation"]
@@ -491,6 +508,9 @@ def main() -> None:
     parser.add_argument("--no-decisions", dest="decisions", action="store_false",
                         help="skip the in-process decision-rate measurement")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="schedule while the driver is still creating the case's pods (default: the "
+                             "scheduler is paused until all pods exist, i.e. they are created up front)")
     parser.add_argument("--decisions-only", action="store_true",
                         help="only the in-process decision rate (no API server, no processes)")
     args = parser.parse_args()

@@ -155,3 +155,20 @@ def test_which_requests_the_lean_front_serves() -> None:
     assert not lean_eligible("GET", "/api/v1/watch/pods", "")
     assert not lean_eligible("GET", "/metrics", "")
     assert not lean_eligible("GET", "/openapi/v3", "")
+
+
+async def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(tmp_path: Path) -> None:
+    async with running_apiserver(tmp_path, tls=False, keepalive_timeout=0.4) as running:
+        idle = await connect(running)
+        idle.writer.write(idle.request("GET", POD))
+        assert (await idle.response())[0] == 200
+        active = await connect(running)
+        for _ in range(8):  # keeps talking for ~0.8 s, twice the timeout: never idle that long
+            active.writer.write(active.request("GET", POD))
+            assert (await active.response())[0] == 200
+            await asyncio.sleep(0.1)
+        assert await asyncio.wait_for(idle.reader.read(), 2) == b"", "the idle connection was closed"
+        active.writer.write(active.request("GET", POD))
+        assert (await active.response())[0] == 200
+        await active.close()
+        await idle.close()

@@ -138,18 +138,39 @@ class LeanFront:
     """
 
     def __init__(self, dispatch: Dispatch, fallback: Callable[[], asyncio.Protocol],
-                 eligible: Callable[[str, str, str], bool]) -> None:
+                 eligible: Callable[[str, str, str], bool], idle_timeout: float = 75.0) -> None:
         self.dispatch = dispatch
         self.fallback = fallback
         self.eligible = eligible
+        self.idle_timeout = idle_timeout  # aiohttp's keep-alive timeout, for the same clients
         self.connections: set[LeanProtocol] = set()
         self.requests = 0
         self.handed_over = 0
+        self.idle_closed = 0
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __call__(self) -> LeanProtocol:
         return LeanProtocol(self)
 
+    def watch_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make sure a sweep is scheduled (one timer for every connection, not one per request)."""
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.idle_timeout / 4, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sweeper = None
+        deadline = loop.time() - self.idle_timeout
+        for connection in list(self.connections):
+            if not connection.busy and connection.last_io < deadline:
+                self.idle_closed += 1
+                connection.close()
+        if self.connections:
+            self.watch_idle(loop)
+
     def close_all(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for connection in list(self.connections):
             connection.close()
 
@@ -166,16 +187,24 @@ class LeanProtocol(asyncio.Protocol):
         self.paused = False
         self.eof = False
         self.done = False  # closed or handed over
+        self.busy = False  # a request is being served: never idle, however long it takes
+        self.last_io = 0.0
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # ---- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.front.connections.add(self)
-        self.task = asyncio.get_running_loop().create_task(self.serve())
+        self.loop = loop = asyncio.get_running_loop()
+        self.last_io = loop.time()
+        self.front.watch_idle(loop)
+        self.task = loop.create_task(self.serve())
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if self.loop is not None:
+            self.last_io = self.loop.time()
         if len(self.buffer) > MAX_BUFFER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
@@ -227,10 +256,15 @@ class LeanProtocol(asyncio.Protocol):
                     return
                 request, keep_alive = parsed
                 self.front.requests += 1
-                response = await self.front.dispatch(request)
+                self.busy = True
+                try:
+                    response = await self.front.dispatch(request)
+                finally:
+                    self.busy = False
                 if self.done or self.transport is None:
                     return
                 self.transport.write(serialize(response, keep_alive))
+                self.last_io = loop.time()
                 if not keep_alive:
                     self.close()
                     return

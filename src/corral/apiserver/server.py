@@ -67,6 +67,7 @@ class ServerConfig:
     synchronous: str = "NORMAL"
     registry: Registry = field(default_factory=default_registry)
     dashboard_staleness: float = 1.0  # seconds the dashboard's summary may lag the store
+    keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this (aiohttp's default)
 
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -172,7 +173,8 @@ class ApiServer:
         self._openapi = openapi.build_documents(self.registry)
         app = web.Application(client_max_size=MAX_BODY + 1024 * 1024, middlewares=[self._middleware])
         app.router.add_route("*", "/{path:.*}", self._route)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0,
+                                   keepalive_timeout=self.config.keepalive_timeout)
         await self._runner.setup()
         ssl_context = None
         cert, key = self.config.tls_cert, self.config.tls_key
@@ -185,7 +187,8 @@ class ApiServer:
         # Connections start on the lean front (hot requests); it hands the others to aiohttp.
         fallback = self._runner.server
         assert fallback is not None
-        self._front = LeanFront(self._lean_dispatch, fallback, lean_eligible)
+        self._front = LeanFront(self._lean_dispatch, fallback, lean_eligible,
+                                idle_timeout=self.config.keepalive_timeout)
         server = await asyncio.get_running_loop().create_server(
             self._front, self.config.host, self.config.port, ssl=ssl_context, backlog=1024)
         self._server = server

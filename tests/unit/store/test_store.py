@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,24 @@ operations = st.lists(st.tuples(st.sampled_from(["put", "delete"]), st.sampled_f
                                 st.sampled_from(["default", "other"]), st.integers(0, 9)), max_size=40)
 
 
+async def apply_ops(store: Store, ops: list[Any], state: dict[tuple[str, str], str]) -> AsyncIterator[None]:
+    """Apply ``ops`` to configmaps, keeping ``state`` = what the store should hold; yields after each write."""
+    for op, name, namespace, value in ops:
+        if op == "put":
+            if (namespace, name) in state:
+                write = store.update("configmaps", obj(name, namespace, v=str(value)))
+            else:
+                write = store.create("configmaps", obj(name, namespace, v=str(value)))
+            state[(namespace, name)] = str(value)
+        elif (namespace, name) in state:
+            write = store.delete("configmaps", namespace, name)
+            del state[(namespace, name)]
+        else:
+            continue
+        await write.wait()
+        yield None
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
 def test_restart_rebuilds_exactly_what_was_acknowledged(tmp_path_factory: pytest.TempPathFactory, ops: list[Any]) -> None:
@@ -86,19 +105,8 @@ def test_restart_rebuilds_exactly_what_was_acknowledged(tmp_path_factory: pytest
         store = Store(path)
         await store.open()
         expected: dict[tuple[str, str], str] = {}
-        for op, name, namespace, value in ops:
-            if op == "put":
-                if (namespace, name) in expected:
-                    write = store.update("configmaps", obj(name, namespace, v=str(value)))
-                else:
-                    write = store.create("configmaps", obj(name, namespace, v=str(value)))
-                expected[(namespace, name)] = str(value)
-            elif (namespace, name) in expected:
-                write = store.delete("configmaps", namespace, name)
-                del expected[(namespace, name)]
-            else:
-                continue
-            await write.wait()
+        async for _ in apply_ops(store, ops, expected):
+            pass
         rv = store.rv
         events = store.events_since(0)
         assert [e.rv for e in events] == list(range(1, rv + 1))
@@ -155,20 +163,7 @@ def test_entries_at_any_version_in_history_is_the_state_then(ops: list[Any], his
         await store.open()
         store.create("secrets", obj("unrelated"))  # another resource's events are skipped
         seen: dict[int, dict[str, list[tuple[str, str, str]]]] = {}
-        state: dict[tuple[str, str], str] = {}
-        for op, name, namespace, value in ops:
-            if op == "put":
-                if (namespace, name) in state:
-                    write = store.update("configmaps", obj(name, namespace, v=str(value)))
-                else:
-                    write = store.create("configmaps", obj(name, namespace, v=str(value)))
-                state[(namespace, name)] = str(value)
-            elif (namespace, name) in state:
-                write = store.delete("configmaps", namespace, name)
-                del state[(namespace, name)]
-            else:
-                continue
-            await write.wait()
+        async for _ in apply_ops(store, ops, {}):
             seen[store.rv] = {ns: [(e.namespace, e.name, e.obj["data"]["v"]) for e in store.entries("configmaps", ns)]
                               for ns in ("default", "other", None)}  # type: ignore[misc]
         for rv, expected in seen.items():

@@ -43,6 +43,18 @@ def _fits(book: QuotaBook, queue: str, usage: dict[FR, int]) -> bool:
     return book.fits(queue, usage).mode <= Mode.BORROW
 
 
+def _minimised(victims: list[Admitted], trial: QuotaBook, queue: str, usage: dict[FR, int]) -> list[Admitted]:
+    """Put back every victim the preemptor does not need (last removed first); ``trial`` is the
+    book without all of ``victims``."""
+    for victim in list(reversed(victims[:-1])):
+        trial.add(victim)
+        if _fits(trial, queue, usage):
+            victims.remove(victim)
+        else:
+            trial.remove(victim.key)
+    return victims
+
+
 def within_nominal(book: QuotaBook, queue: str, usage: dict[FR, int]) -> bool:
     config = book.queues[queue]
     return all(book.used(queue, fr) + amount <= config.quota(*fr).nominal for fr, amount in usage.items())
@@ -122,14 +134,7 @@ def _policy_victims(book: QuotaBook, preemptor: Workload, usage: dict[FR, int],
             break
     else:
         return None
-    # Minimise: put back every victim the preemptor does not need (last removed first).
-    for victim in list(reversed(victims[:-1])):
-        trial.add(victim)
-        if _fits(trial, preemptor.queue, usage):
-            victims.remove(victim)
-        else:
-            trial.remove(victim.key)
-    return victims
+    return _minimised(victims, trial, preemptor.queue, usage)
 
 
 
@@ -188,11 +193,4 @@ def fair_victims(book: QuotaBook, preemptor: Workload, usage: dict[FR, int],
         trial.remove(chosen.key)
         by_queue[chosen.queue].remove(chosen)
         victims.append(chosen)
-    # Minimise: put back every victim the preemptor does not need (last removed first).
-    for victim in list(reversed(victims[:-1])):
-        trial.add(victim)
-        if _fits(trial, preemptor.queue, usage):
-            victims.remove(victim)
-        else:
-            trial.remove(victim.key)
-    return victims
+    return _minimised(victims, trial, preemptor.queue, usage)

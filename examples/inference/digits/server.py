@@ -88,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
     model: Any = None
     accuracy = 0.0
     busy = threading.BoundedSemaphore(1000)  # one slot per request in flight (drained on SIGTERM)
+    draining = threading.Event()  # set on SIGTERM: answer with Connection: close from then on
+    last_request = 0.0  # monotonic time the last request arrived
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         return
@@ -97,6 +99,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if Handler.draining.is_set():  # going away: a proxy must not reuse this connection
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
@@ -109,6 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"unknown path {self.path}; try POST /v1/models/{NAME}:predict"})
 
     def do_POST(self) -> None:
+        Handler.last_request = time.monotonic()
         with Handler.busy:
             self._post()
 
@@ -138,9 +144,15 @@ def main() -> None:
     host = os.environ.get("POD_IP", "127.0.0.1")
     port = int(os.environ.get("PORT", "8080"))
     server = ThreadingHTTPServer((host, port), Handler)
-    # Graceful termination: on SIGTERM (scale-down, rollout) stop accepting and let predictions in
-    # flight finish (up to 10 s) before exiting, so a replica going away never cuts an answer short.
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    # Graceful termination: on SIGTERM (scale-down, rollout) stop accepting new connections, answer
+    # what still arrives on open keep-alive connections with `Connection: close` (a gateway may send
+    # one before it has seen the pod go), and exit once nothing has arrived for a second and nothing
+    # is in flight (at most 10 s), so a replica going away never cuts an answer short.
+    def terminate(*_: Any) -> None:
+        Handler.draining.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, terminate)
     print(f"digits {VERSION}: accuracy {Handler.accuracy:.3f}, loaded in {time.monotonic() - started:.2f}s, "
           f"serving on {host}:{port}", file=sys.stderr, flush=True)
     try:
@@ -151,7 +163,8 @@ def main() -> None:
         server.server_close()
         # Wait (bounded) for predictions still being answered; idle keep-alive connections don't hold us.
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Handler.busy._value < 1000:  # noqa: SLF001
+        while time.monotonic() < deadline and (Handler.busy._value < 1000  # noqa: SLF001
+                                               or time.monotonic() - Handler.last_request < 1.0):
             time.sleep(0.05)
 
 

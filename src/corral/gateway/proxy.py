@@ -526,13 +526,18 @@ class Upstream(asyncio.Protocol):
             if client is not None:
                 client.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _finish(self) -> None:
+    def _detach(self) -> Waiter | None:
+        """Let go of the exchange's client and waiter; returns the waiter to tell."""
         waiter = self.waiter
         client = self.client
         self.waiter = None
         self.client = None
         if client is not None and client.feeding is self:
             client.feeding = None
+        return waiter
+
+    def _finish(self) -> None:
+        waiter = self._detach()
         if self.reusable and self._done:
             self.pool.put(self)
         else:
@@ -541,12 +546,7 @@ class Upstream(asyncio.Protocol):
             waiter.done(self.status, self._client_keep)
 
     def _fail(self, error: UpstreamError) -> None:
-        waiter = self.waiter
-        client = self.client
-        self.waiter = None
-        self.client = None
-        if client is not None and client.feeding is self:
-            client.feeding = None
+        waiter = self._detach()
         self.close()
         if waiter is not None:
             waiter.fail(error)

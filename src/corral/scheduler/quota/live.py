@@ -49,7 +49,7 @@ from itertools import islice
 from typing import Any, Protocol
 
 from corral.scheduler.admission import AdmissionResult
-from corral.scheduler.quota.assign import candidates
+from corral.scheduler.quota.assign import Assignment, Candidates, candidates
 from corral.scheduler.quota.cycle import Policy, order_key
 from corral.scheduler.quota.preemption import find_victims
 from corral.scheduler.quota.quota import FR, Admitted, Mode, QueueConfig, QuotaBook, fmt_milli, parse_queue
@@ -287,9 +287,7 @@ class QueueAdmission:
         for priority, shape, reason in self._blocked.get(cache_key, ()):
             if priority >= workload.priority and all(total.get(r, 0) >= a for r, a in shape.items()):
                 return self._hold(workload, now, self._deny(workload, now, "QuotaExceeded", reason))
-        book = self._reserved_view(exclude=workload.key)
-        found = candidates(book, workload)
-        fitting = [a for a in found.assignments if a.mode <= Mode.BORROW]
+        book, found, fitting = self._assignments(workload)
         if any(a.mode == Mode.FIT for a in fitting):
             return None
         if fitting:
@@ -501,12 +499,17 @@ class QueueAdmission:
             self._unhold(key)
         return out
 
+    def _assignments(self, workload: Workload) -> tuple[QuotaBook, Candidates, list[Assignment]]:
+        """The book as the precheck sees it (other preemptors' room reserved), the workload's
+        flavor assignments on it, and those that fit without preemption (maybe borrowing)."""
+        book = self._reserved_view(exclude=workload.key)
+        found = candidates(book, workload)
+        return book, found, [a for a in found.assignments if a.mode <= Mode.BORROW]
+
     def _would_admit(self, workload: Workload) -> bool:
         """Whether quota lets ``workload`` in now or with victims its policy allows (what the
         precheck would find), without a trip through the scheduler."""
-        book = self._reserved_view(exclude=workload.key)
-        found = candidates(book, workload)
-        fitting = [a for a in found.assignments if a.mode <= Mode.BORROW]
+        book, found, fitting = self._assignments(workload)
         if any(a.mode == Mode.FIT for a in fitting):
             return True
         if fitting:

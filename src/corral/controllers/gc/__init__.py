@@ -93,13 +93,14 @@ class GarbageCollector:
         self.informers: dict[tuple[str, str], Informer] = {}
         self._by_kind: dict[tuple[str, str], Informer] = {}
         self._uids: dict[tuple[str, str], set[str]] = {}
-        self._key_of_uid: dict[str, str] = {}
+        self._plurals: dict[tuple[str, str], str] = {}
         self.controller = Controller("garbage-collector", self, workers=2)
         for api_version, kind, plural in self.resources:
             informer = factory.informer(api_version, plural)
             informer.add_indexer(OWNER_UID_INDEX, _owner_uids)
             self.informers[(api_version, plural)] = informer
             self._by_kind[(api_version, kind)] = informer
+            self._plurals[(api_version, kind)] = plural
             uids: set[str] = set()
             self._uids[(api_version, kind)] = uids
             on_change = self._on_change(api_version, plural, uids)
@@ -113,24 +114,37 @@ class GarbageCollector:
         def handle(obj: Obj) -> None:
             uid = _uid(obj)
             uids.add(uid)
-            key = f"{api_version}|{plural}|{object_key(obj)}"
-            self._key_of_uid[uid] = key
             if _owner_uids(obj) or pending_gc_finalizers(obj):
-                self.controller.enqueue(key)
+                self.controller.enqueue(f"{api_version}|{plural}|{object_key(obj)}")
         return handle
 
     def _on_delete(self, uids: set[str]) -> Callable[[Obj], None]:
         def handle(obj: Obj) -> None:
             uid = _uid(obj)
             uids.discard(uid)
-            self._key_of_uid.pop(uid, None)
             for key in self._dependent_keys(uid):
                 self.controller.enqueue(key)
-            for owner_uid in _owner_uids(obj):  # an owner deleting in the foreground waits for this one
-                owner_key = self._key_of_uid.get(owner_uid)
-                if owner_key is not None:
-                    self.controller.enqueue(owner_key)
+            for owner_key in self._owners_finishing(obj):  # they wait in the foreground for this one
+                self.controller.enqueue(owner_key)
         return handle
+
+    def _owners_finishing(self, obj: Obj) -> list[str]:
+        """Keys of ``obj``'s cached owners that carry one of the collector's finalizers."""
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        keys = []
+        for reference in (obj.get("metadata") or {}).get("ownerReferences") or []:
+            kind = (str(reference.get("apiVersion")), str(reference.get("kind")))
+            informer = self._by_kind.get(kind)
+            if informer is None:
+                continue
+            name = str(reference.get("name"))
+            # An owner is in the dependent's namespace, or cluster-scoped.
+            for key in ((f"{namespace}/{name}", name) if namespace else (name,)):
+                owner = informer.get(key)
+                if owner is not None and _uid(owner) == reference.get("uid") and pending_gc_finalizers(owner):
+                    keys.append(f"{kind[0]}|{self._plurals[kind]}|{key}")
+                    break
+        return keys
 
     def _dependents(self, uid: str) -> list[tuple[str, str, Obj]]:
         return [(api_version, plural, dependent)

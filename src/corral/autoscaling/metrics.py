@@ -21,9 +21,19 @@ window type is filled from live gateway counters and from the virtual clock of
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+
+SERVICE_TIME_BUCKETS: tuple[float, ...] = tuple(round(0.05 * 1.25**i, 6) for i in range(60))
+"""Upper edges (seconds) of the service-time histogram the gateway keeps per service: 50 ms to
+about 9 hours in steps of 25 %, plus an overflow bucket — fine enough to tell how likely a
+request that has run for ``a`` seconds is to finish within the next ten."""
+
+READY_OBSERVATIONS = 256
+"""How many recent replica start-ups (time to ready, or age when removed before ready) a window keeps."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,114 @@ class Sample:
     ready: int = 0
     time_to_ready: float | None = None
     """The replicas' measured creation-to-ready time so far (seconds), if any became ready."""
+    in_flight_ages: tuple[float, ...] = ()
+    """How long each request in flight has been running at ``time`` (seconds); empty if unknown."""
+    service_time_counts: tuple[int, ...] = ()
+    """Completions in the tick per bucket of :data:`SERVICE_TIME_BUCKETS` (plus overflow); empty if unknown."""
+    ready_observations: tuple[tuple[float, bool], ...] = ()
+    """Replica start-ups that ended in the tick: (seconds since creation, became ready). ``False``
+    means the replica was removed while still starting — its time to ready is only known to be longer."""
+
+
+class Survival:
+    """A Kaplan–Meier survival curve of replica start-up times, censoring included.
+
+    Replicas removed while starting are censored observations (their time to ready is only
+    known to exceed their age); leaving them out would make start-ups look faster than they
+    are exactly when the autoscaler cancels slow ones.
+    """
+
+    def __init__(self, observations: Iterable[tuple[float, bool]]) -> None:
+        ordered = sorted(observations, key=lambda o: (o[0], not o[1]))
+        at_risk = len(ordered)
+        survival = 1.0
+        self.times: list[float] = []
+        self.values: list[float] = []
+        """``values[i]`` = P(T > times[i])."""
+        index = 0
+        while index < len(ordered):
+            time = ordered[index][0]
+            ready = removed = 0
+            while index < len(ordered) and ordered[index][0] == time:
+                if ordered[index][1]:
+                    ready += 1
+                else:
+                    removed += 1
+                index += 1
+            if ready and at_risk:
+                survival *= 1.0 - ready / at_risk
+                self.times.append(time)
+                self.values.append(survival)
+            at_risk -= ready + removed
+        self.observations = len(ordered)
+
+    def above(self, seconds: float) -> float:
+        """P(time to ready > ``seconds``)."""
+        index = bisect_right(self.times, seconds) - 1
+        return self.values[index] if index >= 0 else 1.0
+
+    def below(self, seconds: float) -> float:
+        """P(time to ready < ``seconds``) — ready within ``seconds``."""
+        index = bisect_right(self.times, seconds - 1e-9) - 1
+        return 1.0 - (self.values[index] if index >= 0 else 1.0)
+
+    def mean_first(self, starts: int) -> float:
+        """Expected time until the first of ``starts`` independent start-ups is ready.
+
+        ``∫ S(t)^starts dt`` up to the last observed ready time (the curve says nothing beyond it).
+        """
+        total = 0.0
+        previous_time = 0.0
+        previous_value = 1.0
+        for time, value in zip(self.times, self.values, strict=True):
+            total += (time - previous_time) * previous_value**starts
+            previous_time, previous_value = time, value
+        return total
+
+
+class ServiceTimes:
+    """A histogram of measured service times, kept for as long as the window lives."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(SERVICE_TIME_BUCKETS) + 1)
+        self.total = 0
+        self._cumulative: list[int] | None = None
+
+    def add(self, counts: Sequence[int]) -> None:
+        for index, count in enumerate(counts[: len(self.counts)]):
+            self.counts[index] += count
+            self.total += count
+        self._cumulative = None
+
+    def below(self, seconds: float) -> float:
+        """P(service time <= ``seconds``), linear within a bucket."""
+        if self.total == 0:
+            return 0.0
+        if self._cumulative is None:
+            running = 0
+            self._cumulative = []
+            for count in self.counts:
+                self._cumulative.append(running)
+                running += count
+        index = bisect_right(SERVICE_TIME_BUCKETS, seconds)
+        if index >= len(SERVICE_TIME_BUCKETS):
+            return (self._cumulative[-1] + (self.counts[-1] if seconds == math.inf else 0)) / self.total
+        low = SERVICE_TIME_BUCKETS[index - 1] if index > 0 else 0.0
+        high = SERVICE_TIME_BUCKETS[index]
+        share = (seconds - low) / (high - low)
+        return (self._cumulative[index] + self.counts[index] * share) / self.total
+
+    def finishes_within(self, age: float, seconds: float) -> float:
+        """P(a request running for ``age`` seconds finishes within ``seconds`` more)."""
+        alive = 1.0 - self.below(age)
+        if alive <= 1e-9:
+            return 1.0
+        return min(1.0, max(0.0, (self.below(age + seconds) - self.below(age)) / alive))
+
+
+def service_time_bucket(seconds: float) -> int:
+    """Index of ``seconds`` in :data:`SERVICE_TIME_BUCKETS` (the last index is the overflow)."""
+    return bisect_right(SERVICE_TIME_BUCKETS, seconds) if seconds > 0 else 0
 
 
 class MetricsWindow:
@@ -60,6 +178,10 @@ class MetricsWindow:
         self._time_to_ready: tuple[float, float] | None = None
         """(end time, value) of the latest sample that carried a measured time-to-ready."""
         self._last_active: float | None = None
+        self.service_times = ServiceTimes()
+        """Every completion's service time seen so far (not aged out: the distribution is learned)."""
+        self._ready_observations: deque[tuple[float, bool]] = deque(maxlen=READY_OBSERVATIONS)
+        self._survival: Survival | None = None
 
     def add(self, sample: Sample) -> None:
         if self._samples and sample.time < self._samples[-1].time:
@@ -71,6 +193,11 @@ class MetricsWindow:
             self._completions.append((sample.time, sample.completions, sample.service_seconds))
         if sample.time_to_ready is not None:
             self._time_to_ready = (sample.time, sample.time_to_ready)
+        if sample.service_time_counts:
+            self.service_times.add(sample.service_time_counts)
+        if sample.ready_observations:
+            self._ready_observations.extend(sample.ready_observations)
+            self._survival = None
         if sample.concurrency > 0 or sample.arrivals > 0 or sample.in_flight > 0 or sample.queued > 0:
             self._last_active = sample.time
         horizon = sample.time - self.max_age
@@ -163,6 +290,12 @@ class MetricsWindow:
     def time_to_ready(self) -> float | None:
         """The latest measured replica time-to-ready, if any sample in the window carries one."""
         return self._time_to_ready[1] if self._time_to_ready is not None else None
+
+    def start_up(self) -> Survival | None:
+        """The start-up time curve of the recent replicas (None until one became ready)."""
+        if self._survival is None and any(ready for _, ready in self._ready_observations):
+            self._survival = Survival(self._ready_observations)
+        return self._survival
 
     def idle_for(self) -> float:
         """Seconds since traffic was last seen (``inf`` if never)."""

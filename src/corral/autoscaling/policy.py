@@ -54,7 +54,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from corral.autoscaling.metrics import MetricsWindow
+from corral.autoscaling.metrics import MetricsWindow, ServiceTimes, Survival
 
 Metric = Literal["concurrency", "rps"]
 PolicyName = Literal["kpa", "hpa", "predictive"]
@@ -86,6 +86,8 @@ class ScalerSpec:
     """predictive: how long a request may wait at the gateway for a replica (the latency objective)."""
     miss_cost: float = 45.0
     """predictive: replica-seconds one request waiting longer than ``queue_wait`` is worth."""
+    max_hedged_starts: int = 4
+    """predictive: at most this many replicas started at once for one waiting request (1 = no hedging)."""
     tolerance: float = 0.1
     """hpa: no change while observed/target is within this band of 1."""
 
@@ -108,6 +110,8 @@ class ScalerSpec:
             raise ValueError("autoscaling.missCostSeconds must be >= 0")
         if self.cold_start < 0:
             raise ValueError("autoscaling.coldStartSeconds must be >= 0")
+        if self.max_hedged_starts < 1:
+            raise ValueError("autoscaling.maxHedgedStarts must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -255,23 +259,74 @@ def poisson_tail(mean: float, k: int) -> float:
     return max(0.0, 1.0 - below)
 
 
-def warm_spares(rate: float, busy: float, service_time: float, cold_start: float, spec: ScalerSpec) -> int:
+def hedged_starts(start_up: Survival | None, spec: ScalerSpec) -> int:
+    """How many replicas to start at once for one request that waits with no replica to take it.
+
+    Start-up times vary (a model already in a node's cache loads in seconds, one fetched from
+    the registry in tens of seconds), so the first of ``h`` start-ups is ready sooner than one.
+    Each extra start is priced like a spare: it is worth ``miss_cost × P(the first h miss the
+    queue wait but the h+1-th does not)`` and costs the extra replica time until the first is
+    ready, ``(h+1)·E[first of h+1] − h·E[first of h]`` (the others are removed then). With
+    start-ups that all take the same time, nothing is gained and one start is made.
+    """
+    if start_up is None or spec.max_hedged_starts <= 1 or spec.miss_cost <= 0:
+        return 1
+    late = start_up.above(spec.queue_wait)
+    starts = 1
+    while starts < spec.max_hedged_starts:
+        gain = spec.miss_cost * late**starts * (1.0 - late)
+        cost = (starts + 1) * start_up.mean_first(starts + 1) - starts * start_up.mean_first(starts)
+        if gain < cost or gain <= 0:
+            break
+        starts += 1
+    return starts
+
+
+def none_frees_within(
+    ages: tuple[float, ...], busy: int, service_time: float, service_times: ServiceTimes | None, wait: float
+) -> float:
+    """P(none of the ``busy`` replicas finishes its request within ``wait`` seconds).
+
+    With the gateway's per-request ages and a measured service-time distribution it is exact
+    for that distribution: a request that started a second ago (most take tens of seconds)
+    will not free its replica soon; one that has run for most of a typical request will.
+    Otherwise service times are taken as exponential with the measured mean.
+    """
+    if service_times is not None and ages and len(ages) == busy:
+        product = 1.0
+        for age in ages:
+            product *= 1.0 - service_times.finishes_within(age, wait)
+        return product
+    return math.exp(-wait * busy / max(service_time, 1e-9))
+
+
+def warm_spares(
+    rate: float, busy: float, service_time: float, cold_start: float, spec: ScalerSpec, *,
+    none_frees: float | None = None, cold_miss: float = 1.0,
+) -> int:
     """How many spare request slots pay for themselves (see the module docstring).
 
     The k-th spare saves a long wait at rate ``rate · P(no busy replica frees within the queue
-    wait) · P(Poisson(rate · min(service time, cold start)) >= k - 1)``; it is worth keeping while that rate times
-    ``miss_cost`` is at least 1 (one replica-second per second).
+    wait) · P(a start-up made then misses the wait) · P(Poisson(rate · min(service time, cold
+    start)) >= k - 1)``; it is worth keeping while that rate times ``miss_cost`` is at least 1
+    (one replica-second per second). ``none_frees`` overrides the exponential estimate (see
+    :func:`none_frees_within`); ``cold_miss`` is P(hedged start-ups all miss the wait).
     """
     if rate <= 0 or spec.miss_cost <= 0:
         return 0
-    none_frees = math.exp(-spec.queue_wait * busy / max(service_time, 1e-9))
-    value = spec.miss_cost * rate * none_frees
+    if none_frees is None:
+        none_frees = math.exp(-spec.queue_wait * busy / max(service_time, 1e-9))
+    value = spec.miss_cost * rate * none_frees * cold_miss
     spares = 0
     # Spares taken within one cold start and still busy when it ends: M/G/inf occupancy.
     taken = rate * min(service_time, cold_start)
     while spares < 10_000 and value * poisson_tail(taken, spares) >= 1.0:
         spares += 1
     return spares
+
+
+_MIN_SERVICE_TIMES = 20
+"""Completions needed before the measured service-time distribution replaces the exponential guess."""
 
 
 def _sized(in_system: int, rate: float, service_time: float, cold_start: float, spec: ScalerSpec) -> int:
@@ -304,7 +359,23 @@ def predictive(
         cold_start = spec.cold_start
     # The arrival rate as a replica started now would see it once ready (see the module docstring).
     rate = window.recent_rate(lead=cold_start)
-    desired = _sized(in_system, rate, service_time, cold_start, spec)
+    start_up = window.start_up()
+    hedge = hedged_starts(start_up, spec)
+    cold_miss = start_up.above(spec.queue_wait) ** hedge if start_up is not None else 1.0
+    ages = latest.in_flight_ages if latest is not None else ()
+    service_times = window.service_times if window.service_times.total >= _MIN_SERVICE_TIMES else None
+    if spec.target <= 1 and latest is not None and service_times is not None and len(ages) == latest.in_flight:
+        # One request per replica and the gateway's per-request ages: price the spares exactly.
+        none_frees = 1.0 if latest.queued else none_frees_within(
+            ages, latest.in_flight, service_time, service_times, spec.queue_wait)
+        desired = in_system + warm_spares(rate, latest.in_flight, service_time, cold_start, spec,
+                                          none_frees=none_frees, cold_miss=cold_miss)
+    else:
+        desired = _sized(in_system, rate, service_time, cold_start, spec)
+    if latest is not None and latest.queued and hedge > 1:
+        # Requests wait with no replica free: start several and keep the first ready (hedging).
+        slots = max(spec.target, 1e-9)
+        desired = max(desired, math.ceil(latest.in_flight / slots - 1e-9) + math.ceil(latest.queued / slots - 1e-9) * hedge)
     if spec.metric == "rps":
         desired = max(desired, math.ceil(window.arrival_rate(spec.panic_window) / spec.target - 1e-9))
     desired = min(desired, math.ceil(spec.max_scale_up_rate * max(1, ready)))

@@ -11,11 +11,20 @@ stable window, and the last decision is also kept in the service's status.
 :meth:`Autoscaler.activate` is the activator's fast path: a request held for a
 service at zero makes it want at least one replica at once, without waiting
 for the next tick.
+
+The predictive policy also reads, per sample, the age of every request in
+flight (feed time minus the gateway's ``inFlightStarted`` dispatch times), the
+completions of the tick per service-time bucket (the difference of the
+gateway's cumulative ``serviceTimeBuckets``) and the replica start-ups that
+ended since the last tick (``start_ups``, reported once per pod by the
+InferenceService controller). Start-ups reported for a tick whose sample is
+not taken (a repeated feed time) wait for the next sample rather than being lost.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from corral.api.registry import Obj
@@ -52,6 +61,8 @@ class _Track:
     last: dict[str, Any] | None = None
     decision: Decision | None = None
     activated: bool = False
+    start_ups: list[tuple[float, bool]] = field(default_factory=list)
+    """Start-ups reported but not yet carried by a sample."""
 
 
 class Autoscaler:
@@ -76,6 +87,11 @@ class Autoscaler:
         self.revision_counters.pop(key, None)
         self.outstanding.pop(key, None)
 
+    def window(self, key: str) -> MetricsWindow | None:
+        """The service's metrics window (None until the service has been observed)."""
+        track = self._tracks.get(key)
+        return track.window if track is not None else None
+
     def desired(self, key: str) -> Decision | None:
         track = self._tracks.get(key)
         return track.decision if track is not None else None
@@ -94,8 +110,11 @@ class Autoscaler:
         feed: dict[str, Any],
         services: dict[str, Obj],
         replicas: dict[str, tuple[int, int, float | None]],
+        start_ups: Mapping[str, Sequence[tuple[float, bool]]] | None = None,
     ) -> dict[str, Decision]:
-        """One tick: ``replicas`` maps service key → (ready, current, measured time-to-ready)."""
+        """One tick: ``replicas`` maps service key → (ready, current, measured time-to-ready);
+        ``start_ups`` maps service key → the replica start-ups that ended since the last tick,
+        each (seconds since creation, became ready) — ``False`` for a replica removed while starting."""
         now = float(feed.get("time", 0.0))
         snapshots: dict[str, Any] = feed.get("services") or {}
         decisions: dict[str, Decision] = {}
@@ -107,9 +126,12 @@ class Autoscaler:
                 self.outstanding[key] = snap.get("outstanding") or {}
             sample = self._sample(track, snap, now)
             ready, current, ttr = replicas.get(key, (0, 0, None))
-            sample = replace(sample, ready=ready, time_to_ready=ttr)
+            if start_ups and start_ups.get(key):
+                track.start_ups.extend(start_ups[key])
             if track.window.latest is not None and sample.time <= track.window.now:
                 continue
+            sample = replace(sample, ready=ready, time_to_ready=ttr, ready_observations=tuple(track.start_ups))
+            track.start_ups.clear()
             track.window.add(sample)
             policy, spec = scaler_spec(service)
             decision = decide(policy, track.window, ready, current, spec, state=track.state)
@@ -130,10 +152,12 @@ class Autoscaler:
         track.last = snap
         in_flight = int(snap.get("inFlight", 0))
         queued = int(snap.get("queued", 0))
-        if last is None or float(snap["time"]) <= float(last["time"]) or snap["arrivals"] < last["arrivals"]:
+        at = float(snap.get("time", now))
+        ages = tuple(max(0.0, at - float(started)) for started in snap.get("inFlightStarted") or ())
+        if last is None or at <= float(last["time"]) or snap["arrivals"] < last["arrivals"]:
             return Sample(time=now, duration=self.tick, concurrency=float(in_flight + queued),
-                          in_flight=in_flight, queued=queued)
-        duration = float(snap["time"]) - float(last["time"])
+                          in_flight=in_flight, queued=queued, in_flight_ages=ages)
+        duration = at - float(last["time"])
         return Sample(
             time=now,
             duration=duration,
@@ -143,4 +167,20 @@ class Autoscaler:
             service_seconds=float(snap["serviceSeconds"]) - float(last["serviceSeconds"]),
             in_flight=in_flight,
             queued=queued,
+            in_flight_ages=ages,
+            service_time_counts=bucket_deltas(last.get("serviceTimeBuckets"), snap.get("serviceTimeBuckets")),
         )
+
+
+def bucket_deltas(previous: Sequence[int] | None, current: Sequence[int] | None) -> tuple[int, ...]:
+    """Completions per service-time bucket between two cumulative snapshots.
+
+    Empty when either is missing, their lengths differ, a counter went backwards (the gateway
+    restarted) or nothing completed — the window then learns nothing from this tick.
+    """
+    if not previous or not current or len(previous) != len(current):
+        return ()
+    deltas = tuple(int(after) - int(before) for before, after in zip(previous, current, strict=True))
+    if any(delta < 0 for delta in deltas) or not any(deltas):
+        return ()
+    return deltas

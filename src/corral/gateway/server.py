@@ -551,9 +551,8 @@ class Gateway:
                         return self._reply_error(conn, request, failure.status, failure.reason, failure.message,
                                                  headers=failure.headers)
                 if not dispatched:
-                    metrics.dispatch(service)
+                    started = metrics.dispatch(service)
                     dispatched = True
-                    started = self.clock.monotonic()
                 address = backend.address
                 tried.add(address)
                 revision = backend.revision

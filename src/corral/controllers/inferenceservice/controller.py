@@ -29,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -54,11 +55,12 @@ from corral.controllers.inferenceservice.plan import (
     revision_name,
     revision_number,
     split_replicas,
+    start_up,
     template_hash,
     time_to_ready,
 )
 from corral.controllers.runtime import Controller, Result
-from corral.util.clock import Clock, SystemClock, format_timestamp
+from corral.util.clock import Clock, SystemClock, format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ class ScaleAdvisor(Protocol):
     outstanding: dict[str, dict[str, int]]
 
     def observe(self, feed: dict[str, Any], services: dict[str, Obj],
-                replicas: dict[str, tuple[int, int, float | None]]) -> Mapping[str, ScaleDecision]: ...
+                replicas: dict[str, tuple[int, int, float | None]],
+                start_ups: Mapping[str, Sequence[tuple[float, bool]]] | None = None) -> Mapping[str, ScaleDecision]: ...
 
     def desired(self, key: str) -> ScaleDecision | None: ...
 
@@ -186,6 +189,10 @@ class InferenceServiceController:
         self._suffixes = secrets.SystemRandom()
         self._feed_snapshots: dict[str, dict[str, Any]] = {}
         self._traffic: dict[str, dict[str, Any]] = {}
+        self._starting: dict[str, tuple[str, datetime]] = {}
+        """Replica pods still starting: uid → (service key, creation time)."""
+        self._started: set[str] = set()
+        """Uids of the pods whose start-up was already reported (forgotten once the pod is gone)."""
 
     @staticmethod
     def _pod_keys(pod: Obj) -> list[str]:
@@ -228,13 +235,45 @@ class InferenceServiceController:
             out[key] = (ready, current, time_to_ready(pods))
         return out
 
+    def take_start_ups(self) -> dict[str, list[tuple[float, bool]]]:
+        """The replica start-ups that ended since the last call, per service, each reported once.
+
+        A pod that became Ready reports (ready − created, True); one terminating, finished or
+        already gone without having become ready reports (age, False).
+        """
+        now = self.clock.now()
+        out: dict[str, list[tuple[float, bool]]] = {}
+        seen: set[str] = set()
+        for pod in self.pods.list():
+            metadata = pod.get("metadata") or {}
+            uid = metadata.get("uid")
+            keys = self._pod_keys(pod)
+            if not uid or not keys:
+                continue
+            seen.add(uid)
+            if uid in self._started:
+                continue
+            ended = start_up(pod, now)
+            if ended is None:
+                if uid not in self._starting and metadata.get("creationTimestamp"):
+                    self._starting[uid] = (keys[0], parse_timestamp(metadata["creationTimestamp"]))
+                continue
+            self._starting.pop(uid, None)
+            self._started.add(uid)
+            out.setdefault(keys[0], []).append(ended)
+        for uid in [u for u in self._starting if u not in seen]:  # deleted between two looks
+            key, created = self._starting.pop(uid)
+            out.setdefault(key, []).append((max(0.0, (now - created).total_seconds()), False))
+        self._started &= seen
+        return out
+
     async def autoscale_once(self) -> None:
         if self.feed is None:
             return
         feed = await self.feed()
         services = {f"{(s['metadata'].get('namespace') or 'default')}/{s['metadata']['name']}": s
                     for s in self.services.list()}
-        decisions = self.autoscaler.observe(feed, services, self._replica_counts())
+        decisions = self.autoscaler.observe(feed, services, self._replica_counts(), self.take_start_ups())
         for key, decision in decisions.items():
             status = services[key].get("status") or {}
             if decision.replicas != status.get("desiredReplicas") or status.get("canaryRevision"):

@@ -136,6 +136,26 @@ def time_to_ready(pods: list[Obj]) -> float | None:
     return total / count if count else None
 
 
+def start_up(pod: Obj, now: datetime) -> tuple[float, bool] | None:
+    """How a replica pod's start-up ended, or None while it is still starting (pure).
+
+    ``(Ready lastTransitionTime − creationTimestamp, True)`` once the pod is Ready;
+    ``(now − creationTimestamp, False)`` when it is terminating or finished without having
+    become ready (a censored observation: its time to ready is only known to be longer).
+    """
+    metadata = pod.get("metadata") or {}
+    created_text = metadata.get("creationTimestamp")
+    if not created_text:
+        return None
+    created = parse_timestamp(created_text)
+    health = pod_health(pod)
+    if health.ready_since is not None:
+        return max(0.0, (health.ready_since - created).total_seconds()), True
+    if health.terminating or health.finished:
+        return max(0.0, (now - created).total_seconds()), False
+    return None
+
+
 def replica_pod(service: Obj, revision: Obj, suffix: str) -> Obj:
     """A replica pod of ``revision``: its template, labels, owner, a default readiness probe."""
     service_meta = service.get("metadata") or {}

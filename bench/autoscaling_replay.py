@@ -10,10 +10,17 @@ Replays the real arrivals and execution times of the GenTD26 trace
 (by request count): corral's one price, ``miss_cost``, was chosen on the first
 half only, so the second half is held out. Also corral's savings against KPA.
 
+corral hedges cold starts (several replicas started for a request that waits
+with no replica free, the first ready serves it): that pays because the trace's
+load latencies are bimodal (a third load in 1.5–3 s) and the replay draws each
+start-up independently. ``constant_cold_start`` replays KPA and corral again
+with every cold start equal to the median, where hedging cannot help — the
+robustness check that the policy does not depend on the draw.
+
 Usage: ``python bench/autoscaling_replay.py [--requests N] [--seed S] [--frontier]``
-(``--frontier`` adds KPA at other utilisations and corral at other miss costs, to
-compare the attainment/replica-hours trade-off curves rather than single points;
-about 4 minutes more on one core).
+(``--frontier`` adds KPA at other utilisations, corral at other miss costs and
+corral without hedging, to compare the attainment/replica-hours trade-off curves
+rather than single points; about 3 minutes more on one core).
 The shared data is found via ``$CORRAL_SHARED`` or by walking up to a directory
 that has ``shared/``; without it the benchmark exits 0 with ``{"skipped": ...}``
 (exit 1 under ``CI=true``).
@@ -83,6 +90,7 @@ def summarize(result: ReplayResult, half: int) -> dict[str, object]:
         "second_half": [round(second[0], 4), round(second[1], 1)],
         "wait_p99_s": round(result.wait_percentile(99), 1),
         "replicas_created": result.replicas_created,
+        "starting_replica_hours": round(result.starting_seconds / 3600.0, 1),
         "peak_replicas": result.peak_replicas,
     }
 
@@ -94,10 +102,12 @@ def knative_spec(big: int, utilization: float = 0.7) -> ScalerSpec:
                       panic_window=6.0, panic_threshold=2.0, scale_to_zero_grace=30.0)
 
 
-def corral_spec(big: int, miss_cost: float | None = None) -> ScalerSpec:
+def corral_spec(big: int, miss_cost: float | None = None, hedge: int | None = None) -> ScalerSpec:
     # corral's defaults (one request per replica; a request may wait 10 s, the SLO).
     spec = ScalerSpec(max_replicas=big, target=1.0, queue_wait=10.0)
-    return spec if miss_cost is None else replace(spec, miss_cost=miss_cost)
+    if miss_cost is not None:
+        spec = replace(spec, miss_cost=miss_cost)
+    return spec if hedge is None else replace(spec, max_hedged_starts=hedge)
 
 
 def main() -> int:
@@ -105,7 +115,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=0, help="replay only the first N requests (0 = all)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--frontier", action="store_true",
-                        help="also run KPA at 50/60/80/100 %% utilisation and corral at miss costs 30/40/60/90 s")
+                        help="also run KPA at 50/60/80/100 %% utilisation, corral at miss costs 60/90/160/240 s "
+                             "and corral without hedging at 30/45/90 s")
     args = parser.parse_args()
     shared = find_shared()
     if shared is None:
@@ -119,10 +130,12 @@ def main() -> int:
     half = len(arrivals) // 2
     split = sorted(arrivals)[half]
 
-    def run(policy: PolicyFn | None, spec: ScalerSpec, fixed: int | None = None) -> ReplayResult:
+    median_cold_start = sorted(cold_starts)[len(cold_starts) // 2]
+
+    def run(policy: PolicyFn | None, spec: ScalerSpec, fixed: int | None = None, constant: bool = False) -> ReplayResult:
         rng = random.Random(args.seed)  # every policy sees the same cold-start draws in order
-        return replay(arrivals, exec_times, lambda: rng.choice(cold_starts), policy, spec,
-                      fixed_replicas=fixed, split=split)
+        draw = (lambda: median_cold_start) if constant else (lambda: rng.choice(cold_starts))
+        return replay(arrivals, exec_times, draw, policy, spec, fixed_replicas=fixed, split=split)
 
     started = time.perf_counter()
     peak = peak_concurrency(arrivals, exec_times)
@@ -133,7 +146,8 @@ def main() -> int:
     corral = run(predictive, corral_spec(big))
     out["fixed_peak"] = {**summarize(fixed, half), "replicas": peak}
     out["knative_kpa"] = summarize(knative, half)
-    out["corral"] = {**summarize(corral, half), "miss_cost_s": corral_spec(big).miss_cost}
+    out["corral"] = {**summarize(corral, half), "miss_cost_s": corral_spec(big).miss_cost,
+                     "max_hedged_starts": corral_spec(big).max_hedged_starts}
     out["corral_replica_hours_saving_vs_kpa"] = round(1 - corral.replica_hours / knative.replica_hours, 4)
     out["corral_attainment_minus_kpa"] = round(corral.slo_attainment - knative.slo_attainment, 4)
     second_c, second_k = corral.part(False, half), knative.part(False, half)
@@ -141,16 +155,26 @@ def main() -> int:
         "replica_hours_saving_vs_kpa": round(1 - second_c[1] / second_k[1], 4),
         "attainment_minus_kpa": round(second_c[0] - second_k[0], 4),
     }
+    constant_kpa = run(kpa, knative_spec(big), constant=True)
+    constant_corral = run(predictive, corral_spec(big), constant=True)
+    out["constant_cold_start"] = {
+        "cold_start_s": round(median_cold_start, 1),
+        "knative_kpa": summarize(constant_kpa, half),
+        "corral": summarize(constant_corral, half),
+    }
     if args.frontier:
-        frontier: dict[str, list[dict[str, object]]] = {"knative_kpa": [], "corral": []}
+        frontier: dict[str, list[dict[str, object]]] = {"knative_kpa": [], "corral": [], "corral_no_hedging": []}
         for utilization in (0.5, 0.6, 0.8, 1.0):
             result = run(kpa, knative_spec(big, utilization))
             frontier["knative_kpa"].append({"target_utilization": utilization, **summarize(result, half)})
-        for miss_cost in (30.0, 40.0, 60.0, 90.0):
+        for miss_cost in (60.0, 90.0, 160.0, 240.0):
             result = run(predictive, corral_spec(big, miss_cost))
             frontier["corral"].append({"miss_cost_s": miss_cost, **summarize(result, half)})
+        for miss_cost in (30.0, 45.0, 90.0):
+            result = run(predictive, corral_spec(big, miss_cost, hedge=1))
+            frontier["corral_no_hedging"].append({"miss_cost_s": miss_cost, **summarize(result, half)})
         out["frontier"] = frontier
-    out["cold_start_median_s"] = round(sorted(cold_starts)[len(cold_starts) // 2], 1)
+    out["cold_start_median_s"] = round(median_cold_start, 1)
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out))
     return 0

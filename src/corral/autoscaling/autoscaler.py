@@ -12,13 +12,11 @@ stable window, and the last decision is also kept in the service's status.
 service at zero makes it want at least one replica at once, without waiting
 for the next tick.
 
-The predictive policy also reads, per sample, the age of every request in
-flight (feed time minus the gateway's ``inFlightStarted`` dispatch times), the
-completions of the tick per service-time bucket (the difference of the
-gateway's cumulative ``serviceTimeBuckets``) and the replica start-ups that
+The predictive policy also reads, per sample, the replica start-ups that
 ended since the last tick (``start_ups``, reported once per pod by the
-InferenceService controller). Start-ups reported for a tick whose sample is
-not taken (a repeated feed time) wait for the next sample rather than being lost.
+InferenceService controller): its start-up curve prices hedged cold starts.
+Start-ups reported for a tick whose sample is not taken (a repeated feed time)
+wait for the next sample rather than being lost.
 """
 
 from __future__ import annotations
@@ -50,7 +48,8 @@ def scaler_spec(service: Obj) -> tuple[PolicyName, ScalerSpec]:
         max_scale_up_rate=float(auto.get("maxScaleUpRate", 1000.0)),
         max_scale_down_rate=float(auto.get("maxScaleDownRate", 2.0)),
         queue_wait=float(auto.get("queueWaitSeconds", 10.0)),
-        miss_cost=float(auto.get("missCostSeconds", 45.0)),
+        miss_cost=float(auto.get("missCostSeconds", 120.0)),
+        max_hedged_starts=int(auto.get("maxHedgedStarts", 4)),
     )
 
 
@@ -153,10 +152,9 @@ class Autoscaler:
         in_flight = int(snap.get("inFlight", 0))
         queued = int(snap.get("queued", 0))
         at = float(snap.get("time", now))
-        ages = tuple(max(0.0, at - float(started)) for started in snap.get("inFlightStarted") or ())
         if last is None or at <= float(last["time"]) or snap["arrivals"] < last["arrivals"]:
             return Sample(time=now, duration=self.tick, concurrency=float(in_flight + queued),
-                          in_flight=in_flight, queued=queued, in_flight_ages=ages)
+                          in_flight=in_flight, queued=queued)
         duration = at - float(last["time"])
         return Sample(
             time=now,
@@ -167,20 +165,5 @@ class Autoscaler:
             service_seconds=float(snap["serviceSeconds"]) - float(last["serviceSeconds"]),
             in_flight=in_flight,
             queued=queued,
-            in_flight_ages=ages,
-            service_time_counts=bucket_deltas(last.get("serviceTimeBuckets"), snap.get("serviceTimeBuckets")),
         )
 
-
-def bucket_deltas(previous: Sequence[int] | None, current: Sequence[int] | None) -> tuple[int, ...]:
-    """Completions per service-time bucket between two cumulative snapshots.
-
-    Empty when either is missing, their lengths differ, a counter went backwards (the gateway
-    restarted) or nothing completed — the window then learns nothing from this tick.
-    """
-    if not previous or not current or len(previous) != len(current):
-        return ()
-    deltas = tuple(int(after) - int(before) for before, after in zip(previous, current, strict=True))
-    if any(delta < 0 for delta in deltas) or not any(deltas):
-        return ()
-    return deltas

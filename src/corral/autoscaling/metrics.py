@@ -21,16 +21,10 @@ window type is filled from live gateway counters and from the virtual clock of
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-
-SERVICE_TIME_BUCKETS: tuple[float, ...] = tuple(round(0.05 * 1.25**i, 6) for i in range(60))
-"""Upper edges (seconds) of the service-time histogram the gateway keeps per service: 50 ms to
-about 9 hours in steps of 25 %, plus an overflow bucket — fine enough to tell how likely a
-request that has run for ``a`` seconds is to finish within the next ten."""
 
 READY_OBSERVATIONS = 256
 """How many recent replica start-ups (time to ready, or age when removed before ready) a window keeps."""
@@ -53,10 +47,6 @@ class Sample:
     ready: int = 0
     time_to_ready: float | None = None
     """The replicas' measured creation-to-ready time so far (seconds), if any became ready."""
-    in_flight_ages: tuple[float, ...] = ()
-    """How long each request in flight has been running at ``time`` (seconds); empty if unknown."""
-    service_time_counts: tuple[int, ...] = ()
-    """Completions in the tick per bucket of :data:`SERVICE_TIME_BUCKETS` (plus overflow); empty if unknown."""
     ready_observations: tuple[tuple[float, bool], ...] = ()
     """Replica start-ups that ended in the tick: (seconds since creation, became ready). ``False``
     means the replica was removed while still starting — its time to ready is only known to be longer."""
@@ -118,51 +108,6 @@ class Survival:
         return total
 
 
-class ServiceTimes:
-    """A histogram of measured service times, kept for as long as the window lives."""
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(SERVICE_TIME_BUCKETS) + 1)
-        self.total = 0
-        self._cumulative: list[int] | None = None
-
-    def add(self, counts: Sequence[int]) -> None:
-        for index, count in enumerate(counts[: len(self.counts)]):
-            self.counts[index] += count
-            self.total += count
-        self._cumulative = None
-
-    def below(self, seconds: float) -> float:
-        """P(service time <= ``seconds``), linear within a bucket."""
-        if self.total == 0:
-            return 0.0
-        if self._cumulative is None:
-            running = 0
-            self._cumulative = []
-            for count in self.counts:
-                self._cumulative.append(running)
-                running += count
-        index = bisect_right(SERVICE_TIME_BUCKETS, seconds)
-        if index >= len(SERVICE_TIME_BUCKETS):
-            return (self._cumulative[-1] + (self.counts[-1] if seconds == math.inf else 0)) / self.total
-        low = SERVICE_TIME_BUCKETS[index - 1] if index > 0 else 0.0
-        high = SERVICE_TIME_BUCKETS[index]
-        share = (seconds - low) / (high - low)
-        return (self._cumulative[index] + self.counts[index] * share) / self.total
-
-    def finishes_within(self, age: float, seconds: float) -> float:
-        """P(a request running for ``age`` seconds finishes within ``seconds`` more)."""
-        alive = 1.0 - self.below(age)
-        if alive <= 1e-9:
-            return 1.0
-        return min(1.0, max(0.0, (self.below(age + seconds) - self.below(age)) / alive))
-
-
-def service_time_bucket(seconds: float) -> int:
-    """Index of ``seconds`` in :data:`SERVICE_TIME_BUCKETS` (the last index is the overflow)."""
-    return bisect_right(SERVICE_TIME_BUCKETS, seconds) if seconds > 0 else 0
-
-
 class MetricsWindow:
     """The samples of the last ``max_age`` seconds, oldest first."""
 
@@ -178,8 +123,6 @@ class MetricsWindow:
         self._time_to_ready: tuple[float, float] | None = None
         """(end time, value) of the latest sample that carried a measured time-to-ready."""
         self._last_active: float | None = None
-        self.service_times = ServiceTimes()
-        """Every completion's service time seen so far (not aged out: the distribution is learned)."""
         self._ready_observations: deque[tuple[float, bool]] = deque(maxlen=READY_OBSERVATIONS)
         self._survival: Survival | None = None
 
@@ -193,8 +136,6 @@ class MetricsWindow:
             self._completions.append((sample.time, sample.completions, sample.service_seconds))
         if sample.time_to_ready is not None:
             self._time_to_ready = (sample.time, sample.time_to_ready)
-        if sample.service_time_counts:
-            self.service_times.add(sample.service_time_counts)
         if sample.ready_observations:
             self._ready_observations.extend(sample.ready_observations)
             self._survival = None

@@ -43,8 +43,24 @@ the unit tests and the replay benchmark drive the very same code.
     1/(time since) — the hazard of a bursty arrival process — so the keep-alive
     after a burst grows with the burst, and scale-to-zero needs no timer of its
     own. The last replica also stays ``scale_to_zero_grace`` after the last
-    request. Inputs are live measurements (arrivals, in-flight requests, service
-    time, time-to-ready), the latency objective and one price the user sets;
+    request.
+
+    *Hedged cold starts.* Start-up times of model servers are bimodal (a model
+    in a node's cache loads in seconds, one fetched from the registry in tens
+    of seconds). From the replicas' recent start-ups — a Kaplan–Meier curve in
+    which a replica removed while still starting is a censored observation —
+    :func:`hedged_starts` prices starting ``h`` replicas for a request that
+    waits with no replica free: the first ready serves it and the rest are
+    removed while starting (scale-down takes not-ready replicas first). A
+    missed wait then needs every one of the ``h`` start-ups to miss it, so a
+    spare is worth ``P(start-up > queue_wait)^h`` of what it is worth when
+    start-ups are slow; with start-ups that all take about as long, ``h`` is 1
+    and nothing changes. The gain assumes start-up times of concurrent
+    replicas are independent (different nodes, caches, registry mirrors);
+    hedged starts hold GPUs briefly while they load.
+
+    Inputs are live measurements (arrivals, in-flight requests, service time,
+    replica start-ups), the latency objective and one price the user sets;
     nothing is fitted to a trace.
 """
 
@@ -54,7 +70,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from corral.autoscaling.metrics import MetricsWindow, ServiceTimes, Survival
+from corral.autoscaling.metrics import MetricsWindow, Survival
 
 Metric = Literal["concurrency", "rps"]
 PolicyName = Literal["kpa", "hpa", "predictive"]
@@ -84,7 +100,7 @@ class ScalerSpec:
     """predictive: a replica's time from creation to ready (the controller measures it)."""
     queue_wait: float = 10.0
     """predictive: how long a request may wait at the gateway for a replica (the latency objective)."""
-    miss_cost: float = 45.0
+    miss_cost: float = 120.0
     """predictive: replica-seconds one request waiting longer than ``queue_wait`` is worth."""
     max_hedged_starts: int = 4
     """predictive: at most this many replicas started at once for one waiting request (1 = no hedging)."""
@@ -282,40 +298,20 @@ def hedged_starts(start_up: Survival | None, spec: ScalerSpec) -> int:
     return starts
 
 
-def none_frees_within(
-    ages: tuple[float, ...], busy: int, service_time: float, service_times: ServiceTimes | None, wait: float
-) -> float:
-    """P(none of the ``busy`` replicas finishes its request within ``wait`` seconds).
-
-    With the gateway's per-request ages and a measured service-time distribution it is exact
-    for that distribution: a request that started a second ago (most take tens of seconds)
-    will not free its replica soon; one that has run for most of a typical request will.
-    Otherwise service times are taken as exponential with the measured mean.
-    """
-    if service_times is not None and ages and len(ages) == busy:
-        product = 1.0
-        for age in ages:
-            product *= 1.0 - service_times.finishes_within(age, wait)
-        return product
-    return math.exp(-wait * busy / max(service_time, 1e-9))
-
-
 def warm_spares(
-    rate: float, busy: float, service_time: float, cold_start: float, spec: ScalerSpec, *,
-    none_frees: float | None = None, cold_miss: float = 1.0,
+    rate: float, busy: float, service_time: float, cold_start: float, spec: ScalerSpec, *, cold_miss: float = 1.0
 ) -> int:
     """How many spare request slots pay for themselves (see the module docstring).
 
     The k-th spare saves a long wait at rate ``rate · P(no busy replica frees within the queue
     wait) · P(a start-up made then misses the wait) · P(Poisson(rate · min(service time, cold
     start)) >= k - 1)``; it is worth keeping while that rate times ``miss_cost`` is at least 1
-    (one replica-second per second). ``none_frees`` overrides the exponential estimate (see
-    :func:`none_frees_within`); ``cold_miss`` is P(hedged start-ups all miss the wait).
+    (one replica-second per second). ``cold_miss`` is P(the hedged start-ups made for a request
+    that finds no spare all miss the wait) — 1 when every start-up takes longer than the wait.
     """
     if rate <= 0 or spec.miss_cost <= 0:
         return 0
-    if none_frees is None:
-        none_frees = math.exp(-spec.queue_wait * busy / max(service_time, 1e-9))
+    none_frees = math.exp(-spec.queue_wait * busy / max(service_time, 1e-9))
     value = spec.miss_cost * rate * none_frees * cold_miss
     spares = 0
     # Spares taken within one cold start and still busy when it ends: M/G/inf occupancy.
@@ -325,11 +321,8 @@ def warm_spares(
     return spares
 
 
-_MIN_SERVICE_TIMES = 20
-"""Completions needed before the measured service-time distribution replaces the exponential guess."""
-
-
-def _sized(in_system: int, rate: float, service_time: float, cold_start: float, spec: ScalerSpec) -> int:
+def _sized(in_system: int, rate: float, service_time: float, cold_start: float, spec: ScalerSpec, *,
+           cold_miss: float) -> int:
     """Replicas for ``in_system`` requests plus their spares, monotone in ``in_system``.
 
     More busy replicas make spares less needed (one of them may free up in time), so the
@@ -338,7 +331,7 @@ def _sized(in_system: int, rate: float, service_time: float, cold_start: float, 
     slots = max(spec.target, 1e-9)
     best = 0
     for busy in range(in_system + 1):
-        spares = warm_spares(rate, busy, service_time, cold_start, spec)
+        spares = warm_spares(rate, busy, service_time, cold_start, spec, cold_miss=cold_miss)
         best = max(best, math.ceil((busy + spares) / slots - 1e-9))
         if spares == 0:
             break
@@ -362,16 +355,7 @@ def predictive(
     start_up = window.start_up()
     hedge = hedged_starts(start_up, spec)
     cold_miss = start_up.above(spec.queue_wait) ** hedge if start_up is not None else 1.0
-    ages = latest.in_flight_ages if latest is not None else ()
-    service_times = window.service_times if window.service_times.total >= _MIN_SERVICE_TIMES else None
-    if spec.target <= 1 and latest is not None and service_times is not None and len(ages) == latest.in_flight:
-        # One request per replica and the gateway's per-request ages: price the spares exactly.
-        none_frees = 1.0 if latest.queued else none_frees_within(
-            ages, latest.in_flight, service_time, service_times, spec.queue_wait)
-        desired = in_system + warm_spares(rate, latest.in_flight, service_time, cold_start, spec,
-                                          none_frees=none_frees, cold_miss=cold_miss)
-    else:
-        desired = _sized(in_system, rate, service_time, cold_start, spec)
+    desired = _sized(in_system, rate, service_time, cold_start, spec, cold_miss=cold_miss)
     if latest is not None and latest.queued and hedge > 1:
         # Requests wait with no replica free: start several and keep the first ready (hedging).
         slots = max(spec.target, 1e-9)

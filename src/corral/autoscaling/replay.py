@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from corral.autoscaling.metrics import SERVICE_TIME_BUCKETS, MetricsWindow, Sample, service_time_bucket
+from corral.autoscaling.metrics import MetricsWindow, Sample
 from corral.autoscaling.policy import Decision, ScalerSpec, ScalerState
 
 PolicyFn = Callable[[MetricsWindow, int, int, ScalerSpec, ScalerState], Decision]
@@ -90,8 +90,6 @@ class _Replica:
     busy: bool = False
     draining: bool = False
     serving: float = 0.0
-    started: float = 0.0
-    """When the request it serves started (for the gateway's in-flight ages)."""
 
 
 _ARRIVAL, _READY, _DONE = 0, 1, 2
@@ -163,7 +161,6 @@ def replay(
     last_event_time = t0
     ready_count = 0
     ready_total = 0.0
-    tick_service_counts = [0] * (len(SERVICE_TIME_BUCKETS) + 1)
     tick_ready: list[tuple[float, bool]] = []
 
     def account(now: float) -> None:
@@ -200,7 +197,6 @@ def replay(
         result.waits.append(now - arrived)
         replicas[rid].busy = True
         replicas[rid].serving = exec_times[index]
-        replicas[rid].started = now
         in_flight += 1
         push(now + exec_times[index], _DONE, rid)
 
@@ -251,16 +247,12 @@ def replay(
                 queued=len(queue),
                 ready=sum(1 for r in replicas.values() if r.ready),
                 time_to_ready=ready_total / ready_count if ready_count else None,
-                in_flight_ages=tuple(now - r.started for r in replicas.values() if r.busy),
-                service_time_counts=tuple(tick_service_counts) if tick_completions else (),
                 ready_observations=tuple(tick_ready),
             )
             window.add(sample)
             area = 0.0
             tick_arrivals = tick_completions = 0
             tick_service = 0.0
-            if sample.service_time_counts:
-                tick_service_counts = [0] * (len(SERVICE_TIME_BUCKETS) + 1)
             tick_ready = []
             ready = sample.ready
             decision = policy(window, ready, live_count(), spec, state)
@@ -304,7 +296,6 @@ def replay(
             tick_completions += 1
             replica = replicas[payload]
             tick_service += replica.serving
-            tick_service_counts[service_time_bucket(replica.serving)] += 1
             replica.busy = False
             if replica.draining:
                 remove_replica(now, payload)

@@ -13,21 +13,11 @@ on the request path touches prometheus_client: requests only bump plain
 integers (per-revision/code counts and a bucket array per service, found with
 ``bisect``), and a collector turns them into counters and a histogram at
 scrape time. That keeps the per-request cost at a few dictionary updates.
-
-For the predictive autoscaler the feed also carries, per service, the start
-time of every request in flight (``inFlightStarted``: when it was dispatched to
-a replica, on the feed's monotonic clock) and cumulative completion counts per
-bucket of :data:`~corral.autoscaling.metrics.SERVICE_TIME_BUCKETS`
-(``serviceTimeBuckets``, the last one the overflow). Requests in flight are kept
-as a count per start time (``complete``/``finish`` receive the start time
-back), so tracking them costs one dictionary update at dispatch and one at the
-end; a request retried on another replica keeps its start time and stays one
-request in flight.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +26,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from corral.autoscaling.metrics import SERVICE_TIME_BUCKETS, service_time_bucket
 from corral.util.clock import Clock
 
 _CODES = {code: str(code) for code in range(100, 600)}
@@ -67,20 +56,6 @@ class ServiceStats:
     latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     """Non-cumulative counts per latency bucket (the last is +Inf)."""
     latency_sum: float = 0.0
-    started: dict[float, int] = field(default_factory=dict)
-    """Requests in flight per dispatch time (monotonic seconds) — their ages for the autoscaler."""
-    service_time_buckets: list[int] = field(default_factory=lambda: [0] * (len(SERVICE_TIME_BUCKETS) + 1))
-    """Completions per service-time bucket (non-cumulative over buckets, cumulative over time)."""
-
-    def _start(self, now: float) -> None:
-        started = self.started
-        started[now] = started.get(now, 0) + 1
-
-    def _end(self, started: float, now: float) -> None:
-        left = self.started.pop(started, 1) - 1
-        if left > 0:
-            self.started[started] = left
-        self.service_time_buckets[service_time_bucket(now - started)] += 1
 
     def _advance(self, now: float) -> None:
         self.integral += (self.in_flight + self.queued) * (now - self.last_change)
@@ -98,8 +73,6 @@ class ServiceStats:
             "concurrencyIntegral": self.integral,
             "activations": self.activations,
             "rejected": self.rejected,
-            "inFlightStarted": [at for at, count in self.started.items() for _ in range(count)],
-            "serviceTimeBuckets": list(self.service_time_buckets),
             "revisions": {name: {"requests": r.requests, "errors": r.errors} for name, r in self.revisions.items()},
         }
 
@@ -134,15 +107,11 @@ class GatewayMetrics:
         stats.queued += 1
         return stats
 
-    def dispatch(self, service: str) -> float:
-        """A held request goes to a replica; returns the dispatch time (pass it back to ``finish``)."""
-        now = self.clock.monotonic()
+    def dispatch(self, service: str) -> None:
         stats = self.stats(service)
-        stats._advance(now)
+        stats._advance(self.clock.monotonic())
         stats.queued -= 1
         stats.in_flight += 1
-        stats._start(now)
-        return now
 
     @staticmethod
     def arrive_and_dispatch(stats: ServiceStats, now: float) -> None:
@@ -151,8 +120,6 @@ class GatewayMetrics:
         stats.last_change = now
         stats.arrivals += 1
         stats.in_flight += 1
-        started = stats.started
-        started[now] = started.get(now, 0) + 1
 
     def complete(self, stats: ServiceStats, revision: str, code: int, started: float, arrived: float,  # noqa: PLR0917
                  now: float) -> None:
@@ -161,14 +128,7 @@ class GatewayMetrics:
         stats.last_change = now
         stats.in_flight -= 1
         stats.completions += 1
-        served = now - started
-        stats.service_seconds += served
-        in_flight = stats.started
-        left = in_flight.pop(started, 1) - 1
-        if left > 0:
-            in_flight[started] = left
-        # ``service_time_bucket`` inlined (the fast path): bisect_right is 0 for any time below the first edge.
-        stats.service_time_buckets[bisect_right(SERVICE_TIME_BUCKETS, served)] += 1
+        stats.service_seconds += now - started
         rev = stats.revisions.get(revision)
         if rev is None:
             rev = stats.revisions[revision] = RevisionStats()
@@ -195,7 +155,6 @@ class GatewayMetrics:
         stats.in_flight -= 1
         stats.completions += 1
         stats.service_seconds += now - started
-        stats._end(started, now)
         rev = stats.revisions.setdefault(revision, RevisionStats())
         rev.requests += 1
         if code >= 500:

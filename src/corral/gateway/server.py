@@ -551,8 +551,9 @@ class Gateway:
                         return self._reply_error(conn, request, failure.status, failure.reason, failure.message,
                                                  headers=failure.headers)
                 if not dispatched:
-                    started = metrics.dispatch(service)
+                    metrics.dispatch(service)
                     dispatched = True
+                    started = self.clock.monotonic()
                 address = backend.address
                 tried.add(address)
                 revision = backend.revision

@@ -54,8 +54,12 @@ class Autoscaling(StrictModel):
         default=10.0, ge=0, alias="queueWaitSeconds",
         description="predictive: how long a request may wait at the gateway for a replica (latency objective).")
     miss_cost_seconds: float = Field(
-        default=45.0, ge=0, alias="missCostSeconds",
+        default=120.0, ge=0, alias="missCostSeconds",
         description="predictive: replica-seconds one request waiting longer than queueWaitSeconds is worth.")
+    max_hedged_starts: int = Field(
+        default=4, ge=1, le=16, alias="maxHedgedStarts",
+        description="predictive: at most this many replicas started at once for a request that waits with no "
+                    "replica free, when measured start-up times vary (the first ready serves; 1 = no hedging).")
 
     @model_validator(mode="after")
     def _windows(self) -> Autoscaling:

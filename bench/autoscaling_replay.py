@@ -155,12 +155,13 @@ def main() -> int:
         "replica_hours_saving_vs_kpa": round(1 - second_c[1] / second_k[1], 4),
         "attainment_minus_kpa": round(second_c[0] - second_k[0], 4),
     }
-    constant_kpa = run(kpa, knative_spec(big), constant=True)
-    constant_corral = run(predictive, corral_spec(big), constant=True)
+    # Constant cold starts: one KPA and one corral point near each other's attainment, each way.
     out["constant_cold_start"] = {
         "cold_start_s": round(median_cold_start, 1),
-        "knative_kpa": summarize(constant_kpa, half),
-        "corral": summarize(constant_corral, half),
+        "knative_kpa": summarize(run(kpa, knative_spec(big), constant=True), half),
+        "corral_miss_cost_45": summarize(run(predictive, corral_spec(big, 45.0), constant=True), half),
+        "knative_kpa_50": summarize(run(kpa, knative_spec(big, 0.5), constant=True), half),
+        "corral": summarize(run(predictive, corral_spec(big), constant=True), half),
     }
     if args.frontier:
         frontier: dict[str, list[dict[str, object]]] = {"knative_kpa": [], "corral": [], "corral_no_hedging": []}

@@ -356,17 +356,23 @@ def predictive(
     hedge = hedged_starts(start_up, spec)
     cold_miss = start_up.above(spec.queue_wait) ** hedge if start_up is not None else 1.0
     desired = _sized(in_system, rate, service_time, cold_start, spec, cold_miss=cold_miss)
+    hedged = False
     if latest is not None and latest.queued and hedge > 1:
         # Requests wait with no replica free: start several and keep the first ready (hedging).
         slots = max(spec.target, 1e-9)
-        desired = max(desired, math.ceil(latest.in_flight / slots - 1e-9) + math.ceil(latest.queued / slots - 1e-9) * hedge)
+        wanted = math.ceil(latest.in_flight / slots - 1e-9) + math.ceil(latest.queued / slots - 1e-9) * hedge
+        hedged = wanted > desired
+        desired = max(desired, wanted)
     if spec.metric == "rps":
         desired = max(desired, math.ceil(window.arrival_rate(spec.panic_window) / spec.target - 1e-9))
     desired = min(desired, math.ceil(spec.max_scale_up_rate * max(1, ready)))
     down, _ = _rate_bounds(ready, spec)
     if desired < current:
         desired = max(desired, min(current, down))
-    reason = "Predictive" if desired > math.ceil(in_system / max(spec.target, 1e-9) - 1e-9) else "Queue"
+    if hedged:
+        reason = "Hedged"
+    else:
+        reason = "Predictive" if desired > math.ceil(in_system / max(spec.target, 1e-9) - 1e-9) else "Queue"
     if desired == 0:
         if window.idle_for() < spec.scale_to_zero_grace:
             desired, reason = 1, "ScaleToZeroGrace"

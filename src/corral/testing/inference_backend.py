@@ -9,6 +9,10 @@
 - anything else — JSON ``{"replica", "method", "path", "model", "bytes"}``
   (``--fail`` makes every answer a 500; ``--body-bytes`` pads the answer).
 
+``--start-delays 6,0.1 --start-counter FILE`` makes start-up times vary as a model
+server's do (weights cached or fetched): the n-th process to start with the same
+counter file sleeps the n-th delay (cyclically) before it listens.
+
 Binds ``--host`` (default ``$POD_IP`` or 127.0.0.1), as corral pods do.
 """
 
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import time
 
 from aiohttp import web
 
@@ -78,6 +83,17 @@ def make_app(name: str, *, fail: bool, ready: bool, pad: int) -> web.Application
     return app
 
 
+def start_number(counter: str) -> int:
+    """This process's 1-based start number: one byte appended to ``counter`` (O_APPEND writes are
+    atomic, so concurrent starts each get their own offset)."""
+    fd = os.open(counter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b".")
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    finally:
+        os.close(fd)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default=os.environ.get("POD_IP", "127.0.0.1"))
@@ -86,7 +102,13 @@ def main() -> None:
     parser.add_argument("--fail", action="store_true")
     parser.add_argument("--not-ready", action="store_true")
     parser.add_argument("--body-bytes", type=int, default=0)
+    parser.add_argument("--start-delays", default="", help="comma-separated seconds to sleep before listening")
+    parser.add_argument("--start-counter", default="", help="file that numbers the starts (see the docstring)")
     args = parser.parse_args()
+    if args.start_delays:
+        delays = [float(delay) for delay in args.start_delays.split(",")]
+        number = start_number(args.start_counter) if args.start_counter else 1
+        time.sleep(delays[(number - 1) % len(delays)])
     app = make_app(args.name, fail=args.fail, ready=not args.not_ready, pad=args.body_bytes)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
 

@@ -9,28 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.conftest import require_shared
 
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "autoscaling_replay.py"
-TRACE = Path("data") / "alibaba-genai-2026" / "lora_request_trace.csv"
-
-
-def shared_dir() -> Path | None:
-    env = os.environ.get("CORRAL_SHARED")
-    if env and (Path(env) / TRACE).exists():
-        return Path(env)
-    for parent in BENCH.parents:
-        if (parent / "shared" / TRACE).exists():
-            return parent / "shared"
-    return None
+TRACE = "data/alibaba-genai-2026/lora_request_trace.csv"
 
 
 def test_autoscaling_replay_prints_one_line_and_corral_beats_kpa_on_a_prefix() -> None:
-    shared = shared_dir()
-    if shared is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"../shared/{TRACE} is missing, and CI=true requires it")
-        pytest.skip(f"shared data (../shared/{TRACE}) not found; set CORRAL_SHARED")
+    shared = require_shared(TRACE)
     done = subprocess.run([sys.executable, str(BENCH), "--requests", "3000"], capture_output=True, text=True,
                           timeout=300, check=True, env={**os.environ, "CORRAL_SHARED": str(shared)})
     lines = done.stdout.strip().splitlines()

@@ -5,30 +5,13 @@ means at 100 % and 130 % arrived (docs/simulation.md has the full 10-seed table)
 from __future__ import annotations
 
 import csv
-import os
-from pathlib import Path
-
-import pytest
 
 from corral.sim.trace.runner import run_all
-
-
-def shared_dir() -> Path | None:
-    env = os.environ.get("CORRAL_SHARED")
-    if env and Path(env).is_dir():
-        return Path(env)
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "shared" / "data" / "alibaba-gpu-v2023").is_dir():
-            return parent / "shared"
-    return None
+from tests.conftest import require_shared
 
 
 def test_fgd_and_bestfit_reproduce_the_paper() -> None:
-    shared = shared_dir()
-    if shared is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("../shared/data/alibaba-gpu-v2023 is missing, and CI=true requires it")
-        pytest.skip("shared data (../shared/data/alibaba-gpu-v2023) not found; set CORRAL_SHARED")
+    shared = require_shared("data/alibaba-gpu-v2023")
     data = shared / "data" / "alibaba-gpu-v2023"
     expected: dict[tuple[str, int], float] = {}
     with (shared / "docs" / "fgd-expected.csv").open() as fh:

@@ -30,26 +30,31 @@ from corral.autoscaling.metrics import MetricsWindow, Sample
 from corral.autoscaling.policy import Decision, PolicyName, ScalerSpec, ScalerState, decide
 
 
+def _fraction(auto: dict[str, Any], percent_key: str, default: float) -> float:
+    return float(auto[percent_key]) / 100.0 if percent_key in auto else default
+
+
 def scaler_spec(service: Obj) -> tuple[PolicyName, ScalerSpec]:
     spec = service.get("spec") or {}
     auto = spec.get("autoscaling") or {}
     policy: PolicyName = auto.get("policy", "predictive")
-    stable = float(auto.get("stableWindowSeconds", 60.0))
+    # Defaults are ScalerSpec's (one place), except minReplicas: a service keeps one replica unless told 0.
+    stable = float(auto.get("stableWindowSeconds", ScalerSpec.stable_window))
     return policy, ScalerSpec(
         min_replicas=int(spec.get("minReplicas", 1)),
-        max_replicas=int(spec.get("maxReplicas", 10)),
-        metric=auto.get("metric", "concurrency"),
-        target=float(auto.get("target", 1.0)),
-        target_utilization=float(auto.get("targetUtilizationPercent", 70.0)) / 100.0,
+        max_replicas=int(spec.get("maxReplicas", ScalerSpec.max_replicas)),
+        metric=auto.get("metric", ScalerSpec.metric),
+        target=float(auto.get("target", ScalerSpec.target)),
+        target_utilization=_fraction(auto, "targetUtilizationPercent", ScalerSpec.target_utilization),
         stable_window=stable,
-        panic_window=min(stable, float(auto.get("panicWindowSeconds", 6.0))),
-        panic_threshold=float(auto.get("panicThresholdPercent", 200.0)) / 100.0,
-        scale_to_zero_grace=float(auto.get("scaleToZeroGracePeriodSeconds", 30.0)),
-        max_scale_up_rate=float(auto.get("maxScaleUpRate", 1000.0)),
-        max_scale_down_rate=float(auto.get("maxScaleDownRate", 2.0)),
-        queue_wait=float(auto.get("queueWaitSeconds", 10.0)),
-        miss_cost=float(auto.get("missCostSeconds", 120.0)),
-        max_hedged_starts=int(auto.get("maxHedgedStarts", 4)),
+        panic_window=min(stable, float(auto.get("panicWindowSeconds", ScalerSpec.panic_window))),
+        panic_threshold=_fraction(auto, "panicThresholdPercent", ScalerSpec.panic_threshold),
+        scale_to_zero_grace=float(auto.get("scaleToZeroGracePeriodSeconds", ScalerSpec.scale_to_zero_grace)),
+        max_scale_up_rate=float(auto.get("maxScaleUpRate", ScalerSpec.max_scale_up_rate)),
+        max_scale_down_rate=float(auto.get("maxScaleDownRate", ScalerSpec.max_scale_down_rate)),
+        queue_wait=float(auto.get("queueWaitSeconds", ScalerSpec.queue_wait)),
+        miss_cost=float(auto.get("missCostSeconds", ScalerSpec.miss_cost)),
+        max_hedged_starts=int(auto.get("maxHedgedStarts", ScalerSpec.max_hedged_starts)),
     )
 
 

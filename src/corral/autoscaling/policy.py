@@ -289,12 +289,13 @@ def hedged_starts(start_up: Survival | None, spec: ScalerSpec) -> int:
         return 1
     late = start_up.above(spec.queue_wait)
     starts = 1
+    replica_time = start_up.mean_first(1)  # replica-seconds until the first of ``starts`` is ready
     while starts < spec.max_hedged_starts:
         gain = spec.miss_cost * late**starts * (1.0 - late)
-        cost = (starts + 1) * start_up.mean_first(starts + 1) - starts * start_up.mean_first(starts)
-        if gain < cost or gain <= 0:
+        more = (starts + 1) * start_up.mean_first(starts + 1)
+        if gain < more - replica_time or gain <= 0:
             break
-        starts += 1
+        starts, replica_time = starts + 1, more
     return starts
 
 

@@ -22,6 +22,13 @@
 
 ``stop()`` terminates every pod (``stop(kill_pods=False)`` leaves them running
 for a restarting agent to adopt).
+
+A pod the agent cannot run as written (a spec it cannot read, e.g. stored by an older
+version past validation) is rejected as the kubelet rejects a pod it cannot admit: phase
+``Failed`` with reason ``InvalidPod`` and a message naming the problem, and a Warning
+Event; the agent goes on with the other pods. Its loops (heartbeat, status, sync) run
+under a :class:`~corral.util.supervise.Supervisor` (restarted with backoff if they crash,
+reported on ``/readyz`` through :meth:`Agent.health_checks`).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from corral.client import ApiClient, ApiError, EventRecorder, Informer, WorkQueu
 from corral.client.workqueue import QueueClosedError
 from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from corral.util.clock import Clock, SystemClock
+from corral.util.supervise import HealthCheck, Supervisor, describe
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +114,7 @@ class Agent:
         self._dirty: set[str] = set()
         self._dirty_event = asyncio.Event()
         self._written: dict[str, Any] = {}
-        self._tasks: list[asyncio.Task[Any]] = []
+        self.supervisor = Supervisor("agent", clock=self.clock)
         self._terminations: dict[str, asyncio.Task[None]] = {}
         self._event_tasks: set[asyncio.Task[None]] = set()
         self._termination_grace: dict[str, float] = {}
@@ -173,18 +181,17 @@ class Agent:
         await self._informer.start()
         await self._informer.wait_synced(60)
         await self._adopt_or_clean()
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="agent heartbeat"))
-        self._tasks.append(asyncio.create_task(self._status_loop(), name="agent status"))
-        self._tasks.append(asyncio.create_task(self._sync_loop(), name="agent sync"))
+        self.supervisor.spawn("heartbeat", self._heartbeat_loop)
+        self.supervisor.spawn("status", self._status_loop)
+        self.supervisor.spawn("sync", self._sync_loop)
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """``/readyz`` fails while one of the agent's loops is crash-looping."""
+        return {"agent": self.supervisor.check}
 
     async def stop(self, kill_pods: bool = True) -> None:
         self._queue.shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self.supervisor.stop()
         if self._informer is not None:
             await self._informer.stop()
         workers = list(self.workers.values())
@@ -261,14 +268,40 @@ class Agent:
             return
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return  # finished before this agent started; nothing to run again
-        self._start_worker(pod, adopt_existing=False)
+        try:
+            self._start_worker(pod, adopt_existing=False)
+        except Exception as error:
+            await self._reject(pod, error)
+
+    async def _reject(self, pod: Obj, error: Exception) -> None:
+        """A pod the agent cannot run as written: ``Failed``/``InvalidPod`` with the problem, and an Event."""
+        key = pod_key(pod)
+        self.workers.pop(key, None)
+        message = f"the agent cannot run this pod: {describe(error)}"
+        log.warning("agent: rejecting pod %s: %s", key, message, exc_info=error)
+        meta = pod.get("metadata") or {}
+        status = {"phase": "Failed", "reason": "InvalidPod", "message": message}
+        try:
+            await self.client.patch("v1", "pods", str(meta.get("name")), {"status": status},
+                                    namespace=meta.get("namespace"), subresource="status")
+        except ApiError as api_error:
+            if not api_error.not_found:
+                raise
+            return
+        if self.config.pod_events:
+            await self.events.record(pod, "Warning", "InvalidPod", message)
 
     def _start_worker(self, pod: Obj, adopt_existing: bool, pod_ip: str | None = None) -> PodWorker:
         assert self._runtime is not None and self._ips is not None
         key = pod_key(pod)
         ip = pod_ip or self._ips.allocate()
-        worker = PodWorker(pod, ip, self._runtime, clock=self.clock, on_change=lambda: self._mark_dirty(key),
-                           on_event=lambda kind, reason, message: self._record(key, kind, reason, message))
+        try:
+            worker = PodWorker(pod, ip, self._runtime, clock=self.clock, on_change=lambda: self._mark_dirty(key),
+                               on_event=lambda kind, reason, message: self._record(key, kind, reason, message))
+        except Exception:
+            if pod_ip is None:
+                self._ips.release(ip)
+            raise
         self.workers[key] = worker
         worker.start(adopt_existing=adopt_existing)
         self._mark_dirty(key)
@@ -591,6 +624,10 @@ class AgentComponent:
         await self.agent.start()
         self.lifecycle = NodeLifecycleController(self.client, self.lifecycle_config, self.clock)
         await self.lifecycle.start()
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """The agent's supervised loops, on the API server's ``/readyz``."""
+        return self.agent.health_checks() if self.agent is not None else {}
 
     async def stop(self) -> None:
         if self.lifecycle is not None:

@@ -71,6 +71,7 @@ from corral.apiserver.validation import (
     check_type,
     parse_field_validation,
     validate,
+    validate_update,
 )
 from corral.store import AlreadyExistsError, Entry, ExpiredError, Store, UnavailableError, WatchEvent, encode
 from corral.util import fastjson
@@ -708,7 +709,7 @@ class Handlers:
         new.setdefault("apiVersion", rt.api_version)
         new.setdefault("kind", rt.kind)
         new["metadata"]["resourceVersion"] = old_meta.get("resourceVersion")
-        warnings = validate(rt, new, mode)
+        warnings = validate_update(rt, new, old, mode)  # a stored object's old problems do not block edits
         if rt is self.pod_rt and sub is None:
             self._check_pod_update(old, new)
         if new == old:

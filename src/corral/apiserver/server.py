@@ -38,6 +38,7 @@ from corral.apiserver import dashboard, openapi
 from corral.apiserver.auth import Identity, TokenFile
 from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
+from corral.apiserver.health import HealthChecks, health_response
 from corral.apiserver.lean import LeanFront, LeanRequest
 from corral.apiserver.tls import ensure_self_signed
 from corral.store import Store, UnavailableError, encode
@@ -151,6 +152,7 @@ class ApiServer:
             lambda: self.store.batches)
         self._load_seconds = Gauge("apiserver_store_load_seconds", "Time to rebuild the index from SQLite at start",
                                    registry=self.metrics)
+        self.health = HealthChecks()  # components' readiness checks (/readyz), see corral up
         self._openapi: dict[str, bytes] = {}
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
@@ -295,9 +297,10 @@ class ApiServer:
         path = request.path
         parts = [p for p in path.split("/") if p]
         if path in ("/healthz", "/livez", "/readyz"):
-            if path == "/readyz" and not self.ready:
-                return web.Response(text="not ready", status=503)
-            return web.Response(text="ok")
+            code, text = health_response(path[1:], request.query, ready=self.ready, checks=self.health,
+                                         exclude=request.query.getall("exclude", []),
+                                         reasons=self._authenticate(request) is not None)
+            return web.Response(text=text, status=code)
         if path == "/version":
             return web.json_response({"major": "1", "minor": "32", "gitVersion": f"v1.32.0+corral-{__version__}",
                                       "platform": "python", "goVersion": "n/a", "compiler": "corral"})

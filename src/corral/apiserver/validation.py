@@ -7,6 +7,7 @@ Required value``).
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, Literal
 
@@ -141,3 +142,28 @@ def parse_field_validation(value: str | None, default: FieldValidation) -> Field
     if value not in ("Strict", "Warn", "Ignore"):
         raise ApiError(400, "BadRequest", f'fieldValidation must be one of "Strict", "Warn", "Ignore", not {value!r}')
     return value  # type: ignore[return-value]
+
+
+def validate_update(rt: ResourceType, new: Obj, old: Obj, mode: FieldValidation) -> list[str]:
+    """:func:`validate` for an update, ratcheting as Kubernetes does: a problem that the stored
+    object already has, unchanged (same field, same value), does not block the update.
+
+    An object stored before a rule existed (or by an older version) stays editable: its
+    status can be written, its labels and finalizers changed, its bad field fixed; whatever
+    the update newly gets wrong is still rejected.
+    """
+    try:
+        return validate(rt, new, mode)
+    except ApiError as error:
+        if error.code != 422:
+            raise
+        try:
+            validate(rt, copy.deepcopy(old), mode)
+        except ApiError as old_error:
+            if _causes(error) <= _causes(old_error):
+                return [f"{field}: {problem} (kept from the stored object)" for field, problem in sorted(_causes(error))]
+        raise
+
+
+def _causes(error: ApiError) -> set[tuple[str, str]]:
+    return {(str(c.get("field")), str(c.get("message"))) for c in (error.details or {}).get("causes") or []}

@@ -23,6 +23,7 @@ from corral.scheduler.framework.profile import ConfigError
 from corral.scheduler.quota.component import QueuedScheduler
 from corral.scheduler.service import SchedulerConfig, SchedulerService
 from corral.util.clock import Clock
+from corral.util.supervise import HealthCheck
 
 log = logging.getLogger(__name__)
 QUEUE_API_VERSION = "corral.dev/v1alpha1"
@@ -56,6 +57,10 @@ class SchedulerComponent:
     def metrics_registries(self) -> list[CollectorRegistry]:
         """The queue metrics (``corral_queue_*``), served by ``corral up`` on the API server's ``/metrics``."""
         return [self.scheduler.queues.metrics.registry] if self.scheduler is not None else []
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """Readiness of its supervised loops, on the API server's ``/readyz``."""
+        return self.scheduler.health_checks() if self.scheduler is not None else {}
 
     async def stop(self) -> None:
         if self.scheduler is not None:

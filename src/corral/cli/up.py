@@ -121,6 +121,9 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
             # A component's own Prometheus registries are served on the API server's /metrics.
             for registry in getattr(component, "metrics_registries", list)():
                 api.metrics.register(registry)
+            # ... and its readiness checks (supervised loops that crash-loop) on /readyz.
+            for name, check in getattr(component, "health_checks", dict)().items():
+                api.health.add(name, check)
     except BaseException:
         await running.stop()
         raise

@@ -25,6 +25,14 @@ State and invariants:
   the snapshot at once and the preemptor is reserved in their place (a *nomination*), so
   nothing else takes the room and nothing is preempted twice. The preemptor is bound
   when every victim is gone.
+- **Quarantine**: a pending pod is parsed once, when its event arrives (status-only
+  changes are not parsed again). A pod the scheduler cannot parse, or a PodGroup with a
+  malformed spec, never enters the queue: it is *quarantined*, and reported once through
+  :meth:`Scheduler.take_reports` (``PodScheduled=False``, reason ``InvalidPod`` /
+  ``InvalidPodGroup``, with the field and value). An update to the object parses it again,
+  so a fixed object is scheduled. A cycle that raises anyway (a bug, or a case no parse
+  foresaw) is caught: that group is reported ``InvalidPod`` and retried with backoff, the
+  scheduler carries on with the others.
 """
 
 from __future__ import annotations
@@ -54,20 +62,24 @@ from corral.scheduler.framework.types import (
 )
 from corral.scheduler.pods import (
     SCHEDULER_NAME,
+    class_value,
     creation_seconds,
     group_key,
     group_priority,
     holds_resources,
     is_pending,
+    labels,
     meta,
     min_member,
     pod_priority,
+    podgroup_problem,
     spec,
     split_group_key,
 )
 from corral.scheduler.preemption import PreemptionPlan, VictimUnit, plan_preemption
 from corral.scheduler.queue import SchedulingQueue
 from corral.util.clock import Clock
+from corral.util.supervise import describe
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +239,12 @@ class Scheduler:
         self._waiting_since: dict[str, float] = {}  # group -> earliest pending member's creation (this wait)
         self._nominations: dict[str, _Nomination] = {}
         self._ready: list[str] = []  # nominated groups whose victims are gone
+        self._requests: dict[str, PodRequest] = {}  # pending pod key -> its request, parsed on arrival
+        self._invalid: dict[str, str] = {}  # quarantined pod key -> what is wrong with it
+        self._invalid_seen: dict[str, Obj] = {}  # quarantined pod key -> the object last parsed
+        self._invalid_groups: dict[str, tuple[Obj, str]] = {}  # ns/name -> quarantined PodGroup, what is wrong
+        self._failed_cycles: dict[str, str] = {}  # group key -> why its last cycle raised (logged once)
+        self._reports: list[UnschedulableDecision] = []  # quarantines to report (take_reports)
 
     @property
     def q(self) -> SchedulingQueue:
@@ -238,8 +256,8 @@ class Scheduler:
     def node_upsert(self, node: Obj) -> None:
         try:
             node_spec = node_spec_from_obj(node)
-        except PodSpecError as error:
-            log.warning("ignoring node %s: %s", meta(node).get("name"), error)
+        except Exception as error:  # a node we cannot read is left out, not fatal
+            log.warning("ignoring node %s: %s", meta(node).get("name"), describe(error))
             return
         if self._node_specs.get(node_spec.name) != node_spec:
             self._node_specs[node_spec.name] = node_spec
@@ -277,7 +295,12 @@ class Scheduler:
     # -- priority classes and pod groups ------------------------------------------------------
 
     def priority_class_upsert(self, obj: Obj) -> None:
-        self._classes[str(meta(obj).get("name"))] = obj
+        name = str(meta(obj).get("name"))
+        if class_value(obj) is None:
+            log.warning("ignoring PriorityClass %s: value %r is not a 32-bit integer", name, obj.get("value"))
+            self._classes.pop(name, None)
+            return
+        self._classes[name] = obj
 
     def priority_class_delete(self, obj: Obj) -> None:
         self._classes.pop(str(meta(obj).get("name")), None)
@@ -285,14 +308,27 @@ class Scheduler:
     def podgroup_upsert(self, obj: Obj) -> None:
         md = meta(obj)
         ns, name = md.get("namespace") or "default", md.get("name")
-        self._podgroups[f"{ns}/{name}"] = obj
         key = f"group:{ns}/{name}"
+        problem = podgroup_problem(obj)
+        if problem is not None:
+            # quarantined: its pods wait (reason InvalidPodGroup) until the PodGroup is fixed
+            self._podgroups.pop(f"{ns}/{name}", None)
+            if self._invalid_groups.get(f"{ns}/{name}", (None, ""))[1] != problem:
+                log.warning("PodGroup %s/%s is invalid: %s", ns, name, problem)
+                pods = tuple(self._pending.get(key, {}).values())
+                self._reports.append(UnschedulableDecision(key, pods, "InvalidPodGroup",
+                                                           f"PodGroup {ns}/{name}: {problem}", obj))
+            self._invalid_groups[f"{ns}/{name}"] = (obj, problem)
+        else:
+            self._invalid_groups.pop(f"{ns}/{name}", None)
+            self._podgroups[f"{ns}/{name}"] = obj
         if key in self._pending:
             self._enqueue(key)
 
     def podgroup_delete(self, obj: Obj) -> None:
         md = meta(obj)
         self._podgroups.pop(f"{md.get('namespace') or 'default'}/{md.get('name')}", None)
+        self._invalid_groups.pop(f"{md.get('namespace') or 'default'}/{md.get('name')}", None)
 
     def podgroup(self, group: str) -> Obj | None:
         kind, ns, name = split_group_key(group)
@@ -301,6 +337,34 @@ class Scheduler:
     # -- pods -----------------------------------------------------------------------------------
 
     def pod_upsert(self, pod: Obj) -> None:
+        """A pod was added or changed (an informer event); never raises: a pod that cannot be
+        handled is quarantined (see the module docstring)."""
+        try:
+            self._pod_upsert(pod)
+        except Exception as error:
+            key = pod_key(pod)
+            self._drop_pending(key, pod)
+            self._quarantine(key, pod, f"the scheduler could not handle this pod: {describe(error)}", error)
+
+    def _quarantine(self, key: str, pod: Obj, problem: str, error: BaseException | None = None) -> None:
+        """Keep a pod out of the queue and report why, once per distinct problem."""
+        self._requests.pop(key, None)
+        if self._invalid.get(key) == problem:
+            return
+        self._invalid[key] = problem
+        log.warning("pod %s is not scheduled: %s", key, problem, exc_info=error)
+        self._reports.append(UnschedulableDecision(group_key(pod), (pod,), "InvalidPod", problem))
+
+    def take_reports(self) -> list[UnschedulableDecision]:
+        """Quarantines since the last call (the service writes their condition and Event)."""
+        reports, self._reports = self._reports, []
+        return reports
+
+    def invalid(self) -> Mapping[str, str]:
+        """Quarantined pods: key -> what is wrong (introspection, tests)."""
+        return dict(self._invalid)
+
+    def _pod_upsert(self, pod: Obj) -> None:
         key = pod_key(pod)
         if key in self._evicting:
             if not holds_resources(pod):
@@ -331,18 +395,34 @@ class Scheduler:
             return
         if is_pending(pod, self.scheduler_name):
             gkey = group_key(pod)
-            members = self._pending.setdefault(gkey, {})
-            previous = members.get(key)
-            members[key] = pod
-            if previous is not None and _status_only_change(previous, pod):
+            members = self._pending.get(gkey)
+            previous = members.get(key) if members is not None else None
+            if members is not None and previous is not None and _status_only_change(previous, pod):
+                members[key] = pod
                 return  # e.g. our own PodScheduled condition: nothing that could make it fit (as kube-scheduler)
+            if key in self._invalid and self._invalid_seen.get(key) is not None \
+                    and _status_only_change(self._invalid_seen[key], pod):
+                return  # still the same invalid pod (e.g. our own InvalidPod condition)
+            try:
+                request = pod_request_from_obj(pod)
+            except PodSpecError as error:  # parsed once, here: a pod that cannot be parsed is never queued
+                self._drop_pending(key, pod)
+                self._invalid_seen[key] = pod
+                self._quarantine(key, pod, str(error))
+                return
+            self._invalid.pop(key, None)
+            self._invalid_seen.pop(key, None)
+            self._requests[key] = request
+            self._pending.setdefault(gkey, {})[key] = pod
             self._enqueue(gkey)
         else:
             self._drop_pending(key, pod)
+            self._forget_invalid(key)
 
     def pod_delete(self, pod: Obj) -> None:
         key = pod_key(pod)
         self._drop_pending(key, pod)
+        self._forget_invalid(key)
         if key in self._evicting:
             self._victim_gone(key)
             return
@@ -407,7 +487,12 @@ class Scheduler:
         self.snapshot.forget(key)
         return held
 
+    def _forget_invalid(self, key: str) -> None:
+        self._invalid.pop(key, None)
+        self._invalid_seen.pop(key, None)
+
     def _drop_pending(self, key: str, pod: Obj) -> None:
+        self._requests.pop(key, None)
         gkey = group_key(pod)
         members = self._pending.get(gkey)
         if members is not None and members.pop(key, None) is not None and not members:
@@ -508,13 +593,45 @@ class Scheduler:
         _, ns, name = split_group_key(key)
         podgroup = self.podgroup(key)
         queue = (spec(podgroup).get("queue") if podgroup is not None else None) or next(
-            ((meta(p).get("labels") or {}).get(QUEUE_LABEL) for p in pods if (meta(p).get("labels") or {}).get(QUEUE_LABEL)),
+            (labels(p).get(QUEUE_LABEL) for p in pods if labels(p).get(QUEUE_LABEL)),
             None,
         )
         return GroupInfo(key, ns, name, priority, queue, tuple(reqs), tuple(pods), podgroup)
 
     def schedule_group(self, key: str) -> Decision | None:
-        """One scheduling cycle for group ``key`` (popped from the queue)."""
+        """One scheduling cycle for group ``key`` (popped from the queue); never raises.
+
+        A cycle that raises (a bug, or a pod no parse foresaw) takes nothing with it: the
+        group's tentative placements are forgotten, it goes back to the queue with backoff,
+        and its pods are reported ``InvalidPod`` with the error (logged once per error).
+        """
+        try:
+            decision = self._schedule_group(key)
+        except Exception as error:
+            return self._cycle_failed(key, error)
+        self._failed_cycles.pop(key, None)
+        return decision
+
+    def _cycle_failed(self, key: str, error: Exception) -> Decision | None:
+        problem = f"the scheduler could not handle this group: {describe(error)}"
+        if self._failed_cycles.get(key) != problem:
+            self._failed_cycles[key] = problem
+            log.error("scheduling %s failed; it is retried with backoff", key, exc_info=error)
+        members = self._pending.get(key) or {}
+        for pod_name in members:
+            if pod_name not in self._held:
+                self.snapshot.forget(pod_name)
+        try:
+            self.admission.forget(key)
+        except Exception:
+            log.exception("admission could not forget %s", key)
+        if key in self.q:
+            self.q.unschedulable(key)
+        if not members:
+            return None
+        return UnschedulableDecision(key, tuple(members.values()), "InvalidPod", problem, self.podgroup(key))
+
+    def _schedule_group(self, key: str) -> Decision | None:
         self.stats.cycles += 1
         self.sync_nodes()
         members = self._pending.get(key)
@@ -525,6 +642,11 @@ class Scheduler:
         kind, ns, name = split_group_key(key)
         podgroup = self.podgroup(key)
         if kind == "group":
+            invalid = self._invalid_groups.get(f"{ns}/{name}")
+            if invalid is not None:
+                self.q.park(key)
+                return UnschedulableDecision(key, tuple(pods), "InvalidPodGroup",
+                                             f"PodGroup {ns}/{name}: {invalid[1]}", invalid[0])
             if podgroup is None:
                 self.q.park(key)
                 return UnschedulableDecision(key, tuple(pods), "PodGroupNotFound",
@@ -552,7 +674,8 @@ class Scheduler:
                 return UnschedulableDecision(key, tuple(pods), early.reason or "NotAdmitted",
                                              early.message or "not admitted", podgroup)
         try:
-            reqs = [dataclasses.replace(pod_request_from_obj(p), priority=priority) for p in pods]
+            reqs = [dataclasses.replace(self._requests.get(pod_key(p)) or pod_request_from_obj(p), priority=priority)
+                    for p in pods]
         except PodSpecError as error:
             self.q.park(key)
             return UnschedulableDecision(key, tuple(pods), "InvalidPod", str(error), podgroup)

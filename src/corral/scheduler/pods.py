@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
+
 from corral.api.registry import Obj
-from corral.api.v1alpha1.podgroup import POD_GROUP_LABEL
+from corral.api.v1alpha1.podgroup import POD_GROUP_LABEL, PodGroupSpec
 from corral.util.clock import parse_timestamp
 
 SCHEDULER_NAME = "corral"
@@ -36,6 +38,12 @@ def spec(obj: Obj) -> dict[str, Any]:
 
 def status(obj: Obj) -> dict[str, Any]:
     value = obj.get("status")
+    return value if isinstance(value, dict) else {}
+
+
+def labels(obj: Obj) -> dict[str, Any]:
+    """``metadata.labels``, or empty when it is missing or malformed (the parse of the pod says so)."""
+    value = meta(obj).get("labels")
     return value if isinstance(value, dict) else {}
 
 
@@ -72,8 +80,7 @@ def holds_resources(pod: Obj) -> bool:
 
 
 def group_name(pod: Obj) -> str | None:
-    labels = meta(pod).get("labels") or {}
-    name = labels.get(POD_GROUP_LABEL)
+    name = labels(pod).get(POD_GROUP_LABEL)
     return str(name) if name else None
 
 
@@ -104,16 +111,28 @@ def creation_seconds(obj: Obj) -> float:
         return 0.0
 
 
-def class_priority(name: str | None, classes: Mapping[str, Obj]) -> int | None:
-    """Priority of a PriorityClass by name; with no name, the global-default class (if any)."""
+def class_value(klass: Obj) -> int | None:
+    """A PriorityClass's ``value``, or None when it is not a 32-bit integer (the class is then ignored)."""
+    value = klass.get("value", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**31:
+        return None
+    return value
+
+
+def class_priority(name: object, classes: Mapping[str, Obj]) -> int | None:
+    """Priority of a PriorityClass by name; with no name, the global-default class (if any).
+
+    Classes with a malformed ``value`` are never in ``classes`` (the scheduler ignores them on
+    arrival); a name that is not a string names no class.
+    """
     if name:
-        found = classes.get(name)
+        found = classes.get(name) if isinstance(name, str) else None
         if found is not None:
-            return int(found.get("value", 0))
+            return class_value(found)
         return None
     for klass in classes.values():
         if klass.get("globalDefault"):
-            return int(klass.get("value", 0))
+            return class_value(klass)
     return None
 
 
@@ -144,3 +163,24 @@ def min_member(group: Obj | None) -> int:
         return 1
     value = spec(group).get("minMember", 1)
     return int(value) if isinstance(value, int) and value >= 1 else 1
+
+
+def podgroup_problem(group: Obj) -> str | None:
+    """What is wrong with a PodGroup's spec (``spec.field: problem (value)``), or None.
+
+    The API server validates PodGroups on write; this check is for objects it did not (stored
+    by an older version, or a real cluster's CRD with a looser schema): the scheduler
+    quarantines such a group rather than fail on it later.
+    """
+    raw = group.get("spec")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        return f"spec: expected an object, not {raw!r:.60}"
+    try:
+        PodGroupSpec.model_validate(raw)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"spec.{where}: {first['msg']} ({first.get('input')!r:.60})"
+    return None

@@ -23,6 +23,12 @@ alone (``corral scheduler --kubeconfig``), always through the API:
   bound when the victims are gone.
 - **Admission** (quota) is the :class:`~corral.scheduler.admission.Admission` passed in;
   the default admits everything.
+- **Objects it cannot handle**: a pod (or PodGroup) the brain cannot parse is quarantined
+  (:mod:`.cycle`): its pods get ``PodScheduled=False`` with reason ``InvalidPod`` (or
+  ``InvalidPodGroup``) and a Warning Event with the same reason naming the field and value;
+  the loop carries on with the other pods. Its loops run under a
+  :class:`~corral.util.supervise.Supervisor`: one that crashes anyway is logged, restarted
+  with backoff and reported by :meth:`SchedulerService.health_checks` (``/readyz``).
 """
 
 from __future__ import annotations
@@ -53,10 +59,11 @@ from corral.scheduler.cycle import (
 from corral.scheduler.fastbind import HttpBinder
 from corral.scheduler.framework.profile import ConfigError, Profile, profiles_from_config
 from corral.scheduler.framework.runtime import Framework
-from corral.scheduler.pods import GPU_DEVICES_ANNOTATION, SCHEDULER_NAME, meta, status
+from corral.scheduler.pods import GPU_DEVICES_ANNOTATION, SCHEDULER_NAME, group_name, meta, min_member, status
 from corral.scheduler.queue import SchedulingQueue
 from corral.scheduler.sampling import SampledFramework
 from corral.util.clock import Clock, SystemClock, format_timestamp
+from corral.util.supervise import HealthCheck, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,7 @@ GROUP_INDEX = "schedlive-pod-group"
 
 def _group_of(pod: Obj) -> list[str]:
     """Index of pods by ``namespace/podgroup`` (none for bare pods)."""
-    group = (meta(pod).get("labels") or {}).get("corral.dev/pod-group")
+    group = group_name(pod)
     return [f"{meta(pod).get('namespace') or 'default'}/{group}"] if group else []
 
 
@@ -185,6 +192,10 @@ def default_framework(profile: Profile, percentage_of_nodes_to_score: float | No
     return SampledFramework(profile, default_registry(), percentage=percentage_of_nodes_to_score)
 
 
+INVALID_REASONS = ("InvalidPod", "InvalidPodGroup")
+"""Reasons of pods the scheduler quarantined (:mod:`.cycle`): a Warning Event with the same reason says why."""
+
+
 def _transient(error: ApiError) -> bool:
     return error.code in (409, 429) or error.code >= 500
 
@@ -231,8 +242,8 @@ class SchedulerService:
         self.classes = Informer(client, "scheduling.k8s.io/v1", "priorityclasses")
         self._bind_slots = asyncio.Semaphore(self.config.bind_concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._status_task: asyncio.Task[None] | None = None
+        # the loop, the status writer and the Event writers: restarted if they crash, on /readyz
+        self.supervisor = Supervisor("scheduler", clock=self.clock)
         self._messages: dict[str, str] = {}
         self._dirty_groups: set[str] = set()
         self._group_messages: dict[str, tuple[str, str]] = {}
@@ -247,7 +258,6 @@ class SchedulerService:
         self._event_backlog: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue(maxsize=event_backlog)
         self._deferred_events: collections.deque[tuple[Obj, str, str, str]] = collections.deque()
         self._deferred_limit = scheduled_event_backlog
-        self._event_workers: list[asyncio.Task[None]] = []
         self.events_dropped = 0
         self.events_written = 0
         self._binds_in_flight = 0
@@ -272,22 +282,25 @@ class SchedulerService:
             await informer.wait_synced()
         await self.pods.start()
         await self.pods.wait_synced()
-        self._event_workers = [asyncio.create_task(self._event_worker(), name=f"scheduler-events-{i}")
-                               for i in range(self._n_event_workers)]
-        self._event_workers.append(asyncio.create_task(self._deferred_event_worker(), name="scheduler-events-deferred"))
-        self._loop_task = asyncio.create_task(self._loop(), name="scheduler-loop")
-        self._status_task = asyncio.create_task(self._status_loop(), name="scheduler-podgroup-status")
+        for i in range(self._n_event_workers):
+            self.supervisor.spawn(f"events-{i}", self._event_worker)
+        self.supervisor.spawn("events-deferred", self._deferred_event_worker)
+        self.supervisor.spawn("loop", self._loop)
+        self.supervisor.spawn("podgroup-status", self._status_loop)
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """``/readyz`` fails while one of the scheduler's loops is crash-looping."""
+        return {"scheduler": self.supervisor.check}
 
     async def stop(self) -> None:
         self.scheduler.q.close()
         self._wake.set()
-        for task in (self._loop_task, self._status_task, *self._tasks, *self._event_workers):
-            if task is not None:
-                task.cancel()
-        for task in (self._loop_task, self._status_task, *list(self._tasks), *self._event_workers):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await self.supervisor.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self._tasks.clear()
         for informer in (self.pods, self.nodes, self.podgroups, self.classes):
             await informer.stop()
@@ -347,9 +360,15 @@ class SchedulerService:
         self.scheduler.node_delete(node)
         self._poke()
 
+    def _report_quarantines(self) -> None:
+        """Objects the brain quarantined (it cannot parse them): condition and Event, once each."""
+        for decision in self.scheduler.take_reports():
+            self._spawn(self._report_unschedulable(decision))
+
     def _on_pod(self, pod: Obj) -> None:
         self.scheduler.pod_upsert(pod)
-        group = (meta(pod).get("labels") or {}).get("corral.dev/pod-group")
+        self._report_quarantines()
+        group = group_name(pod)
         if group:
             self._dirty_groups.add(f"{meta(pod).get('namespace') or 'default'}/{group}")
         # Work the event creates reaches the loop through the queue (which wakes its waiter);
@@ -361,7 +380,7 @@ class SchedulerService:
     def _on_pod_delete(self, pod: Obj) -> None:
         self.scheduler.pod_delete(pod)
         self._messages.pop(pod_key(pod), None)
-        group = (meta(pod).get("labels") or {}).get("corral.dev/pod-group")
+        group = group_name(pod)
         if group:
             self._dirty_groups.add(f"{meta(pod).get('namespace') or 'default'}/{group}")
         if self.scheduler.has_ready():
@@ -369,6 +388,7 @@ class SchedulerService:
 
     def _on_podgroup(self, obj: Obj) -> None:
         self.scheduler.podgroup_upsert(obj)
+        self._report_quarantines()
         self._dirty_groups.add(f"{meta(obj).get('namespace') or 'default'}/{meta(obj).get('name')}")
         self._poke()
 
@@ -503,6 +523,13 @@ class SchedulerService:
                 continue
             if decision.reason == "Unschedulable":
                 self.record_event(pod, "Warning", "FailedScheduling", decision.message)
+            elif decision.reason in INVALID_REASONS:
+                self.record_event(pod, "Warning", decision.reason, decision.message)
+        if decision.podgroup is not None and decision.reason == "InvalidPodGroup":
+            md = meta(decision.podgroup)
+            group = f"{md.get('namespace') or 'default'}/{md.get('name')}"
+            if self._group_messages.get(group) != (decision.reason, decision.message):
+                self.record_event(decision.podgroup, "Warning", decision.reason, decision.message)
         if decision.podgroup is not None:
             md = meta(decision.podgroup)
             self._dirty_groups.add(f"{md.get('namespace') or 'default'}/{md.get('name')}")
@@ -568,6 +595,8 @@ class SchedulerService:
                 except ApiError as error:
                     if not error.not_found:
                         log.warning("podgroup %s status: %s", key, error)
+                except Exception:  # one PodGroup it cannot handle must not stop the others' status
+                    log.exception("podgroup %s status", key)
 
     async def _write_group_status(self, key: str) -> None:
         obj = self.podgroups.get(key)
@@ -580,7 +609,7 @@ class SchedulerService:
         running = phases.count("Running")
         succeeded = phases.count("Succeeded")
         failed = phases.count("Failed")
-        need = int((obj.get("spec") or {}).get("minMember", 1) or 1)
+        need = min_member(obj)
         if members and succeeded == len(members):
             phase = "Succeeded"
         elif failed and failed + succeeded == len(members) and members:

@@ -221,17 +221,62 @@ def parse_gpu_devices(text: str) -> tuple[DeviceAssignment, ...]:
     return tuple(out)
 
 
+MAX_QUANTITY = 2**63 - 1
+"""The largest amount a pod may ask for, in base units (millicores for CPU): Kubernetes keeps
+quantities in 64 bits, and a larger number cannot be a real request."""
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    """``value`` as a mapping (``None`` is empty); anything else is a :class:`PodSpecError` naming ``where``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise PodSpecError(f"{where}: expected an object, not {_shown(value)}")
+    return value
+
+
+def _sequence(value: Any, where: str) -> list[Any]:
+    """``value`` as a list (``None`` is empty); anything else is a :class:`PodSpecError` naming ``where``."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise PodSpecError(f"{where}: expected a list, not {_shown(value)}")
+    return list(value)
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut short (an error must stay one readable line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _amount(name: str, qty: Any, where: str) -> int:
+    """A resource quantity in base units (millicores for ``cpu``), bounded by :data:`MAX_QUANTITY`."""
+    try:
+        value = cpu_millis(qty) if name == "cpu" else to_int(qty)
+    except QuantityError as exc:
+        raise PodSpecError(f"{where}[{name}]: {exc}") from None
+    except TypeError:  # a list or an object where a quantity belongs (unhashable for the cache)
+        raise PodSpecError(f"{where}[{name}]: {_shown(qty)} is not a quantity") from None
+    if not 0 <= value <= MAX_QUANTITY:
+        raise PodSpecError(f"{where}[{name}]: {_shown(qty)} is out of range (0 to {MAX_QUANTITY})")
+    return value
+
+
 def _requirements(items: Any, where: str) -> tuple[SelectorRequirement, ...]:
     out = []
-    for i, expr in enumerate(items or ()):
+    for i, raw in enumerate(_sequence(items, where)):
+        expr = _mapping(raw, f"{where}[{i}]")
         op = expr.get("operator", "")
         if op not in ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"):
-            raise PodSpecError(f"{where}[{i}].operator: unsupported operator {op!r}")
-        out.append(SelectorRequirement(str(expr.get("key", "")), op, tuple(str(v) for v in expr.get("values") or ())))
+            raise PodSpecError(f"{where}[{i}].operator: unsupported operator {_shown(op)}")
+        values = _sequence(expr.get("values"), f"{where}[{i}].values")
+        out.append(SelectorRequirement(str(expr.get("key", "")), op, tuple(str(v) for v in values)))
     return tuple(out)
 
 
 def _term(raw: Any, where: str) -> SelectorTerm:
+    raw = _mapping(raw, where)
     return SelectorTerm(
         _requirements(raw.get("matchExpressions"), f"{where}.matchExpressions"),
         _requirements(raw.get("matchFields"), f"{where}.matchFields"),
@@ -240,39 +285,48 @@ def _term(raw: Any, where: str) -> SelectorTerm:
 
 def pod_request_from_obj(pod: Mapping[str, Any]) -> PodRequest:
     """Parse a pod's JSON dict into a :class:`PodRequest` (requests = sum of containers,
-    max with each init container, plus overhead, as Kubernetes computes them)."""
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
+    max with each init container, plus overhead, as Kubernetes computes them).
+
+    Anything malformed raises :class:`PodSpecError` naming the field and the value (the
+    scheduler quarantines such a pod with reason ``InvalidPod`` instead of failing): this
+    parse is where the scheduler meets objects the API server may not have validated (stored
+    by an older version, or written to a real cluster's CRDs).
+    """
+    try:
+        return _pod_request(pod)
+    except PodSpecError:
+        raise
+    except (TypeError, AttributeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
+        raise PodSpecError(f"spec: malformed pod ({type(exc).__name__}: {exc})") from None
+
+
+def _pod_request(pod: Mapping[str, Any]) -> PodRequest:
+    meta = _mapping(pod.get("metadata"), "metadata")
+    spec = _mapping(pod.get("spec"), "spec")
     ns = meta.get("namespace") or "default"
     key = f"{ns}/{meta.get('name', '')}"
-    annotations = meta.get("annotations") or {}
-    labels = meta.get("labels") or {}
+    annotations = _mapping(meta.get("annotations"), "metadata.annotations")
+    labels = _mapping(meta.get("labels"), "metadata.labels")
 
-    def container_requests(c: Mapping[str, Any], where: str) -> dict[str, int]:
-        res = c.get("resources") or {}
-        merged = dict(res.get("limits") or {})
-        merged.update(res.get("requests") or {})
-        out: dict[str, int] = {}
-        for name, qty in merged.items():
-            try:
-                out[name] = cpu_millis(qty) if name == "cpu" else to_int(qty)
-            except QuantityError as exc:
-                raise PodSpecError(f"{where}.resources[{name}]: {exc}") from None
-        # extended resources (GPUs) are only given as limits in Kubernetes; limits count.
-        for name, qty in (res.get("limits") or {}).items():
-            if name not in ("cpu", "memory") and name not in (res.get("requests") or {}):
-                out[name] = to_int(qty)
+    def container_requests(c: Any, where: str) -> dict[str, int]:
+        res = _mapping(_mapping(c, where).get("resources"), f"{where}.resources")
+        limits = _mapping(res.get("limits"), f"{where}.resources.limits")
+        requests = _mapping(res.get("requests"), f"{where}.resources.requests")
+        out: dict[str, int] = {name: _amount(name, qty, f"{where}.resources.limits") for name, qty in limits.items()}
+        # extended resources (GPUs) are only given as limits in Kubernetes; limits count
+        # (requests override limits for cpu and memory, and for whatever both give).
+        out.update({name: _amount(name, qty, f"{where}.resources.requests") for name, qty in requests.items()})
         return out
 
     total: dict[str, int] = {}
-    for i, c in enumerate(spec.get("containers") or ()):
+    for i, c in enumerate(_sequence(spec.get("containers"), "spec.containers")):
         for name, v in container_requests(c, f"spec.containers[{i}]").items():
             total[name] = total.get(name, 0) + v
-    for i, c in enumerate(spec.get("initContainers") or ()):
+    for i, c in enumerate(_sequence(spec.get("initContainers"), "spec.initContainers")):
         for name, v in container_requests(c, f"spec.initContainers[{i}]").items():
             total[name] = max(total.get(name, 0), v)
-    for name, qty in (spec.get("overhead") or {}).items():
-        total[name] = total.get(name, 0) + (cpu_millis(qty) if name == "cpu" else to_int(qty))
+    for name, qty in _mapping(spec.get("overhead"), "spec.overhead").items():
+        total[name] = total.get(name, 0) + _amount(name, qty, "spec.overhead")
 
     gpu_count = total.pop(GPU_RESOURCE, 0)
     mig = {n[len(MIG_PREFIX):]: v for n, v in total.items() if n.startswith(MIG_PREFIX) and v > 0}
@@ -283,7 +337,7 @@ def pod_request_from_obj(pod: Mapping[str, Any]) -> PodRequest:
         raw = annotations[ANN_GPU_FRACTION]
         try:
             frac = float(parse_quantity(str(raw)))
-        except QuantityError:
+        except (QuantityError, OverflowError):
             frac = math.nan
         if not 0 < frac <= 1:
             raise PodSpecError(
@@ -299,28 +353,44 @@ def pod_request_from_obj(pod: Mapping[str, Any]) -> PodRequest:
             mem = to_int(str(raw))
         except QuantityError:
             mem = 0
-        if mem <= 0:
-            raise PodSpecError(f"metadata.annotations[{ANN_GPU_MEMORY}]: {raw!r} must be a positive quantity like 20Gi")
+        if not 0 < mem <= MAX_QUANTITY:
+            raise PodSpecError(f"metadata.annotations[{ANN_GPU_MEMORY}]: {_shown(raw)} must be a positive quantity like 20Gi")
         if gpu_count > 1:
             raise PodSpecError(f"metadata.annotations[{ANN_GPU_MEMORY}]: a share needs at most 1 {GPU_RESOURCE}, not {gpu_count}")
         gpu_count = 1
         gpu_memory_mib = -(-mem // 2**20)
 
-    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
     where = "spec.affinity.nodeAffinity"
+    affinity = _mapping(_mapping(spec.get("affinity"), "spec.affinity").get("nodeAffinity"), where)
+    required_where = f"{where}.requiredDuringSchedulingIgnoredDuringExecution"
+    required = _mapping(affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), required_where)
     required_terms = tuple(
-        _term(t, f"{where}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]")
-        for i, t in enumerate(required.get("nodeSelectorTerms") or ())
+        _term(t, f"{required_where}.nodeSelectorTerms[{i}]")
+        for i, t in enumerate(_sequence(required.get("nodeSelectorTerms"), f"{required_where}.nodeSelectorTerms"))
     )
+    preferred_where = f"{where}.preferredDuringSchedulingIgnoredDuringExecution"
+    preferred = [_mapping(p, f"{preferred_where}[{i}]")
+                 for i, p in enumerate(_sequence(affinity.get("preferredDuringSchedulingIgnoredDuringExecution"),
+                                                 preferred_where))]
+    for i, p in enumerate(preferred):
+        weight = p.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 100:
+            raise PodSpecError(f"{preferred_where}[{i}].weight: {_shown(weight)} must be an integer from 1 to 100")
     preferred_terms = tuple(
-        (int(p.get("weight", 1)), _term(p.get("preference") or {}, f"{where}.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference"))
-        for i, p in enumerate(affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or ())
+        (int(p.get("weight", 1)), _term(p.get("preference"), f"{preferred_where}[{i}].preference"))
+        for i, p in enumerate(preferred)
     )
     tolerations = tuple(
         Toleration(str(t.get("key", "")), str(t.get("operator", "Equal")), str(t.get("value", "")), str(t.get("effect", "")))
-        for t in spec.get("tolerations") or ()
+        for t in (_mapping(t, f"spec.tolerations[{i}]")
+                  for i, t in enumerate(_sequence(spec.get("tolerations"), "spec.tolerations")))
     )
+    priority = spec.get("priority") or 0
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
+        raise PodSpecError(f"spec.priority: {_shown(priority)} must be a 32-bit integer")
+    if not isinstance(spec.get("priorityClassName") or "", str):
+        raise PodSpecError(f"spec.priorityClassName: {_shown(spec['priorityClassName'])} must be a string")
+    node_selector = _mapping(spec.get("nodeSelector"), "spec.nodeSelector")
     return PodRequest(
         key=key,
         cpu_milli=total.get("cpu", 0),
@@ -331,11 +401,11 @@ def pod_request_from_obj(pod: Mapping[str, Any]) -> PodRequest:
         gpu_memory_mib=gpu_memory_mib,
         mig=mig,
         node_name=str(spec.get("nodeName") or ""),
-        node_selector={str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()},
+        node_selector={str(k): str(v) for k, v in node_selector.items()},
         required_terms=required_terms,
         preferred_terms=preferred_terms,
         tolerations=tolerations,
-        priority=int(spec.get("priority") or 0),
+        priority=priority,
         group=str(labels.get(LABEL_POD_GROUP, "")),
         scheduler_name=str(spec.get("schedulerName") or ""),
     )

@@ -18,6 +18,7 @@ from corral.scheduler.quota.live import QueueAdmission
 from corral.scheduler.quota.service import QueueManager
 from corral.scheduler.service import SchedulerConfig, SchedulerService
 from corral.util.clock import Clock, SystemClock
+from corral.util.supervise import HealthCheck
 
 
 class QueuedScheduler:
@@ -61,6 +62,10 @@ class QueuedScheduler:
         if keys:
             self.service.scheduler.release_held(keys)
         self.service._poke()
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """The scheduler's and the queue manager's loops (``/readyz``)."""
+        return {**self.service.health_checks(), **self.queues.health_checks()}
 
     async def start(self) -> None:
         await self.queues.start_queues()

@@ -52,7 +52,16 @@ from corral.scheduler.admission import AdmissionResult
 from corral.scheduler.quota.assign import Assignment, Candidates, candidates
 from corral.scheduler.quota.cycle import Policy, order_key
 from corral.scheduler.quota.preemption import find_victims
-from corral.scheduler.quota.quota import FR, Admitted, Mode, QueueConfig, QuotaBook, fmt_milli, parse_queue
+from corral.scheduler.quota.quota import (
+    FR,
+    Admitted,
+    Mode,
+    QueueConfig,
+    QueueSpecError,
+    QuotaBook,
+    fmt_milli,
+    parse_queue,
+)
 from corral.scheduler.quota.workload import (
     GROUP_LABEL,
     QUEUE_LABEL,
@@ -169,6 +178,9 @@ class QueueAdmission:
         self.pending_ttl = pending_ttl
         self.fair_wait = fair_wait
         self.book = QuotaBook.build([])
+        self._unreadable: set[str] = set()  # bound groups resync could not count (logged once)
+        self.invalid: dict[str, str] = {}
+        """Queues left out because their spec cannot be parsed: name -> what is wrong."""
         self.pending: dict[str, PendingEntry] = {}
         self._by_queue: dict[str, dict[str, PendingEntry]] = {}
         self.nominations: dict[str, Nomination] = {}
@@ -184,8 +196,22 @@ class QueueAdmission:
     # -- queues ------------------------------------------------------------------------------
 
     def set_queues(self, objs: Iterable[Mapping[str, Any]]) -> None:
-        """Replace the queue configuration; admitted usage is kept (of queues that still exist)."""
-        configs = [parse_queue(obj) for obj in objs]
+        """Replace the queue configuration; admitted usage is kept (of queues that still exist).
+
+        A Queue whose spec cannot be parsed is left out (its groups wait with reason
+        ``QueueInvalid``) and listed in :attr:`invalid` with what is wrong; the others work.
+        """
+        configs = []
+        invalid: dict[str, str] = {}
+        for obj in objs:
+            name = str((obj.get("metadata") or {}).get("name"))
+            try:
+                configs.append(parse_queue(obj))
+            except QueueSpecError as error:
+                invalid[name] = str(error)
+                if self.invalid.get(name) != invalid[name]:
+                    log.warning("Queue %s is invalid and admits nothing: %s", name, error)
+        self.invalid = invalid
         self._blocked.clear()
         self._release_all = True
         self._notify()
@@ -217,6 +243,8 @@ class QueueAdmission:
             return Verdict(True, "NoQueue", "no queue: not limited by quota")
         config = self.queues.get(queue)
         workload = self._workload(group, queue, now)
+        if config is None and queue in self.invalid:
+            return self._deny(workload, now, "QueueInvalid", f'queue "{queue}" is invalid: {self.invalid[queue]}')
         if config is None:
             return self._deny(workload, now, "QueueNotFound", f'queue "{queue}" does not exist')
         if config.stop_policy != "None":
@@ -267,6 +295,8 @@ class QueueAdmission:
             return None
         config = self.queues.get(queue)
         workload = self._workload(group, queue, now)
+        if config is None and queue in self.invalid:
+            return self._deny(workload, now, "QueueInvalid", f'queue "{queue}" is invalid: {self.invalid[queue]}')
         if config is None:
             return self._deny(workload, now, "QueueNotFound", f'queue "{queue}" does not exist')
         if config.stop_policy != "None":
@@ -375,20 +405,17 @@ class QueueAdmission:
         for key, members in active.items():
             if key in self.book.admitted:
                 continue
-            namespace = (members[0].get("metadata") or {}).get("namespace") or "default"
-            queue = self.queue_of(namespace, _named_queue(members))
-            config = self.queues.get(queue or "")
-            if config is None:
+            try:
+                admitted = self._bound_group(key, members, now)
+            except Exception as error:  # one group it cannot read must not stop the rebuild
+                if key not in self._unreadable:
+                    log.warning("cannot count the quota of bound group %s: %s", key, error)
+                self._unreadable.add(key)
                 continue
-            usage: dict[FR, int] = {}
-            for pod in members:
-                labels = self.node_labels(str((pod.get("spec") or {}).get("nodeName"))) or {}
-                for fr, amount in self._pod_usage(config, pod, labels)[0].items():
-                    usage[fr] = usage.get(fr, 0) + amount
-            created = min(timestamp(p) for p in members)
-            priority = max(int((p.get("spec") or {}).get("priority") or 0) for p in members)
-            self.book.add(Admitted(key, config.name, priority, created, usage, now))
-            self._drop_pending(key)
+            self._unreadable.discard(key)
+            if admitted is not None:
+                self.book.add(admitted)
+                self._drop_pending(key)
         for key, item in list(self.book.admitted.items()):
             if key not in active and now - item.admitted_at > self.pending_ttl:
                 self.release(key)
@@ -402,6 +429,22 @@ class QueueAdmission:
                 self._release_all = True
                 self._notify()
         self.tick()
+
+    def _bound_group(self, key: str, members: Sequence[Mapping[str, Any]], now: float) -> Admitted | None:
+        """The booking of a group whose pods are bound (None when it is in no known queue)."""
+        namespace = (members[0].get("metadata") or {}).get("namespace") or "default"
+        queue = self.queue_of(namespace, _named_queue(members))
+        config = self.queues.get(queue or "")
+        if config is None:
+            return None
+        usage: dict[FR, int] = {}
+        for pod in members:
+            labels = self.node_labels(str((pod.get("spec") or {}).get("nodeName"))) or {}
+            for fr, amount in self._pod_usage(config, pod, labels)[0].items():
+                usage[fr] = usage.get(fr, 0) + amount
+        created = min(timestamp(p) for p in members)
+        priority = max(int((p.get("spec") or {}).get("priority") or 0) for p in members)
+        return Admitted(key, config.name, priority, created, usage, now)
 
     def tick(self) -> None:
         """Periodic (the queue manager's pass): ask for :meth:`take_releases` when held groups are due."""

@@ -140,41 +140,95 @@ class QueueConfig:
                 for resource in sorted(group.resources)]
 
 
+class QueueSpecError(ValueError):
+    """A Queue whose spec admission cannot use; the message names the field and the value."""
+
+
+MAX_MILLI = 2**63 - 1
+"""The largest quota in thousandths of a unit (Kubernetes keeps quantities in 64 bits)."""
+
+
+def _quota_milli(value: Any, where: str) -> int:
+    try:
+        amount = milli(value)
+    except (ValueError, TypeError) as exc:  # QuantityError is a ValueError
+        raise QueueSpecError(f"{where}: {value!r:.60} is not a quantity ({exc})") from None
+    if not 0 <= amount <= MAX_MILLI:
+        raise QueueSpecError(f"{where}: {value!r:.60} is out of range")
+    return amount
+
+
 def parse_queue(obj: Mapping[str, Any]) -> QueueConfig:
-    """A ``Queue`` object (a JSON dict, already validated by the API) as a :class:`QueueConfig`."""
+    """A ``Queue`` object (a JSON dict) as a :class:`QueueConfig`.
+
+    The API server validates Queues on write, but a Queue stored by an older version (e.g.
+    ``fairSharing.weight: .inf``, which JSON stores as ``null``) must not stop admission:
+    anything this parse cannot use raises :class:`QueueSpecError` naming the field, and the
+    queue manager reports that Queue (``Active=False``, reason ``InvalidSpec``) and skips it.
+    """
+    try:
+        return _parse_queue(obj)
+    except QueueSpecError:
+        raise
+    except (TypeError, AttributeError, ValueError, KeyError, OverflowError) as exc:
+        raise QueueSpecError(f"spec: malformed Queue ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_queue(obj: Mapping[str, Any]) -> QueueConfig:
     spec = obj.get("spec") or {}
     groups: list[ResourceGroupConfig] = []
-    for group in spec.get("resourceGroups") or []:
+    for g, group in enumerate(spec.get("resourceGroups") or []):
         flavors: list[Flavor] = []
         resources: set[str] = set(group.get("coveredResources") or [])
-        for flavor in group.get("flavors") or []:
+        for f, flavor in enumerate(group.get("flavors") or []):
             quotas: dict[str, Quota] = {}
-            for quota in flavor.get("resources") or []:
+            for r, quota in enumerate(flavor.get("resources") or []):
+                where = f"spec.resourceGroups[{g}].flavors[{f}].resources[{r}]"
                 borrowing = quota.get("borrowingLimit")
                 lending = quota.get("lendingLimit")
-                quotas[quota["name"]] = Quota(
-                    nominal=milli(quota.get("nominalQuota", 0)),
-                    borrowing_limit=None if borrowing is None else milli(borrowing),
-                    lending_limit=None if lending is None else milli(lending),
+                name = quota.get("name")
+                if not isinstance(name, str) or not name:
+                    raise QueueSpecError(f"{where}.name: {name!r:.60} must be a resource name")
+                quotas[name] = Quota(
+                    nominal=_quota_milli(quota.get("nominalQuota", 0), f"{where}.nominalQuota"),
+                    borrowing_limit=None if borrowing is None else _quota_milli(borrowing, f"{where}.borrowingLimit"),
+                    lending_limit=None if lending is None else _quota_milli(lending, f"{where}.lendingLimit"),
                 )
-                resources.add(quota["name"])
-            flavors.append(Flavor(flavor["name"], dict(flavor.get("nodeLabels") or {}), quotas))
+                resources.add(name)
+            flavor_name = flavor.get("name")
+            if not isinstance(flavor_name, str) or not flavor_name:
+                raise QueueSpecError(f"spec.resourceGroups[{g}].flavors[{f}].name: {flavor_name!r:.60} must be a name")
+            flavors.append(Flavor(flavor_name, dict(flavor.get("nodeLabels") or {}), quotas))
         groups.append(ResourceGroupConfig(frozenset(resources), tuple(flavors)))
     preemption = spec.get("preemption") or {}
     borrow = preemption.get("borrowWithinCohort") or {}
+    fair = spec.get("fairSharing") or {}
+    weight = fair.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
+        raise QueueSpecError(f"spec.fairSharing.weight: {weight!r:.60} must be a finite number >= 0")
+    cohort = spec.get("cohort") or None
+    if cohort is not None and not isinstance(cohort, str):
+        raise QueueSpecError(f"spec.cohort: {cohort!r:.60} must be a name")
+    namespaces = spec.get("namespaces") or ()
+    if not isinstance(namespaces, list | tuple) or not all(isinstance(n, str) for n in namespaces):
+        raise QueueSpecError(f"spec.namespaces: {namespaces!r:.60} must be a list of names")
+    threshold = borrow.get("maxPriorityThreshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)):
+        raise QueueSpecError(f"spec.preemption.borrowWithinCohort.maxPriorityThreshold: {threshold!r:.60} "
+                             "must be an integer")
     return QueueConfig(
         name=obj["metadata"]["name"],
-        cohort=spec.get("cohort") or None,
+        cohort=cohort,
         groups=tuple(groups),
-        weight=float((spec.get("fairSharing") or {}).get("weight", 1.0)),
-        fair_preemption=str((spec.get("fairSharing") or {}).get("preemptionStrategy", "Never")),
+        weight=float(weight),
+        fair_preemption=str(fair.get("preemptionStrategy", "Never")),
         within_queue=preemption.get("withinQueue", "Never"),
         reclaim_within_cohort=preemption.get("reclaimWithinCohort", "Never"),
         borrow_within_cohort=borrow.get("policy", "Never"),
-        borrow_priority_threshold=borrow.get("maxPriorityThreshold"),
+        borrow_priority_threshold=threshold,
         strategy=spec.get("queueingStrategy", "BestEffortFIFO"),
         stop_policy=spec.get("stopPolicy", "None"),
-        namespaces=tuple(spec.get("namespaces") or ()),
+        namespaces=tuple(namespaces),
         namespace_selector=spec.get("namespaceSelector"),
         default=bool(spec.get("default", False)),
     )

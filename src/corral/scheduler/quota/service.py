@@ -12,7 +12,11 @@ scheduler's pod informer when given one:
 - **Eviction**: victims nominated by admission are deleted pod by pod with their grace
   period (SIGTERM first: training jobs checkpoint) and an Event ``Preempted`` naming the
   preemptor and the reason.
-- **Status** of each Queue (:func:`.status.queue_status`), written when it changes.
+- **Status** of each Queue (:func:`.status.queue_status`), written when it changes. A
+  Queue whose spec admission cannot parse (e.g. stored by an older version) gets
+  ``Active=False`` with reason ``InvalidSpec`` and a Warning Event naming the field; it
+  admits nothing (its groups wait with reason ``QueueInvalid``) and the other Queues work.
+  Fixing the spec brings it back.
 - **Metrics** (Prometheus, a registry of its own): ``corral_queue_pending_workloads``,
   ``corral_queue_admitted_workloads``, ``corral_queue_usage``, ``corral_queue_borrowed``
   (per flavor and resource), ``corral_queue_fair_share`` and the
@@ -34,6 +38,7 @@ from corral.scheduler.quota.live import QueueAdmission, group_key_of
 from corral.scheduler.quota.quota import Admitted, fmt_milli
 from corral.scheduler.quota.status import queue_status
 from corral.util.clock import Clock, SystemClock, format_timestamp
+from corral.util.supervise import HealthCheck, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +98,9 @@ class QueueManager:
         self.pods = pods if pods is not None else Informer(client, "v1", "pods")  # an empty Informer is falsy
         self.events = EventRecorder(client, "corral-queues", clock=self.clock)
         self.metrics = QueueMetrics()
-        self._task: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor("queue-manager", clock=self.clock)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reported_invalid: dict[str, str] = {}  # Queue name -> the problem its status and Event report
         self._written: dict[str, dict[str, Any]] = {}
         self._evicted: set[str] = set()
         self._queues_started = False
@@ -118,16 +124,19 @@ class QueueManager:
             await self.pods.start()
         await self.pods.wait_synced()
         self.admission.resync(self.pods.list())
-        self._task = asyncio.create_task(self._loop(), name="queue-manager")
+        self.supervisor.spawn("loop", self._loop)
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """``/readyz`` fails while the queue manager's loop is crash-looping."""
+        return {"queue-manager": self.supervisor.check}
 
     async def stop(self) -> None:
-        for task in (self._task, *self._tasks):
-            if task is not None:
-                task.cancel()
-        for task in (self._task, *list(self._tasks)):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await self.supervisor.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self.queues.stop()
         if self._own_pods:
             await self.pods.stop()
@@ -204,7 +213,30 @@ class QueueManager:
                 counts[queue] = counts.get(queue, 0) + 1
         return counts
 
+    async def write_invalid_statuses(self) -> None:
+        """Queues admission left out (their spec cannot be parsed): ``Active=False`` with reason
+        ``InvalidSpec`` and the problem, and a Warning Event, once per problem."""
+        for name, problem in self.admission.invalid.items():
+            obj = self.queues.get(name)
+            if obj is None or self._reported_invalid.get(name) == problem:
+                continue
+            condition = {"type": "Active", "status": "False", "reason": "InvalidSpec", "message": problem,
+                         "lastTransitionTime": format_timestamp(self.clock.now())}
+            try:
+                await self.client.patch(QUEUE_API, "queues", name, {"status": {"conditions": [condition]}},
+                                        subresource="status")
+                await self.events.record(obj, "Warning", "InvalidSpec", f"Queue {name} admits nothing: {problem}")
+            except ApiError as error:
+                if not error.not_found:
+                    log.warning("queue %s status: %s", name, error)
+                continue
+            self._reported_invalid[name] = problem
+            self._written.pop(name, None)  # once fixed, its status is written afresh
+        for name in [n for n in self._reported_invalid if n not in self.admission.invalid]:
+            del self._reported_invalid[name]
+
     async def write_statuses(self) -> None:
+        await self.write_invalid_statuses()
         book = self.admission.book
         counts = self.pending_counts()
         now = format_timestamp(self.clock.now())

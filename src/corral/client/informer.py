@@ -8,7 +8,11 @@ and reconciles the cache against the fresh list, firing the handlers for what
 changed meanwhile — so consumers never miss a deletion. In steady state it never
 re-lists: a watch that ends is restarted from the last seen version.
 
-Handlers are plain functions (they only enqueue keys); they must not block.
+Handlers are plain functions (they only enqueue keys); they must not block. A handler or
+an index function that raises on some object is logged and skipped for that object (the
+object stays cached, the other handlers still run), and any other error in the list/watch
+loop is logged and the loop goes on after a delay: one object a consumer cannot handle
+never stops the informer.
 """
 
 from __future__ import annotations
@@ -97,9 +101,18 @@ class Informer:
         self._indexers[name] = index
         table: dict[str, set[str]] = {}
         for key, obj in self._items.items():
-            for value in index(obj):
+            for value in self._index_values(name, index, key, obj):
                 table.setdefault(value, set()).add(key)
         self._indexes[name] = table
+
+    @staticmethod
+    def _index_values(name: str, index: IndexFunc, key: str, obj: Obj) -> list[str]:
+        """``index(obj)``, or no values (logged) when it raises on this object."""
+        try:
+            return index(obj)
+        except Exception:
+            log.exception("index %s failed for %s; the object is left out of it", name, key)
+            return []
 
     def by_index(self, name: str, value: str) -> builtins.list[Obj]:
         keys = self._indexes[name].get(value, set())
@@ -114,8 +127,11 @@ class Informer:
         """Register handlers; objects already cached are replayed to ``on_add``."""
         self._handlers.append(_Handlers(on_add, on_update, on_delete))
         if on_add is not None:
-            for obj in list(self._items.values()):
-                on_add(obj)
+            for key, obj in list(self._items.items()):
+                try:
+                    on_add(obj)
+                except Exception:
+                    log.exception("informer handler failed for %s", key)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -155,6 +171,10 @@ class Informer:
                 await asyncio.sleep(self._retry_delay * (1 + random.random()))
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as error:
                 log.debug("%s/%s: connection problem: %r", self.api_version, self.plural, error)
+                await asyncio.sleep(self._retry_delay * (1 + random.random()))
+            except Exception:  # a bug or an object nothing foresaw: log it, keep the cache alive
+                log.exception("%s/%s: list/watch failed; re-listing", self.api_version, self.plural)
+                need_list = True
                 await asyncio.sleep(self._retry_delay * (1 + random.random()))
 
     async def _relist(self) -> None:
@@ -226,14 +246,14 @@ class Informer:
         for name, index in self._indexers.items():
             table = self._indexes[name]
             if old is not None:
-                for value in index(old):
+                for value in self._index_values(name, index, key, old):
                     keys = table.get(value)
                     if keys is not None:
                         keys.discard(key)
                         if not keys:
                             del table[value]
             if new is not None:
-                for value in index(new):
+                for value in self._index_values(name, index, key, new):
                     table.setdefault(value, set()).add(key)
 
 

@@ -17,6 +17,12 @@ Traffic: ``status.traffic`` (written by the InferenceService controller) lists
 revisions and percentages; without it, the service's latest revision (or all
 its pods) takes everything. A revision without ready replicas gives its share
 to the others, so a canary that never becomes ready costs no request.
+
+Objects the table cannot be built from (an InferenceService or pod with a malformed
+field, e.g. stored by an older version past validation) are left out: such a service
+gets no route and is listed in :attr:`RouteTable.invalid` with the problem (the gateway
+logs it once and shows it in ``/_corral/routes``), such a pod is no backend; every other
+service keeps its route.
 """
 
 from __future__ import annotations
@@ -116,6 +122,8 @@ def _boundary_match(path: str, prefix: str) -> bool:
 class RouteTable:
     routes: tuple[Route, ...] = ()
     by_service: dict[str, Route] = field(default_factory=dict)
+    invalid: dict[str, str] = field(default_factory=dict)
+    """Services left out because they cannot be read: ``namespace/name`` -> the problem."""
 
     def candidates(self, host: str | None, path: str) -> list[Route]:
         bare_host = (host or "").split(":")[0].lower()
@@ -192,20 +200,12 @@ def build_route(service: Obj, pods: Iterable[Obj]) -> Route | None:
     key = service_key(service)
     ready_by_revision: dict[str, list[Backend]] = {}
     for pod in pods:
-        if not pod_ready(pod):
-            continue
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        revision = labels.get(REVISION_LABEL, "")
-        port = pod_port(pod)
-        if port is None:
-            continue
-        pod_meta = pod.get("metadata") or {}
-        backend = Backend(
-            pod=f"{pod_meta.get('namespace') or 'default'}/{pod_meta.get('name')}",
-            address=f"{pod['status']['podIP']}:{port}",
-            revision=revision,
-        )
-        ready_by_revision.setdefault(revision, []).append(backend)
+        try:
+            backend = _backend(pod)
+        except (TypeError, AttributeError, ValueError, KeyError):
+            continue  # a pod that cannot be read is no backend (the agent reports what is wrong with it)
+        if backend is not None:
+            ready_by_revision.setdefault(backend.revision, []).append(backend)
     targets: list[RevisionTarget] = []
     traffic = status.get("traffic") or []
     if traffic:
@@ -237,17 +237,39 @@ def build_route(service: Obj, pods: Iterable[Obj]) -> Route | None:
     )
 
 
+def _backend(pod: Obj) -> Backend | None:
+    """The backend a ready replica pod serves on (None when it is not ready or has no port)."""
+    if not pod_ready(pod):
+        return None
+    pod_meta = pod.get("metadata") or {}
+    port = pod_port(pod)
+    if port is None:
+        return None
+    return Backend(
+        pod=f"{pod_meta.get('namespace') or 'default'}/{pod_meta.get('name')}",
+        address=f"{pod['status']['podIP']}:{port}",
+        revision=str((pod_meta.get("labels") or {}).get(REVISION_LABEL, "")),
+    )
+
+
 def build_route_table(services: Iterable[Obj], pods: Iterable[Obj]) -> RouteTable:
     """The whole table: one route per InferenceService, pods grouped by their service label."""
     pods_by_service: dict[str, list[Obj]] = {}
     for pod in pods:
         metadata = pod.get("metadata") or {}
-        name = (metadata.get("labels") or {}).get(SERVICE_LABEL)
+        labels = metadata.get("labels") or {}
+        name = labels.get(SERVICE_LABEL) if isinstance(labels, dict) else None
         if name:
             pods_by_service.setdefault(f"{metadata.get('namespace') or 'default'}/{name}", []).append(pod)
     routes = []
+    invalid: dict[str, str] = {}
     for service in services:
-        route = build_route(service, pods_by_service.get(service_key(service), []))
+        key = service_key(service)
+        try:
+            route = build_route(service, pods_by_service.get(key, []))
+        except (TypeError, AttributeError, ValueError, KeyError, OverflowError) as error:
+            invalid[key] = f"{type(error).__name__}: {error}"
+            continue
         if route is not None:
             routes.append(route)
-    return RouteTable(routes=tuple(routes), by_service={r.service: r for r in routes})
+    return RouteTable(routes=tuple(routes), by_service={r.service: r for r in routes}, invalid=invalid)

@@ -182,6 +182,9 @@ class Gateway:
     # ---- routing table ---------------------------------------------------------------------
 
     def set_table(self, table: RouteTable) -> None:
+        for service, problem in table.invalid.items():
+            if self.table.invalid.get(service) != problem:  # once per problem, not at every rebuild
+                log.warning("gateway: InferenceService %s has no route: %s", service, problem)
         self.table = table
         self._routes_cache = {}
         for service in [s for s in self._activated if (r := table.by_service.get(s)) is None or r.ready_backends]:

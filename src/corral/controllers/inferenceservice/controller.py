@@ -185,7 +185,6 @@ class InferenceServiceController:
         self.controller.watch(self.services)
         self.controller.watch_owned(self.revisions, "InferenceService")
         self.controller.watch(self.pods, self._pod_keys)
-        self._loop: asyncio.Task[None] | None = None
         self._suffixes = secrets.SystemRandom()
         self._feed_snapshots: dict[str, dict[str, Any]] = {}
         self._traffic: dict[str, dict[str, Any]] = {}
@@ -204,14 +203,9 @@ class InferenceServiceController:
         await self.factory.start()
         await self.factory.wait_synced(60)
         await self.controller.start()
-        self._loop = asyncio.create_task(self._autoscale_loop(), name="inferenceservice-autoscaler")
+        self.controller.supervisor.spawn("autoscaler", self._autoscale_loop)  # stopped with the controller
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
         await self.controller.stop()
         await self.factory.stop()
 

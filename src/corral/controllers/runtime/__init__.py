@@ -7,7 +7,13 @@ take a key, call ``Reconciler.reconcile(key)``, and:
 
 - on success, forget the key's backoff (and requeue after ``Result.requeue_after``
   when the reconciler asks, e.g. to check a deadline);
-- on an exception, requeue with per-key exponential backoff.
+- on an exception, requeue with per-key exponential backoff (logged with its traceback):
+  one object a reconciler cannot handle is retried at a slowing pace and never stops the
+  worker, which goes on with the other keys.
+
+Workers and the resync loop run under a :class:`~corral.util.supervise.Supervisor`: a
+worker that crashes anyway (outside a reconcile) is restarted with backoff and reported by
+:meth:`Controller.health_checks` (``/readyz``).
 
 Reconcilers are level-triggered: they read the current state from informers, compute
 the desired state with pure functions, apply the difference idempotently and return.
@@ -19,7 +25,6 @@ one process (``corral up`` or ``corral controllers``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from typing import Protocol
 
 from corral.api.registry import Obj
 from corral.client import Informer, InformerFactory, QueueClosedError, WorkQueue, object_key
+from corral.util.supervise import HealthCheck, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +72,7 @@ class Controller:
         self.queue = queue if queue is not None else WorkQueue()  # an empty queue is falsy
         self.resync_seconds = resync_seconds
         self._primary: list[Informer] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(name)
         self.reconciles = 0
         self.errors = 0
 
@@ -91,20 +97,20 @@ class Controller:
 
     async def start(self) -> None:
         for index in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._worker(), name=f"{self.name}-worker-{index}"))
+            self.supervisor.spawn(f"worker-{index}", self._worker)
         if self.resync_seconds:
-            self._tasks.append(asyncio.create_task(self._resync(self.resync_seconds), name=f"{self.name}-resync"))
+            self.supervisor.spawn("resync", self._resync)
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """``/readyz`` fails while a worker of this controller is crash-looping."""
+        return {self.name: self.supervisor.check}
 
     async def stop(self) -> None:
         self.queue.shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self.supervisor.stop()
 
-    async def _resync(self, period: float) -> None:
+    async def _resync(self) -> None:
+        period = self.resync_seconds or 0.0
         while True:
             await asyncio.sleep(period)
             for informer in self._primary:
@@ -150,6 +156,10 @@ class Manager:
         await self.factory.wait_synced(sync_timeout)
         for controller in self.controllers:
             await controller.start()
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """Every controller's (``/readyz``)."""
+        return {name: check for controller in self.controllers for name, check in controller.health_checks().items()}
 
     async def stop(self) -> None:
         for controller in self.controllers:

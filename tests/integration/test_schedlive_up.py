@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from corral.cli.up import start_corral
@@ -32,6 +33,13 @@ async def test_corral_up_schedules_with_a_config_file(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
         assert pod["spec"]["nodeName"] == "up-0"
         assert pod["metadata"]["annotations"]["corral.dev/gpu-devices"] in ("0", "1")
+        # every component's supervised loops are on /readyz
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {running.context.token}"}) as session, \
+                session.get(f"{running.context.url}/readyz?verbose") as response:
+            body = await response.text()
+        assert response.status == 200, body
+        for check in ("scheduler", "queue-manager", "inferenceservice", "garbage-collector", "trainingjob-controller"):
+            assert f"[+]{check} ok" in body, body
     finally:
         await sim.stop()
         await client.close()

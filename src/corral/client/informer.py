@@ -106,7 +106,7 @@ class Informer:
         self._indexes[name] = table
 
     @staticmethod
-    def _index_values(name: str, index: IndexFunc, key: str, obj: Obj) -> list[str]:
+    def _index_values(name: str, index: IndexFunc, key: str, obj: Obj) -> builtins.list[str]:
         """``index(obj)``, or no values (logged) when it raises on this object."""
         try:
             return index(obj)

@@ -21,6 +21,7 @@ from corral.client import ApiClient
 from corral.controllers.inferenceservice import InferenceServiceController
 from corral.gateway.server import Gateway
 from corral.util.clock import Clock, SystemClock
+from corral.util.supervise import HealthCheck
 
 
 class InferenceComponent:
@@ -63,6 +64,10 @@ class InferenceComponent:
         gateway.on_activate = self.controller.activate
         await gateway.watch_api(self.client)
         await self.controller.start()
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """The InferenceService controller's workers and autoscaler loop (``/readyz``)."""
+        return self.controller.controller.health_checks() if self.controller is not None else {}
 
     async def stop(self) -> None:
         if self.controller is not None:

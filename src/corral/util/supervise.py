@@ -92,7 +92,7 @@ class Supervisor:
                 state.crashes += 1
                 state.crashed_at = now
                 state.last_error = describe(error)
-                log.error("%s: task %s crashed (%d so far); restarting in %.1fs", self.name, state.name,
+                log.error("%s: task %s crashed (%d so far); restarting in %.2fs", self.name, state.name,
                           state.crashes, backoff, exc_info=error)
                 await self.clock.sleep(backoff)
                 backoff = min(self.max_backoff, backoff * 2)
@@ -125,3 +125,6 @@ class Supervisor:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for state in self.states.values():  # stopped on purpose: nothing is failing
+            state.running = False
+            state.crashed_at = None

@@ -32,6 +32,7 @@ from corral.api.ownership import FOREGROUND_FINALIZER, GC_IGNORED_PLURALS, ORPHA
 from corral.api.registry import Obj
 from corral.client import ApiClient, ApiError, Informer, InformerFactory, object_key
 from corral.controllers.runtime import Controller, Manager, Result
+from corral.util.supervise import HealthCheck
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,10 @@ class GarbageCollectorComponent:
         self.manager = Manager(factory)
         self.manager.add(collector.controller)
         await self.manager.start()
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """Its controller's workers, on the API server's ``/readyz``."""
+        return self.manager.health_checks() if self.manager is not None else {}
 
     async def stop(self) -> None:
         if self.manager is not None:

@@ -41,6 +41,7 @@ from corral.controllers.trainingjob.policy import (
     summary,
 )
 from corral.util.clock import Clock, SystemClock
+from corral.util.supervise import HealthCheck
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,10 @@ class TrainingJobComponent:
         self.client = ApiClient.from_kubeconfig(self.kubeconfig, user_agent=COMPONENT)
         self.controller = TrainingJobController(self.client, data_dir=str(self.data_dir), clock=self.clock)
         await self.controller.start()
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """Its controller's workers, on the API server's ``/readyz``."""
+        return self.controller.controller.health_checks() if self.controller is not None else {}
 
     async def stop(self) -> None:
         if self.controller is not None:

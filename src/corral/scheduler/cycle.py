@@ -344,7 +344,12 @@ class Scheduler:
         except Exception as error:
             key = pod_key(pod)
             self._drop_pending(key, pod)
-            self._quarantine(key, pod, f"the scheduler could not handle this pod: {describe(error)}", error)
+            problem = f"the scheduler could not handle this pod: {describe(error)}"
+            if is_pending(pod, self.scheduler_name):
+                self._quarantine(key, pod, problem, error)
+            elif self._invalid.get(key) != problem:  # bound elsewhere or finished: nothing to report on it
+                self._invalid[key] = problem
+                log.warning("pod %s: %s", key, problem, exc_info=error)
 
     def _quarantine(self, key: str, pod: Obj, problem: str, error: BaseException | None = None) -> None:
         """Keep a pod out of the queue and report why, once per distinct problem."""

@@ -626,8 +626,11 @@ class AgentComponent:
         await self.lifecycle.start()
 
     def health_checks(self) -> dict[str, HealthCheck]:
-        """The agent's supervised loops, on the API server's ``/readyz``."""
-        return self.agent.health_checks() if self.agent is not None else {}
+        """The agent's supervised loops and the node lifecycle controller's, on ``/readyz``."""
+        checks = self.agent.health_checks() if self.agent is not None else {}
+        if self.lifecycle is not None:
+            checks.update(self.lifecycle.controller.health_checks())
+        return checks
 
     async def stop(self) -> None:
         if self.lifecycle is not None:

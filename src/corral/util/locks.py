@@ -43,6 +43,9 @@ class HeldLock:
     def held(self) -> bool:
         return self.fd >= 0
 
+    def __del__(self) -> None:  # a forgotten claim ends with its owner, not with the process
+        self.release()
+
 
 def try_lock(path: Path, *, mode: int = 0o644) -> HeldLock | None:
     """Take an exclusive lock on ``path`` (creating it), or None if another process holds it.

@@ -97,6 +97,8 @@ async def serve_and_ask(instance: Instance) -> tuple[str, str]:
     """Run the same InferenceService on the instance; (its pod's IP, the replica its gateway answered with)."""
     client = ApiClient.from_kubeconfig(instance.kubeconfig)
     try:
+        node = await client.get("v1", "nodes", NODE)
+        assert node["spec"]["podCIDR"] == str(instance.block), "the node records the block its agent claimed"
         await client.create(backend(instance.name), "default")
         url = ""
         for _ in range(300):

@@ -160,7 +160,8 @@ class Agent:
                           max_pods=cfg.max_pods, address=cfg.listen_host if cfg.listen_host != "0.0.0.0" else
                           "127.0.0.1", port=self.port, limits_enforced=cgroups is not None,
                           limits_message=self.limits_message, gpu_message=self.gpu_message,
-                          extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir))
+                          extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir),
+                          pod_cidr=str(self.pod_block.network))
         self._runtime = RuntimeConfig(data_dir=cfg.data_dir, node_name=cfg.node_name, devices=devices,
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,

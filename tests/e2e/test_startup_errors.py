@@ -71,7 +71,7 @@ CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
                        "not a usable corral database: file is not a database"),
     "truncated database": (truncated_database, "not a usable corral database"),
     "another program's database": (foreign_database, "a SQLite database, but not corral's (tables: notes)"),
-    "a row that is not JSON": (damaged_row, "the stored object namespaces/default is not a JSON object"),
+    "a row that is not JSON": (damaged_row, "the stored object namespaces/default is damaged"),
     "tokens not UTF-8": (overwrite("tokens.csv", b"\xff\xfeadmin,admin\n"), "not UTF-8 text (byte 0xff at offset 0)"),
     "TLS key garbage": (overwrite("tls/server.key", b"\x00\x01garbage"), "not an unencrypted PEM private key"),
     "TLS certificate garbage": (overwrite("tls/server.crt", b"-----BEGIN CERTIFICATE-----\nnope\n"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,3 +111,20 @@ async def test_explicit_ports_in_use_fail_before_the_data_dir_is_touched(tmp_pat
         with pytest.raises(PortInUseError, match="--gateway-port"):
             await start_corral(tmp_path / "data", port=0, gateway_port=taken, gateway_port_fixed=True)
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("damage", ["data = x'7b2261223a'", "data = CAST('[1, 2]' AS BLOB)", "rv = 'seven'"])
+async def test_a_damaged_row_is_named(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "store.db"
+    store = Store(path)
+    await store.open()
+    for name in ("a", "b", "c"):
+        await store.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": name, "namespace": "default"}}).wait()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE objects SET {damage} WHERE name = 'b'")
+    reopened = Store(path)
+    with pytest.raises(StartupError, match=r"configmaps/default/b is damaged"):
+        await reopened.open()
+    assert reopened.count() == 0, "nothing half-loaded"

@@ -50,6 +50,7 @@ from aiohttp import web
 from corral.agent import logs as logfiles
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GpuDevice, discover_nvml, parse_simulated
+from corral.agent.ipblocks import ClaimedBlock, claim_block, default_lock_dir, read_previous, record
 from corral.agent.node import (
     NodeFacts,
     NodeReporter,
@@ -58,7 +59,7 @@ from corral.agent.node import (
     machine_resources,
     node_resources,
 )
-from corral.agent.podenv import PodIPAllocator, pod_ip_block
+from corral.agent.podenv import PodIPAllocator
 from corral.agent.process import SIGKILL, proc_start_ticks, read_pid_file
 from corral.agent.status import pod_status
 from corral.agent.worker import PodWorker, RuntimeConfig, pod_key
@@ -90,7 +91,8 @@ class AgentConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 0
     max_pods: int = 250
-    pod_cidr: str | None = None
+    pod_cidr: str | None = None  # None: claim a free automatic block (corral.agent.ipblocks)
+    lock_dir: Path = field(default_factory=default_lock_dir)  # machine-wide claims on pod IP blocks
     cgroup_root: Path | None = None
     enforce_limits: bool = True
     shutdown_grace: float = 5.0
@@ -122,6 +124,7 @@ class Agent:
         self._informer: Informer | None = None
         self._runner: web.AppRunner | None = None
         self._ips: PodIPAllocator | None = None
+        self.pod_block: ClaimedBlock | None = None
         self._runtime: RuntimeConfig | None = None
         self.reporter: NodeReporter | None = None
         self.port = 0
@@ -155,14 +158,18 @@ class Agent:
         if cgroups is None:
             self.limits_message = "limits.cpu/limits.memory are NOT enforced: " + self.limits_message
         cpus, memory = machine_resources()
-        block = ipaddress.IPv4Network(cfg.pod_cidr) if cfg.pod_cidr else pod_ip_block(cfg.node_name)
-        self._ips = PodIPAllocator(block)
+        cidr_file = cfg.data_dir / "pod-cidr"
+        self.pod_block = claim_block(cfg.lock_dir, cfg.node_name, previous=read_previous(cidr_file),
+                                     explicit=ipaddress.IPv4Network(cfg.pod_cidr) if cfg.pod_cidr else None)
+        record(cidr_file, self.pod_block.network)
+        self._ips = PodIPAllocator(self.pod_block.network)
         await self._start_http()
         facts = NodeFacts(name=cfg.node_name, cpu=cpus, memory_bytes=memory, devices=devices,
                           max_pods=cfg.max_pods, address=cfg.listen_host if cfg.listen_host != "0.0.0.0" else
                           "127.0.0.1", port=self.port, limits_enforced=cgroups is not None,
                           limits_message=self.limits_message, gpu_message=self.gpu_message,
-                          extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir))
+                          extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir),
+                          pod_cidr=str(self.pod_block.network))
         self._runtime = RuntimeConfig(data_dir=cfg.data_dir, node_name=cfg.node_name, devices=devices,
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,
@@ -213,6 +220,8 @@ class Agent:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.pod_block is not None:
+            self.pod_block.release()  # after the pods are gone: their addresses are free again
 
     # ------------------------------------------------------------------ pods
 

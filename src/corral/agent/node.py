@@ -53,6 +53,7 @@ class NodeFacts:
     gpu_message: str = ""
     extra_labels: dict[str, str] = field(default_factory=dict)
     storage_bytes: int = 0
+    pod_cidr: str = ""  # the loopback block this agent's pod IPs come from (spec.podCIDR)
 
 
 def disk_bytes(path: Path) -> int:
@@ -126,7 +127,7 @@ def node_object(facts: NodeFacts, now: datetime, previous_conditions: list[dict[
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": facts.name, "labels": node_labels(facts), "annotations": annotations},
-        "spec": {},
+        "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]} if facts.pod_cidr else {},
         "status": {
             "capacity": resources,
             "allocatable": dict(resources),
@@ -236,6 +237,7 @@ class NodeReporter:
             labels.update(wanted["metadata"]["labels"])
             metadata["labels"] = labels
             metadata["annotations"] = {**(metadata.get("annotations") or {}), **wanted["metadata"]["annotations"]}
+            current["spec"] = {**(current.get("spec") or {}), **wanted["spec"]}  # the block may differ from last run
             try:
                 updated: Obj = await self.client.update(current)
                 return updated

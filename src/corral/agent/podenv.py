@@ -13,12 +13,12 @@ allocatable, as in Kubernetes).
 Pod IPs are loopback addresses: each pod gets its own ``127.A.B.C`` from a
 per-node block, so two pods can both listen on the same port. Linux routes all
 of ``127.0.0.0/8`` to the loopback interface, so no setup is needed; servers
-must bind to ``$POD_IP`` (not ``0.0.0.0``) for the separation to hold.
+must bind to ``$POD_IP`` (not ``0.0.0.0``) for the separation to hold. Which block
+an agent gets — one no other agent on the machine holds — is :mod:`corral.agent.ipblocks`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import re
@@ -142,13 +142,6 @@ def command_line(container: Mapping[str, Any], env: Mapping[str, str]) -> list[s
         raise EnvError(f"containers[{container.get('name')}].command: required, since the corral agent runs "
                        "processes on the host and has no image entrypoint")
     return argv
-
-
-def pod_ip_block(node_name: str) -> ipaddress.IPv4Network:
-    """A /16 inside 127.0.0.0/8 picked from the node name (127.1.0.0/16 … 127.250.0.0/16)."""
-    digest = hashlib.sha256(node_name.encode()).digest()
-    second = 1 + digest[0] % 250
-    return ipaddress.IPv4Network(f"127.{second}.0.0/16")
 
 
 class PodIPAllocator:

@@ -16,6 +16,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from corral.util.startup import StartupError, describe_decode_error
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -35,7 +37,13 @@ class TokenFile:
         self._tokens = {}
         if not self.path.exists():
             return
-        for row in csv.reader(io.StringIO(self.path.read_text())):
+        try:
+            rows = list(csv.reader(io.StringIO(self.path.read_text(encoding="utf-8"))))
+        except UnicodeDecodeError as error:
+            raise StartupError(self.path, describe_decode_error(error)) from None
+        except csv.Error as error:
+            raise StartupError(self.path, f"not a token CSV file: {error}") from None
+        for row in rows:
             if len(row) < 2 or not row[0].strip() or row[0].startswith("#"):
                 continue
             groups = tuple(g for g in (row[3].split(",") if len(row) > 3 else []) if g)

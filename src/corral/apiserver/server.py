@@ -40,7 +40,7 @@ from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
 from corral.apiserver.health import HealthChecks, health_response
 from corral.apiserver.lean import LeanFront, LeanRequest
-from corral.apiserver.tls import ensure_self_signed
+from corral.apiserver.tls import ensure_self_signed, serving_context
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
 
@@ -183,8 +183,7 @@ class ApiServer:
         if cert is None and self.config.tls and self.config.data_dir is not None:
             cert, key = ensure_self_signed(self.config.data_dir / "tls", self.config.host)
         if cert is not None:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(cert, key)
+            ssl_context = serving_context(cert, key)
             self.ca_file = cert
         # Connections start on the lean front (hot requests); it hands the others to aiohttp.
         fallback = self._runner.server

@@ -12,12 +12,15 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from corral.util.startup import StartupError
 
 
 def ensure_self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
@@ -52,3 +55,26 @@ def ensure_self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, 
                                        serialization.NoEncryption()))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
+
+
+def serving_context(cert: Path, key: Path | None) -> ssl.SSLContext:
+    """A server TLS context for ``cert``/``key``; :class:`StartupError` names the file that is unusable."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as error:
+        raise StartupError(*_diagnose(cert, key or cert, error)) from None
+    return context
+
+
+def _diagnose(cert: Path, key: Path, error: ssl.SSLError) -> tuple[Path, str]:
+    """Which of ``cert``/``key`` made OpenSSL fail (its own message does not say)."""
+    try:
+        x509.load_pem_x509_certificate(cert.read_bytes())
+    except ValueError:
+        return cert, "not a PEM certificate"
+    try:
+        serialization.load_pem_private_key(key.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        return key, "not an unencrypted PEM private key"
+    return key, f"does not match the certificate {cert} ({error.reason or error})"

@@ -21,6 +21,7 @@ import click
 from corral.agent.agent import Agent, AgentConfig
 from corral.agent.gpus import GpuSpecError, parse_simulated
 from corral.agent.node import default_node_name
+from corral.cli.instance import startup_errors
 from corral.client import ApiClient
 
 
@@ -51,7 +52,7 @@ def validate_simulated(_ctx: click.Context, _param: click.Parameter, value: tupl
 @click.option("--listen-port", type=int, default=0, help="Port of the log endpoint (default: any free port).")
 @click.option("--max-pods", type=int, default=250, show_default=True, help="The node's pods capacity.")
 @click.option("--pod-cidr", default=None,
-              help="Loopback block for pod IPs, e.g. 127.42.0.0/16 (default: picked from the node name).")
+              help="Loopback block for pod IPs, e.g. 127.42.0.0/16 (default: a /16 no other agent on this machine holds).")
 def agent_command(*, kubeconfig: str | None, data_dir: str, node_name: str | None, simulated_gpus: list[str],
                   no_gpu_discovery: bool, heartbeat_interval: float, lease_duration: int, backoff_initial: float,
                   backoff_max: float, listen_host: str, listen_port: int, max_pods: int,
@@ -69,7 +70,8 @@ def agent_command(*, kubeconfig: str | None, data_dir: str, node_name: str | Non
                          heartbeat_interval=heartbeat_interval, lease_duration=lease_duration,
                          backoff_initial=backoff_initial, backoff_max=backoff_max, listen_host=listen_host,
                          listen_port=listen_port, max_pods=max_pods, pod_cidr=pod_cidr)
-    asyncio.run(_run(kubeconfig, config))
+    with startup_errors():
+        asyncio.run(_run(kubeconfig, config))
 
 
 async def _run(kubeconfig: str | None, config: AgentConfig) -> None:
@@ -83,7 +85,8 @@ async def _run(kubeconfig: str | None, config: AgentConfig) -> None:
     try:
         await agent.start()
         click.echo(f"corral agent: node {config.node_name} registered; logs endpoint on "
-                   f"{config.listen_host}:{agent.port}; {agent.gpu_message or 'no GPUs'}; {agent.limits_message}")
+                   f"{config.listen_host}:{agent.port}; pod IPs {agent.pod_block.network if agent.pod_block else '-'}; "
+                   f"{agent.gpu_message or 'no GPUs'}; {agent.limits_message}")
         await stop.wait()
     finally:
         await agent.stop()

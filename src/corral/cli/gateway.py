@@ -16,7 +16,9 @@ import logging
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from corral.cli.instance import choose_port, startup_errors
 from corral.cli.scheduler import run_until_stopped
 from corral.client import ApiClient, KubeconfigError
 from corral.gateway.server import Gateway
@@ -36,7 +38,8 @@ def run_loop(main: Any, loop: str) -> None:
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), envvar="KUBECONFIG", default=None,
               help="kubeconfig of the API server (default $KUBECONFIG, ~/.kube/config, or in-cluster).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--port", type=int, default=8080, show_default=True,
+              help="Port to listen on (0: any free port). The default, when taken, becomes the next free port.")
 @click.option("--namespace", default=None, help="Serve this namespace's InferenceServices only (default: all).")
 @click.option("--loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True,
               help="Event loop implementation.")
@@ -47,12 +50,16 @@ def gateway_command(kubeconfig: str | None, host: str, port: int, namespace: str
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    explicit = click.get_current_context().get_parameter_source("port") != ParameterSource.DEFAULT
+    with startup_errors():
+        port_choice = choose_port(host, port, explicit=explicit, option="--port", what="gateway")
+
     async def main() -> None:
         try:
             client = ApiClient.from_kubeconfig(kubeconfig)
         except KubeconfigError as error:
             raise click.ClickException(str(error)) from None
-        gateway = Gateway(host=host, port=port)
+        gateway = Gateway(host=host, port=port_choice)
 
         async def start() -> None:
             await gateway.start()
@@ -65,4 +72,5 @@ def gateway_command(kubeconfig: str | None, host: str, port: int, namespace: str
 
         await run_until_stopped(start, stop)
 
-    run_loop(main, loop)
+    with startup_errors():
+        run_loop(main, loop)

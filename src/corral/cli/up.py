@@ -10,6 +10,10 @@ SIGINT/SIGTERM.
 
 The API server serves HTTPS by default (``kubectl`` sends bearer tokens only over TLS)
 with a self-signed certificate kept in ``DATA/tls`` unless ``--tls-cert/--tls-key`` name one.
+
+Several ``corral up`` can run on one machine: each locks its data dir, takes the next free
+port when a default one is taken, and its agent claims its own pod IP block
+(:mod:`corral.cli.instance`); a failed start is one ``cannot start: <path>: <reason>`` line.
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ from pathlib import Path
 from typing import Protocol
 
 import click
+from click.core import ParameterSource
 
 from corral.agent.agent import AgentComponent, AgentConfig
 from corral.apiserver.server import ApiServer, ServerConfig
 from corral.cli.agent import validate_simulated
+from corral.cli.instance import choose_port, claim_data_dir, ready_lines, startup_errors
 from corral.controllers.gc import GarbageCollectorComponent
 from corral.controllers.trainingjob.controller import TrainingJobComponent
 from corral.gateway.component import InferenceComponent
 from corral.util.clock import Clock, SystemClock
+from corral.util.locks import HeldLock
 
 
 class Component(Protocol):
@@ -53,6 +60,7 @@ class UpContext:
     agent: bool = True  # run this machine's node agent
     scheduler_config: Path | None = None  # --scheduler-config
     gateway_port: int | None = 0  # the inference gateway's port (None: no gateway/InferenceService controller)
+    gateway_port_fixed: bool = False  # given explicitly: in use is an error, not a move to the next free port
 
 
 def extra_components(context: UpContext) -> list[Component]:
@@ -63,7 +71,8 @@ def extra_components(context: UpContext) -> list[Component]:
     if context.agent:
         components.append(agent_component(context))
     if context.gateway_port is not None:
-        components.append(InferenceComponent(context.kubeconfig, port=context.gateway_port, clock=context.clock))
+        components.append(InferenceComponent(context.kubeconfig, port=context.gateway_port, clock=context.clock,
+                                             fallback_port=not context.gateway_port_fixed))
     components.append(GarbageCollectorComponent(context.kubeconfig))
     components.append(TrainingJobComponent(context.kubeconfig, data_dir=context.data_dir, clock=context.clock))
     return components
@@ -87,6 +96,7 @@ class Running:
     api: ApiServer
     context: UpContext
     components: list[Component]
+    data_dir_lock: HeldLock | None = None
 
     async def stop(self) -> None:
         for component in reversed(self.components):
@@ -94,6 +104,8 @@ class Running:
                 await component.stop()
             except Exception as exc:  # keep stopping the others
                 print(f"corral: error while stopping {type(component).__name__}: {exc}", file=sys.stderr)
+        if self.data_dir_lock is not None:
+            self.data_dir_lock.release()
 
 
 async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6443, tls_cert: Path | None = None,
@@ -101,19 +113,31 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
                        components: Callable[[UpContext], list[Component]] = extra_components,
                        node_name: str | None = None, simulated_gpus: tuple[str, ...] = (),
                        agent: bool = True, gateway_port: int | None = 0,
-                       scheduler_config: Path | None = None) -> Running:
-    """Start the API server and every component; returns a handle to stop them."""
+                       scheduler_config: Path | None = None, port_fixed: bool = True,
+                       gateway_port_fixed: bool = False) -> Running:
+    """Start the API server and every component; returns a handle to stop them.
+
+    ``port_fixed=False``: a taken ``port`` is replaced by the next free one (``corral up``'s default).
+    """
     clock = clock or SystemClock()
     data_dir = data_dir.expanduser()
+    port = choose_port(host, port, explicit=port_fixed, option="--port", what="API server")  # before touching data
+    if gateway_port and gateway_port_fixed:  # an explicit gateway port in use fails before anything starts
+        choose_port("127.0.0.1", gateway_port, explicit=True, option="--gateway-port", what="gateway")
+    data_dir_lock = claim_data_dir(data_dir)
     api = ApiServer(ServerConfig(data_dir=data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
                                    tls=tls), clock=clock)
-    await api.start()
+    try:
+        await api.start()
+    except BaseException:
+        data_dir_lock.release()
+        raise
     kubeconfig = data_dir / "kubeconfig"
     api.write_kubeconfig(kubeconfig)
     context = UpContext(data_dir, api.url, api.token, kubeconfig, clock, node_name=node_name,
                         simulated_gpus=tuple(simulated_gpus), agent=agent, gateway_port=gateway_port,
-                        scheduler_config=scheduler_config)
-    running = Running(api, context, [api])
+                        scheduler_config=scheduler_config, gateway_port_fixed=gateway_port_fixed)
+    running = Running(api, context, [api], data_dir_lock)
     try:
         for component in components(context):
             await component.start()
@@ -168,16 +192,17 @@ async def run_until_signal(running: Running, after_ready: Callable[[Running], Aw
 async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, tls: bool,
               node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), agent: bool = True,
               gateway_port: int | None = 8080,
-              scheduler_config: Path | None = None, apiserver_only: bool = False) -> None:
+              scheduler_config: Path | None = None, apiserver_only: bool = False,
+              port_fixed: bool = True, gateway_port_fixed: bool = True) -> None:
     running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls,
                                  node_name=node_name, simulated_gpus=simulated_gpus, agent=agent,
                                  gateway_port=gateway_port,
                                  scheduler_config=scheduler_config,
-                                 components=(lambda _: []) if apiserver_only else extra_components)
+                                 components=(lambda _: []) if apiserver_only else extra_components,
+                                 port_fixed=port_fixed, gateway_port_fixed=gateway_port_fixed)
     print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
-    for component in running.components:
-        if isinstance(component, InferenceComponent):
-            print(f"corral gateway: {component.url}", flush=True)
+    for line in ready_lines(running.components):
+        print(line, flush=True)
     print(f"dashboard: {dashboard_url(running.context)}", flush=True)
     await run_until_signal(running)
 
@@ -186,7 +211,8 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("~/.corral"), show_default=True,
               help="Where corral keeps its database, tokens, kubeconfig and logs.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=6443, show_default=True, help="Port of the API server (0: any free port).")
+@click.option("--port", type=int, default=6443, show_default=True,
+              help="Port of the API server (0: any free port). The default, when taken, becomes the next free port.")
 @click.option("--tls-cert", type=click.Path(path_type=Path, exists=True), default=None, help="Serve HTTPS with this certificate.")
 @click.option("--tls-key", type=click.Path(path_type=Path, exists=True), default=None, help="Private key of --tls-cert.")
 @click.option("--no-tls", is_flag=True, help="Serve plain HTTP (kubectl then sends no token: use raw HTTP clients).")
@@ -195,7 +221,8 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
               help="Declare simulated GPUs on this node, COUNTxMODEL (e.g. 8xH100-80GB); repeatable.")
 @click.option("--no-agent", is_flag=True, help="Do not run pods on this machine (no node agent).")
 @click.option("--gateway-port", type=int, default=8080, show_default=True,
-              help="Port of the inference gateway (0: any free port; -1: no gateway).")
+              help="Port of the inference gateway (0: any free port; -1: no gateway). "
+                   "The default, when taken, becomes the next free port.")
 @click.option("--scheduler-config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="SchedulerConfiguration YAML: profiles, plugins, weights, bind concurrency (docs/scheduling.md).")
 @click.option("--apiserver-only", is_flag=True, help="Run the API server alone (no other component; for benchmarks and tests).")
@@ -210,10 +237,11 @@ def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Pat
         from corral.cli.scheduler import check_scheduler_config
 
         check_scheduler_config(scheduler_config)
-    try:
+    given = click.get_current_context().get_parameter_source
+    with startup_errors():
         asyncio.run(_up(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=not no_tls,
                         node_name=node_name, simulated_gpus=tuple(simulated_gpus), agent=not no_agent,
                         gateway_port=None if gateway_port < 0 else gateway_port,
-                        scheduler_config=scheduler_config, apiserver_only=apiserver_only))
-    except OSError as exc:
-        raise click.ClickException(f"cannot start: {exc}") from None
+                        scheduler_config=scheduler_config, apiserver_only=apiserver_only,
+                        port_fixed=given("port") != ParameterSource.DEFAULT,
+                        gateway_port_fixed=given("gateway_port") != ParameterSource.DEFAULT))

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from corral.util.startup import describe_decode_error
+
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -56,9 +58,14 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
     """Resolve the current (or named) context of a kubeconfig file into a :class:`Connection`."""
     config_path = Path(path) if path else default_kubeconfig_path()
     try:
-        config = yaml.safe_load(config_path.read_text()) or {}
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     except OSError as error:
         raise KubeconfigError(f"cannot read kubeconfig {config_path}: {error.strerror}") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = describe_decode_error(error) if isinstance(error, UnicodeDecodeError) else "not valid YAML"
+        raise KubeconfigError(f"kubeconfig {config_path}: {reason}") from None
+    if not isinstance(config, dict):
+        raise KubeconfigError(f"kubeconfig {config_path}: not a kubeconfig (a {type(config).__name__}, not a mapping)")
     context_name = context or config.get("current-context")
     if not context_name:
         raise KubeconfigError(f"kubeconfig {config_path} has no current-context")
@@ -71,24 +78,33 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
     token = user.get("token")
     if not token and user.get("tokenFile"):
         token = Path(user["tokenFile"]).read_text().strip()
-    ssl_context: ssl.SSLContext | None = None
-    if server.startswith("https://"):
-        ssl_context = ssl.create_default_context()
-        if cluster.get("insecure-skip-tls-verify"):
-            ssl_context.check_hostname = False
-            ssl_context.verify_mode = ssl.CERT_NONE
-        elif cluster.get("certificate-authority-data"):
-            ssl_context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
-        elif cluster.get("certificate-authority"):
-            ssl_context.load_verify_locations(cafile=cluster["certificate-authority"])
-        cert = user.get("client-certificate") or (
-            _write_temp(user["client-certificate-data"]) if user.get("client-certificate-data") else None
-        )
-        key = user.get("client-key") or (_write_temp(user["client-key-data"]) if user.get("client-key-data") else None)
-        if cert and key:
-            ssl_context.load_cert_chain(cert, key)
+    try:
+        ssl_context = _tls_context(server, cluster, user)
+    except (ValueError, ssl.SSLError) as error:  # base64, PEM or key errors in the file's TLS settings
+        raise KubeconfigError(f"kubeconfig {config_path}: unusable TLS settings ({error})") from None
     return Connection(server=server.rstrip("/"), token=token, ssl_context=ssl_context,
                       namespace=str(ctx.get("namespace") or "default"))
+
+
+def _tls_context(server: str, cluster: dict[str, Any], user: dict[str, Any]) -> ssl.SSLContext | None:
+    """The client TLS context a kubeconfig's cluster and user describe (None for plain HTTP)."""
+    if not server.startswith("https://"):
+        return None
+    ssl_context = ssl.create_default_context()
+    if cluster.get("insecure-skip-tls-verify"):
+        ssl_context.check_hostname = False
+        ssl_context.verify_mode = ssl.CERT_NONE
+    elif cluster.get("certificate-authority-data"):
+        ssl_context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    elif cluster.get("certificate-authority"):
+        ssl_context.load_verify_locations(cafile=cluster["certificate-authority"])
+    cert = user.get("client-certificate") or (
+        _write_temp(user["client-certificate-data"]) if user.get("client-certificate-data") else None
+    )
+    key = user.get("client-key") or (_write_temp(user["client-key-data"]) if user.get("client-key-data") else None)
+    if cert and key:
+        ssl_context.load_cert_chain(cert, key)
+    return ssl_context
 
 
 def in_cluster_connection() -> Connection | None:

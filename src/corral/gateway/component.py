@@ -2,7 +2,8 @@
 
 One object with ``start()``/``stop()``. It connects to the API server with the
 kubeconfig ``corral up`` wrote, starts the gateway (``--gateway-port``; when
-the default port is taken it falls back to a free one and says so), the
+the default port is taken — another corral on this machine — it listens on the
+next free port and says so; a port given explicitly is never replaced), the
 InferenceService controller with corral's autoscaler, and wires the two: the
 gateway's activator pokes the controller, and the controller reads the
 gateway's metrics feed in-process (on a real cluster it reads
@@ -22,6 +23,7 @@ from corral.controllers.inferenceservice import InferenceServiceController
 from corral.gateway.server import Gateway
 from corral.util.clock import Clock, SystemClock
 from corral.util.supervise import HealthCheck
+from corral.util.ports import PortInUseError, next_free_port
 
 
 class InferenceComponent:
@@ -47,12 +49,15 @@ class InferenceComponent:
         try:
             await self.gateway.start()
         except OSError as error:
-            if not (self.fallback_port and self.port and error.errno == errno.EADDRINUSE):
+            if error.errno != errno.EADDRINUSE or not self.port:
                 raise
-            print(f"corral: gateway port {self.port} is in use; using a free port instead", file=sys.stderr)
+            if not self.fallback_port:
+                raise PortInUseError(self.host, self.port, "--gateway-port") from None
             await self.gateway.stop()
-            self.gateway = Gateway(host=self.host, port=0, clock=self.clock)
+            self.gateway = Gateway(host=self.host, port=next_free_port(self.host, self.port + 1), clock=self.clock)
             await self.gateway.start()
+            print(f"corral: gateway port {self.port} is in use; the gateway listens on port {self.gateway.port}",
+                  file=sys.stderr)
         gateway = self.gateway
 
         async def feed() -> dict[str, Any]:

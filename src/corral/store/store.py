@@ -22,7 +22,8 @@ Design
   and their ``fsync`` so the loop keeps serving meanwhile.
 * **Objects as bytes.** Each entry keeps its compact JSON encoding (``raw``), made once
   per write, and decodes the dict lazily. Lists and watch events are assembled from
-  those bytes, and a restart only reads bytes back — no JSON parsing on start.
+  those bytes, and a restart only reads bytes back — no JSON parsing on start (SQLite
+  checks each row is a JSON object; a damaged file is refused with :class:`StartupError`).
 * **Watch history.** A ring of the last ``history`` events; a watch from an older
   version gets :class:`ExpiredError` (the server turns it into 410 Gone). After a restart the
   history starts empty at the recovered version, as after an etcd compaction.
@@ -35,6 +36,7 @@ from SQLite) makes them agree again.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import sqlite3
 import threading
@@ -45,6 +47,7 @@ from typing import Any, Literal
 
 from corral.api.registry import Obj
 from corral.util import fastjson
+from corral.util.startup import StartupError
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -76,6 +79,19 @@ class UnavailableError(StoreError):
 def encode(obj: Obj) -> bytes:
     """The compact JSON bytes an object is stored and served as (orjson; see :mod:`corral.util.fastjson`)."""
     return fastjson.dumps(obj)
+
+
+def _first_damaged_row(path: Path) -> tuple[str, str, str] | None:
+    """``(resource, namespace, name)`` of the first row that is not a JSON object with an integer version."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        row = conn.execute(
+            "SELECT resource, namespace, name FROM objects WHERE typeof(rv) != 'integer' "
+            "OR NOT json_valid(CAST(data AS TEXT)) OR json_type(CAST(data AS TEXT)) != 'object' LIMIT 1"
+        ).fetchone()
+        return (str(row[0]), str(row[1]), str(row[2])) if row else None
+    finally:
+        conn.close()
 
 
 class Entry:
@@ -245,15 +261,33 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         assert self._path is not None
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        self._configure(conn)
         return conn
 
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+
     def _load(self) -> None:
+        """Read every row back (as bytes), or raise :class:`StartupError` naming what is wrong.
+
+        A file that is not a SQLite database, a SQLite database of another program, and a
+        row that is not a JSON object are refused before anything is written, so the file
+        stays as it was for the user to inspect. Rows are checked by SQLite's
+        ``json_valid`` (C) on a second, read-only connection in another thread while this one
+        reads them (sqlite3 releases the GIL while it steps), so on two or more cores the
+        check costs little start-up time — and still no JSON parsing in Python on start.
+        """
         assert self._path is not None
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
+        path = self._path
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StartupError(path, f"cannot open the database: {error}") from None
+        try:
+            self._check_schema(conn, path)  # before anything (even WAL mode) writes to the file
+            self._configure(conn)
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS objects (resource TEXT NOT NULL, namespace TEXT NOT NULL, "
                 "name TEXT NOT NULL, rv INTEGER NOT NULL, data BLOB NOT NULL, "
@@ -261,23 +295,53 @@ class Store:
             )
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
             row = conn.execute("SELECT value FROM meta WHERE key = 'rv'").fetchone()
+            if row is not None and not isinstance(row[0], int):
+                raise StartupError(path, f"meta row 'rv' holds {row[0]!r}, not a resourceVersion")
             rv = int(row[0]) if row else 0
-            objects = self._objects
-            current: tuple[str, str] = ("", "\0")
-            items: dict[str, Entry] = {}
-            highest = 0
-            # rows come in primary-key order, grouped by (resource, namespace)
-            for resource, namespace, name, obj_rv, data in conn.execute(
-                "SELECT resource, namespace, name, rv, data FROM objects"
-            ):
-                if (resource, namespace) != current:
-                    current = (resource, namespace)
-                    items = objects.setdefault(resource, {}).setdefault(namespace, {})
-                items[name] = Entry(resource, namespace, name, obj_rv, data)
-                highest = max(highest, obj_rv)
-            self.rv = max(rv, highest)
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="corral-store-check") as checker:
+                damaged = checker.submit(_first_damaged_row, path)
+                try:
+                    self._read_rows(conn, rv)
+                    unreadable: Exception | None = None
+                except (TypeError, ValueError) as error:  # a row the checker names (e.g. rv not an integer)
+                    unreadable = error
+                bad = damaged.result()
+            if bad is None and unreadable is not None:
+                raise StartupError(path, f"a stored row cannot be read: {unreadable}")
+            if bad is not None:
+                self._objects.clear()
+                where = "/".join(part for part in bad if part)
+                raise StartupError(path, f"the stored object {where} is damaged (not a JSON object with an "
+                                         "integer resourceVersion); repair or delete that row with sqlite3")
+        except sqlite3.DatabaseError as error:
+            self._objects.clear()
+            raise StartupError(path, f"not a usable corral database: {error}") from None
         finally:
             conn.close()
+
+    def _read_rows(self, conn: sqlite3.Connection, rv: int) -> None:
+        """The index from every row (bytes only) and the highest resourceVersion."""
+        objects = self._objects
+        current: tuple[str, str] = ("", "\0")
+        items: dict[str, Entry] = {}
+        highest = 0
+        # rows come in primary-key order, grouped by (resource, namespace)
+        for resource, namespace, name, obj_rv, data in conn.execute(
+            "SELECT resource, namespace, name, rv, data FROM objects"
+        ):
+            if (resource, namespace) != current:
+                current = (resource, namespace)
+                items = objects.setdefault(resource, {}).setdefault(namespace, {})
+            items[name] = Entry(resource, namespace, name, obj_rv, data)
+            highest = max(highest, obj_rv)
+        self.rv = max(rv, highest)
+
+    @staticmethod
+    def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+        """Refuse a SQLite database that holds tables but not corral's (never add ours to it)."""
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "objects" not in tables:
+            raise StartupError(path, f"a SQLite database, but not corral's (tables: {', '.join(sorted(tables))})")
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, and close every watcher."""

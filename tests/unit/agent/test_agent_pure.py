@@ -23,8 +23,9 @@ from corral.agent.gpus import (
     node_gpu_labels,
     parse_simulated,
 )
+from corral.agent.ipblocks import pod_ip_block
 from corral.agent.node import NodeFacts, lease_object, node_object
-from corral.agent.podenv import EnvError, PodIPAllocator, command_line, container_env, expand, pod_ip_block
+from corral.agent.podenv import EnvError, PodIPAllocator, command_line, container_env, expand
 from corral.agent.status import ContainerRuntime, PodRuntime, Termination, pod_phase, pod_status
 from corral.agent.worker import RuntimeConfig, backoff_delay
 from corral.controllers.nodelifecycle import (

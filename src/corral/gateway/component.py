@@ -22,8 +22,8 @@ from corral.client import ApiClient
 from corral.controllers.inferenceservice import InferenceServiceController
 from corral.gateway.server import Gateway
 from corral.util.clock import Clock, SystemClock
-from corral.util.supervise import HealthCheck
 from corral.util.ports import PortInUseError, next_free_port
+from corral.util.supervise import HealthCheck
 
 
 class InferenceComponent:

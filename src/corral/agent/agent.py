@@ -57,6 +57,7 @@ from corral.agent.status import pod_status
 from corral.agent.worker import PodWorker, RuntimeConfig, pod_key
 from corral.api.registry import Obj
 from corral.client import ApiClient, ApiError, EventRecorder, Informer, WorkQueue
+from corral.client.tokenreview import TokenCheck
 from corral.client.workqueue import QueueClosedError
 from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from corral.util.clock import Clock, SystemClock
@@ -118,6 +119,8 @@ class Agent:
         self.reporter: NodeReporter | None = None
         self.port = 0
         self.events = EventRecorder(client, "corral-agent", clock=self.clock, host=config.node_name)
+        self.token_check = TokenCheck.for_client(client, clock=self.clock)
+        self._public_resource: web.AbstractResource | None = None
         self.status_writes = 0
         self.heartbeat_late = 0
         self.max_heartbeat_gap = 0.0
@@ -434,8 +437,8 @@ class Agent:
     # ------------------------------------------------------------------ logs endpoint
 
     async def _start_http(self) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
+        app = web.Application(middlewares=[self._authenticate])
+        self._public_resource = app.router.add_get("/healthz", self._healthz).resource
         app.router.add_get("/containerLogs/{namespace}/{pod}", self._logs)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_get("/pods", self._pods)
@@ -446,6 +449,16 @@ class Agent:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.listen_port
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every endpoint but ``/healthz`` needs a bearer token the API server accepts (see
+        :mod:`corral.client.tokenreview`). Decided on the route aiohttp matched — the one that answers."""
+        public = self._public_resource is not None and request.match_info.route.resource is self._public_resource
+        if not public and not await self.token_check.check(request.headers.get("Authorization")):
+            return _status_error(401, "Unauthorized", "Unauthorized: a bearer token the API server accepts is required")
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok")

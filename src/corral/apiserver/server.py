@@ -39,6 +39,7 @@ from corral.apiserver.auth import Identity, TokenFile
 from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
 from corral.apiserver.lean import LeanFront, LeanRequest
+from corral.apiserver.paths import route_path
 from corral.apiserver.tls import ensure_self_signed
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
@@ -48,6 +49,8 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
 IDENTITY = web.RequestKey("identity", Identity)
 RESOURCE = web.RequestKey("resource", str)
 WATCHING = web.RequestKey("watching", bool)
+ROUTE_PATH = web.RequestKey("route_path", str)
+"""The canonical path (:func:`~corral.apiserver.paths.route_path`): authentication and routing read only this."""
 AUTH_GROUP = "authentication.k8s.io"
 
 
@@ -166,6 +169,7 @@ class ApiServer:
         if self.config.data_dir is not None:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             self.token = self.tokens.ensure_admin()
+            self.handlers.agent_token = self.token
         started = time.perf_counter()
         await self.store.open()
         self._load_seconds.set(time.perf_counter() - started)
@@ -263,7 +267,8 @@ class ApiServer:
         resource = ""
         code = 500
         try:
-            if request.path not in PUBLIC_PATHS and not dashboard.is_public(request.path):
+            path = request[ROUTE_PATH] = route_path(request.raw_path)
+            if path not in PUBLIC_PATHS and not dashboard.is_public(path):
                 identity = self._authenticate(request)
                 if identity is None:
                     raise ApiError(401, "Unauthorized", "Unauthorized: a valid bearer token is required")
@@ -292,7 +297,7 @@ class ApiServer:
         return self.tokens.identify(header[7:].strip())
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
+        path = request[ROUTE_PATH]
         parts = [p for p in path.split("/") if p]
         if path in ("/healthz", "/livez", "/readyz"):
             if path == "/readyz" and not self.ready:
@@ -304,7 +309,7 @@ class ApiServer:
         if path == "/metrics":
             return web.Response(body=generate_latest(self.metrics), content_type="text/plain")
         if parts and parts[0] == "dashboard":
-            return await self.dashboard.serve(request)
+            return await self.dashboard.serve(path)
         if parts[:2] == ["openapi", "v3"]:
             return self._openapi_route(request, "/".join(parts[2:]))
         if parts[:2] == ["openapi", "v2"]:

@@ -19,6 +19,7 @@ import click
 
 from corral.cli.scheduler import run_until_stopped
 from corral.client import ApiClient, KubeconfigError
+from corral.client.tokenreview import TokenCheck
 from corral.gateway.server import Gateway
 
 
@@ -52,7 +53,7 @@ def gateway_command(kubeconfig: str | None, host: str, port: int, namespace: str
             client = ApiClient.from_kubeconfig(kubeconfig)
         except KubeconfigError as error:
             raise click.ClickException(str(error)) from None
-        gateway = Gateway(host=host, port=port)
+        gateway = Gateway(host=host, port=port, token_check=TokenCheck.for_client(client))
 
         async def start() -> None:
             await gateway.start()

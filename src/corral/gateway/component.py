@@ -18,6 +18,7 @@ from typing import Any
 
 from corral.autoscaling.autoscaler import Autoscaler
 from corral.client import ApiClient
+from corral.client.tokenreview import TokenCheck
 from corral.controllers.inferenceservice import InferenceServiceController
 from corral.gateway.server import Gateway
 from corral.util.clock import Clock, SystemClock
@@ -42,7 +43,8 @@ class InferenceComponent:
 
     async def start(self) -> None:
         self.client = ApiClient.from_kubeconfig(self.kubeconfig)
-        self.gateway = Gateway(host=self.host, port=self.port, clock=self.clock)
+        check = TokenCheck.for_client(self.client, clock=self.clock)
+        self.gateway = Gateway(host=self.host, port=self.port, clock=self.clock, token_check=check)
         try:
             await self.gateway.start()
         except OSError as error:
@@ -50,7 +52,7 @@ class InferenceComponent:
                 raise
             print(f"corral: gateway port {self.port} is in use; using a free port instead", file=sys.stderr)
             await self.gateway.stop()
-            self.gateway = Gateway(host=self.host, port=0, clock=self.clock)
+            self.gateway = Gateway(host=self.host, port=0, clock=self.clock, token_check=check)
             await self.gateway.start()
         gateway = self.gateway
 

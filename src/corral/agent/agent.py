@@ -61,6 +61,7 @@ from corral.client.tokenreview import TokenCheck
 from corral.client.workqueue import QueueClosedError
 from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from corral.util.clock import Clock, SystemClock
+from corral.util.datadir import make_private, private_umask
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class AgentConfig:
     status_writers: int = 8
     pod_events: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    pod_root: Path | None = None  # pods' checkpoint dirs; default DATA-pods beside data_dir (corral.util.datadir)
 
 
 class Agent:
@@ -129,7 +131,8 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        private_umask()  # pod logs, pid files: corral's user only (the data dir holds no pod-facing path)
+        make_private(cfg.data_dir)  # including what an older agent left 0644/0755
         devices: list[GpuDevice] = []
         messages = []
         if cfg.discover_gpus:
@@ -162,7 +165,7 @@ class Agent:
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,
                                       backoff_reset=cfg.backoff_reset, log_index_period=cfg.log_index_period,
-                                      host_env=dict(os.environ))
+                                      host_env=dict(os.environ), pod_root=cfg.pod_root)
         self.reporter = NodeReporter(self.client, facts, self.clock, lease_duration=cfg.lease_duration,
                                      data_dir=cfg.data_dir, status_interval=cfg.status_interval)
         node = await self.reporter.register()

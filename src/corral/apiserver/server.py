@@ -43,6 +43,7 @@ from corral.apiserver.paths import route_path
 from corral.apiserver.tls import ensure_self_signed
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
+from corral.util.datadir import make_private, private_umask
 
 LOG = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
@@ -167,7 +168,8 @@ class ApiServer:
 
     async def start(self) -> None:
         if self.config.data_dir is not None:
-            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            private_umask()  # store.db (SQLite gives -wal/-shm its mode), tokens, TLS key: 0600
+            make_private(self.config.data_dir)  # a data dir an older corral left 0755/0644, too
             self.token = self.tokens.ensure_admin()
             self.handlers.agent_token = self.token
         started = time.perf_counter()

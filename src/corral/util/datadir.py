@@ -1,0 +1,89 @@
+"""Private data directories: what corral keeps on disk is readable by corral's user only.
+
+A data directory (``corral up``'s ``DATA``, an agent's ``--data-dir``) holds secrets — the
+store (``store.db`` and its ``-wal``/``-shm``: every Secret), ``tokens.csv``, the admin
+``kubeconfig``, the TLS key — and the pods' logs. So:
+
+- every component that writes there starts with :func:`private_umask` (``0o077``): every
+  file it creates afterwards is ``0600`` and every directory ``0700``, including files
+  made by libraries (SQLite creates ``-wal``/``-shm`` with the database file's mode);
+- :func:`make_private` turns an existing tree (one written by an older corral, with
+  ``0644`` files in a ``0755`` directory) into ``0700`` directories and ``0600`` files,
+  without following symbolic links, and creates the directory when it is missing.
+
+Pods never get a path inside a data directory: what they are handed (checkpoint and
+working directories) lives under the *pod root*, :func:`pod_root`, a sibling
+(``DATA-pods``) that holds no secrets. Processes of the same uid as corral can still
+read corral's files — permissions do not separate a user from itself — so a pod that
+must not see them runs as another user (``securityContext.runAsUser``, honoured when
+the agent runs as root; see docs/agent.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+POD_ROOT_MODE = 0o711
+"""The pod root and the directories between it and a pod's own: others may pass through, not list."""
+
+
+def private_umask() -> int:
+    """Set the process umask to ``0o077``; returns the previous one."""
+    return os.umask(PRIVATE_UMASK)
+
+
+def make_private(directory: Path) -> None:
+    """Create ``directory`` (``0700``) if missing; make it and every directory under it ``0700`` and
+    every regular file ``0600``. Symbolic links are neither followed nor changed."""
+    directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    os.chmod(directory, PRIVATE_DIR_MODE)
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            _chmod(Path(root) / name, PRIVATE_DIR_MODE)
+        for name in files:
+            _chmod(Path(root) / name, PRIVATE_FILE_MODE)
+
+
+def _chmod(path: Path, mode: int) -> None:
+    with contextlib.suppress(FileNotFoundError):  # a file may go away while the tree is walked
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode) or stat.S_IMODE(info.st_mode) == mode:
+            return
+        if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+            os.chmod(path, mode)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode ``0600`` unless it exists (before a library opens it with its own mode)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+
+
+def pod_root(data_dir: Path) -> Path:
+    """Where pods' checkpoint and working directories live: ``DATA-pods``, beside (never inside) ``DATA``."""
+    return data_dir.parent / f"{data_dir.name}-pods"
+
+
+def ensure_pod_dir(root: Path, path: Path, owner: tuple[int, int] | None = None) -> None:
+    """Create ``path`` under the pod root: the directories from ``root`` down to its parent ``0711``
+    (others pass through, cannot list), ``path`` itself ``0700`` owned by ``owner`` (uid, gid) when given
+    — so a pod running as another user can use its own directory and see no other pod's."""
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, POD_ROOT_MODE)
+    relative = path.relative_to(root)  # ValueError: not under the pod root
+    current = root
+    for part in relative.parts[:-1]:
+        current = current / part
+        current.mkdir(exist_ok=True)
+        os.chmod(current, POD_ROOT_MODE)
+    path.mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
+    if owner is not None and os.geteuid() == 0:
+        info = path.stat()
+        if (info.st_uid, info.st_gid) != owner:
+            os.chown(path, *owner)

@@ -207,3 +207,17 @@ async def test_run_as_non_root_without_a_user_waits_with_create_container_config
     assert pod["status"]["phase"] == "Pending"
     events = await cluster.client.list("v1", "events", "default")
     assert any("runAsNonRoot" in (e.get("message") or "") for e in events["items"])
+
+
+async def test_only_corrals_own_entries_are_changed_in_a_shared_directory(base: Path) -> None:
+    data = base / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("the user's own file")
+    (data / "notes.txt").chmod(0o644)
+    cluster = await start_cluster(data)
+    try:
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "notes.txt").stat().st_mode) == 0o644
+        assert stat.S_IMODE((data / "store.db").stat().st_mode) == 0o600
+    finally:
+        await stop_cluster(cluster)

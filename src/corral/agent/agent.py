@@ -61,7 +61,7 @@ from corral.client.tokenreview import TokenCheck
 from corral.client.workqueue import QueueClosedError
 from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from corral.util.clock import Clock, SystemClock
-from corral.util.datadir import make_private, private_umask
+from corral.util.datadir import AGENT_ENTRIES, make_private, private_umask
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Agent:
     async def start(self) -> None:
         cfg = self.config
         private_umask()  # pod logs, pid files: corral's user only (the data dir holds no pod-facing path)
-        make_private(cfg.data_dir)  # including what an older agent left 0644/0755
+        make_private(cfg.data_dir, AGENT_ENTRIES)  # including what an older agent left 0644/0755
         devices: list[GpuDevice] = []
         messages = []
         if cfg.discover_gpus:

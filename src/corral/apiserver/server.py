@@ -43,7 +43,7 @@ from corral.apiserver.paths import route_path
 from corral.apiserver.tls import ensure_self_signed
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
-from corral.util.datadir import make_private, private_umask
+from corral.util.datadir import API_SERVER_ENTRIES, make_private, private_umask
 
 LOG = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
@@ -169,7 +169,7 @@ class ApiServer:
     async def start(self) -> None:
         if self.config.data_dir is not None:
             private_umask()  # store.db (SQLite gives -wal/-shm its mode), tokens, TLS key: 0600
-            make_private(self.config.data_dir)  # a data dir an older corral left 0755/0644, too
+            make_private(self.config.data_dir, API_SERVER_ENTRIES)  # a data dir an older corral left 0755/0644, too
             self.token = self.tokens.ensure_admin()
             self.handlers.agent_token = self.token
         started = time.perf_counter()

@@ -9,7 +9,10 @@ store (``store.db`` and its ``-wal``/``-shm``: every Secret), ``tokens.csv``, th
   made by libraries (SQLite creates ``-wal``/``-shm`` with the database file's mode);
 - :func:`make_private` turns an existing tree (one written by an older corral, with
   ``0644`` files in a ``0755`` directory) into ``0700`` directories and ``0600`` files,
-  without following symbolic links, and creates the directory when it is missing.
+  without following symbolic links, and creates the directory when it is missing. It
+  changes only the entries corral writes there (:data:`API_SERVER_ENTRIES`,
+  :data:`AGENT_ENTRIES`), so a data dir pointed at a directory that holds other things
+  (``--data-dir .``) closes the directory itself but leaves those things as they were.
 
 Pods never get a path inside a data directory: what they are handed (checkpoint and
 working directories) lives under the *pod root*, :func:`pod_root`, a sibling
@@ -24,11 +27,17 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 PRIVATE_UMASK = 0o077
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+API_SERVER_ENTRIES = ("store.db", "store.db-wal", "store.db-shm", "store.db-journal", "tokens.csv", "kubeconfig",
+                      "tls", "agent", "logs", "checkpoints")
+"""What ``corral up`` keeps in ``DATA`` (``agent`` is the agent's data dir; ``checkpoints`` an older version's)."""
+AGENT_ENTRIES = ("pods", "checkpoints")
+"""What an agent keeps in its data dir."""
 POD_ROOT_MODE = 0o711
 """The pod root and the directories between it and a pod's own: others may pass through, not list."""
 
@@ -38,16 +47,25 @@ def private_umask() -> int:
     return os.umask(PRIVATE_UMASK)
 
 
-def make_private(directory: Path) -> None:
-    """Create ``directory`` (``0700``) if missing; make it and every directory under it ``0700`` and
-    every regular file ``0600``. Symbolic links are neither followed nor changed."""
+def make_private(directory: Path, entries: Iterable[str]) -> None:
+    """Create ``directory`` (``0700``) if missing and make it ``0700``; make each of ``entries`` in it that
+    exists, and everything under those, ``0700`` (directories) or ``0600`` (regular files). Symbolic
+    links are neither followed nor changed."""
     directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
     os.chmod(directory, PRIVATE_DIR_MODE)
-    for root, dirs, files in os.walk(directory):
-        for name in dirs:
-            _chmod(Path(root) / name, PRIVATE_DIR_MODE)
-        for name in files:
-            _chmod(Path(root) / name, PRIVATE_FILE_MODE)
+    for entry in entries:
+        top = directory / entry
+        if top.is_symlink() or not top.exists():
+            continue
+        if not top.is_dir():
+            _chmod(top, PRIVATE_FILE_MODE)
+            continue
+        _chmod(top, PRIVATE_DIR_MODE)
+        for root, dirs, files in os.walk(top):
+            for name in dirs:
+                _chmod(Path(root) / name, PRIVATE_DIR_MODE)
+            for name in files:
+                _chmod(Path(root) / name, PRIVATE_FILE_MODE)
 
 
 def _chmod(path: Path, mode: int) -> None:

@@ -221,3 +221,9 @@ async def test_only_corrals_own_entries_are_changed_in_a_shared_directory(base: 
         assert stat.S_IMODE((data / "store.db").stat().st_mode) == 0o600
     finally:
         await stop_cluster(cluster)
+
+
+async def test_containers_get_the_usual_umask_not_the_agents(cluster: Cluster) -> None:
+    pod = await cluster.run("mask", "umask")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert (await cluster.log("mask")).strip() == "0022"

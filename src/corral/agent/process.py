@@ -128,6 +128,10 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+CONTAINER_UMASK = 0o022
+"""A container's umask, as container runtimes give: the agent's own (``077``, for its data dir) is not inherited."""
+
+
 def spawn(argv: list[str], *, env: dict[str, str], cwd: str | None, log_path: Path,
           cgroup: Path | None = None, user: int | None = None, group: int | None = None) -> ProcessHandle:
     """Start a container process in its own session with output appended to ``log_path``.
@@ -152,7 +156,7 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: str | None, log_path: Pa
     with open(log_path, "ab", buffering=0) as log:
         popen = subprocess.Popen(  # returns at once; exits are watched with a pidfd
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            cwd=cwd or None, start_new_session=True, close_fds=True, **switch,
+            cwd=cwd or None, start_new_session=True, close_fds=True, umask=CONTAINER_UMASK, **switch,
         )
     ticks = proc_start_ticks(popen.pid) or 0
     return ProcessHandle(popen.pid, ticks, popen)

@@ -89,18 +89,18 @@ def pod_root(data_dir: Path) -> Path:
 
 
 def ensure_pod_dir(root: Path, path: Path, owner: tuple[int, int] | None = None) -> None:
-    """Create ``path`` under the pod root: the directories from ``root`` down to its parent ``0711``
-    (others pass through, cannot list), ``path`` itself ``0700`` owned by ``owner`` (uid, gid) when given
-    — so a pod running as another user can use its own directory and see no other pod's."""
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, POD_ROOT_MODE)
+    """Create ``path`` under the pod root: the directories it creates from ``root`` down to ``path``'s
+    parent ``0711`` (others pass through, cannot list), ``path`` itself ``0700`` and owned by ``owner``
+    (uid, gid) when given — so a pod running as another user can use its own directory and see no other
+    pod's. Directories that exist keep their mode (a pod root may be one the administrator chose)."""
     relative = path.relative_to(root)  # ValueError: not under the pod root
-    current = root
-    for part in relative.parts[:-1]:
-        current = current / part
-        current.mkdir(exist_ok=True)
-        os.chmod(current, POD_ROOT_MODE)
-    path.mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
+    between = [root.joinpath(*relative.parts[:depth]) for depth in range(len(relative.parts))]  # root .. parent
+    for directory in between:
+        if not directory.exists():
+            directory.mkdir(parents=True)
+            os.chmod(directory, POD_ROOT_MODE)
+    if not path.exists():
+        path.mkdir(mode=PRIVATE_DIR_MODE)
     if owner is not None and os.geteuid() == 0:
         info = path.stat()
         if (info.st_uid, info.st_gid) != owner:

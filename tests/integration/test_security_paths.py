@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corral.agent.agent import Agent, AgentConfig
+from corral.apiserver import dashboard
 from corral.apiserver.errors import ApiError
 from corral.apiserver.paths import route_path
 from corral.apiserver.server import RunningServer, start_server
@@ -191,3 +194,24 @@ def test_route_path_rejects_what_would_change_routing(target: str) -> None:
     with pytest.raises(ApiError) as raised:
         route_path(target)
     assert raised.value.code == 400 and raised.value.reason == "BadRequest"
+
+
+SEGMENT = st.sampled_from(["", ".", "..", "%2e", "%2E%2e", "%2F", "%2f", "dashboard", "api", "state", "v1", "pods",
+                           "%61pi", "app.js", "a%20b", "%25", "x"])
+
+
+@given(st.lists(SEGMENT, max_size=8), st.booleans())
+def test_route_path_output_is_canonical_and_stable(segments: list[str], trailing: bool) -> None:
+    target = "/" + "/".join(segments) + ("/" if trailing else "")
+    try:
+        path = route_path(target)
+    except ApiError as error:
+        assert error.code == 400
+        return
+    inner = path.strip("/").split("/")
+    assert path.startswith("/") and "//" not in path
+    assert not any(part in (".", "..") for part in inner)
+    if "%" not in path:
+        assert route_path(path) == path  # canonical: deciding twice gives the same answer
+    if dashboard.is_public(path):  # the only public dashboard paths: the page and one-segment assets
+        assert path in ("/dashboard", "/dashboard/") or (path.count("/") == 2 and path != "/dashboard/api")

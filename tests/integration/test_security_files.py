@@ -227,3 +227,14 @@ async def test_containers_get_the_usual_umask_not_the_agents(cluster: Cluster) -
     pod = await cluster.run("mask", "umask")
     assert pod["status"]["phase"] == "Succeeded"
     assert (await cluster.log("mask")).strip() == "0022"
+
+
+@needs_root
+async def test_exec_probes_run_as_the_container_does(cluster: Cluster) -> None:
+    probe = {"exec": {"command": ["/bin/sh", "-c", f'test "$(id -u)" = {NOBODY}']}, "periodSeconds": 1}
+    await cluster.client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probed", "namespace": "default"},
+                                 "spec": {"nodeName": NODE, "securityContext": {"runAsUser": NOBODY},
+                                          "containers": [{"name": "main", "image": "sh", "command": ["sleep", "30"],
+                                                          "readinessProbe": probe}]}})
+    await cluster.wait("probed", lambda p: any(c.get("type") == "Ready" and c.get("status") == "True"
+                                               for c in (p.get("status") or {}).get("conditions") or []))

@@ -491,8 +491,9 @@ class PodWorker:
             await started.wait()
         await asyncio.sleep(timing.initial_delay)
         while handle.running and not self._terminating:
+            identity = self._run_as.get(str(container["name"]), RunAs())
             ok, message = await run_probe(probe, pod_ip=self.runtime.pod_ip, container=container, env=env,
-                                          cwd=cwd, timeout=timing.timeout)
+                                          cwd=cwd, timeout=timing.timeout, user=identity.uid, group=identity.gid)
             if not handle.running:
                 return
             before = tracker.result
@@ -540,9 +541,11 @@ class PodWorker:
         pre_stop = ((container or {}).get("lifecycle") or {}).get("preStop")
         if pre_stop and handle.running and grace > 0:
             env = self._container_env(container or {}) if container else dict(self._base_env)
+            identity = self._run_as.get(name, RunAs())
             with contextlib.suppress(Exception):
                 await run_probe(pre_stop, pod_ip=self.runtime.pod_ip, container=container or {}, env=env,
-                                cwd=(container or {}).get("workingDir"), timeout=grace)
+                                cwd=(container or {}).get("workingDir"), timeout=grace, user=identity.uid,
+                                group=identity.gid)
         if handle.running:
             handle.signal_group(SIGTERM)
         remaining = deadline - asyncio.get_running_loop().time()

@@ -26,6 +26,7 @@ from corral.agent.agent import Agent, AgentConfig
 from corral.apiserver.server import RunningServer, start_server
 from corral.client import ApiClient
 from corral.util.datadir import pod_root
+from tests.conftest import require_tool
 
 NODE = "node-sec"
 NOBODY = 65534
@@ -207,6 +208,11 @@ async def test_run_as_non_root_without_a_user_waits_with_create_container_config
     assert pod["status"]["phase"] == "Pending"
     events = await cluster.client.list("v1", "events", "default")
     assert any("runAsNonRoot" in (e.get("message") or "") for e in events["items"])
+    kubectl = require_tool("kubectl")
+    shown = await asyncio.to_thread(subprocess.run, [kubectl, "get", "pod", "strict", "--no-headers"],
+                                    env={**os.environ, "KUBECONFIG": str(cluster.server.kubeconfig)},
+                                    capture_output=True, text=True, timeout=30, check=False)
+    assert "CreateContainerConfigError" in shown.stdout, shown
 
 
 async def test_only_corrals_own_entries_are_changed_in_a_shared_directory(base: Path) -> None:
@@ -238,3 +244,31 @@ async def test_exec_probes_run_as_the_container_does(cluster: Cluster) -> None:
                                                           "readinessProbe": probe}]}})
     await cluster.wait("probed", lambda p: any(c.get("type") == "Ready" and c.get("status") == "True"
                                                for c in (p.get("status") or {}).get("conditions") or []))
+
+
+async def test_corral_up_leaves_a_private_data_dir_and_hands_pods_the_pod_root(base: Path) -> None:
+    from corral.cli.up import start_corral
+
+    data = base / "data"
+    running = await asyncio.wait_for(start_corral(data, port=0, gateway_port=0, node_name="up-node"), 60)
+    try:
+        async with ApiClient.from_kubeconfig(running.context.kubeconfig) as client:
+            await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                                 "spec": {"restartPolicy": "Never", "containers": [
+                                     {"name": "main", "image": "sh", "command": ["/bin/sh", "-c",
+                                                                                 "echo $CORRAL_CHECKPOINT_DIR"]}]}})
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                pod = await client.get("v1", "pods", "p", "default")
+                if (pod.get("status") or {}).get("phase") == "Succeeded":
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"the pod did not finish: {pod.get('status')}")
+            checkpoint = Path(str(await client.request("GET", "/api/v1/namespaces/default/pods/p/log")).strip())
+        assert checkpoint.is_relative_to(base / "data-pods"), checkpoint
+        assert (base / "data-pods").is_dir() and stat.S_IMODE((base / "data-pods").stat().st_mode) == 0o711
+        assert wrong_modes(data) == {}
+        assert {"store.db", "tokens.csv", "kubeconfig", "tls", "agent"} <= set(modes(data))
+    finally:
+        await running.stop()

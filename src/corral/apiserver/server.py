@@ -6,7 +6,9 @@
 (Prometheus text), OpenAPI v3 (``/openapi/v3``), and the resources (see
 :mod:`corral.apiserver.handlers`). Every other request needs ``Authorization: Bearer
 TOKEN`` from the tokens file (:mod:`corral.apiserver.auth`); the identity is kept on the
-request as ``request[IDENTITY]``.
+request as ``request[IDENTITY]``. Whether a token is needed and which route answers are both
+decided on one string, the canonical path (:func:`corral.apiserver.paths.route_path`, kept as
+``request[ROUTE_PATH]``), for requests from either front.
 
 :func:`start_server` starts one on a free port for tests and tools and returns a
 :class:`RunningServer` (``url``, ``token``, ``kubeconfig``, ``stop()``).

@@ -58,7 +58,7 @@ async def test_corral_gateway_routes_to_ready_pods_it_watches(tmp_path: Path) ->
                     assert resp.status == 200
                     assert await resp.json() == {"replica": "standalone", "method": "POST", "path": "/predict",
                                                  "model": None, "bytes": 2}
-                async with http.get(f"{url}/_corral/routes") as resp:
+                async with http.get(f"{url}/_corral/routes", headers={"Authorization": f"Bearer {client.token}"}) as resp:
                     routes = (await resp.json())["routes"]
                     assert routes[0]["service"] == "default/svc"
                     assert routes[0]["revisions"][0]["ready"] == [f"127.0.0.1:{replica.port}"]
@@ -67,7 +67,7 @@ async def test_corral_gateway_routes_to_ready_pods_it_watches(tmp_path: Path) ->
                 pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
                 await client.update_status(pod)
                 for _ in range(100):
-                    async with http.get(f"{url}/_corral/routes") as resp:
+                    async with http.get(f"{url}/_corral/routes", headers={"Authorization": f"Bearer {client.token}"}) as resp:
                         revisions = (await resp.json())["routes"][0]["revisions"]
                         if not any(r["ready"] for r in revisions):
                             break

@@ -9,14 +9,18 @@ from collections import Counter
 import aiohttp
 import pytest
 
+from corral.client.tokenreview import TokenCheck
 from corral.gateway.server import Gateway
 from tests.integration.inference_support import backends, pod, service
 
 STRIP = {"pathPrefix": "/v1/models/svc", "stripPrefix": True}
 
 
+ADMIN = {"Authorization": "Bearer gateway-test-token"}  # /_corral/* (but healthz) needs a token
+
+
 async def started_gateway(**kwargs) -> Gateway:
-    gateway = Gateway(seed=1, **kwargs)
+    gateway = Gateway(seed=1, token_check=TokenCheck("gateway-test-token"), **kwargs)
     await gateway.start()
     return gateway
 
@@ -50,7 +54,7 @@ async def test_routes_by_path_host_and_model_and_explains_bad_routes() -> None:
                 async with http.get(f"{gateway.url}/nowhere") as resp:
                     assert resp.status == 404
                     assert "'/nowhere'" in (await resp.json())["message"]
-                async with http.get(f"{gateway.url}/_corral/routes") as resp:
+                async with http.get(f"{gateway.url}/_corral/routes", headers=ADMIN) as resp:
                     assert len((await resp.json())["routes"]) == 3
         finally:
             await gateway.stop()
@@ -242,7 +246,7 @@ async def test_timeouts_give_504_and_prometheus_metrics_are_exported() -> None:
                     assert "0.3s" in (await resp.json())["message"]
                 async with http.get(f"{gateway.url}/v1/models/svc") as resp:
                     assert resp.status == 200
-                async with http.get(f"{gateway.url}/_corral/metrics") as resp:
+                async with http.get(f"{gateway.url}/_corral/metrics", headers=ADMIN) as resp:
                     text = await resp.text()
             assert 'corral_gateway_requests_total{code="504",revision="r1",service="default/svc"} 1.0' in text
             assert 'corral_gateway_request_duration_seconds_count{service="default/svc"} 2.0' in text

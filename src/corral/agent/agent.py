@@ -65,9 +65,11 @@ from corral.agent.status import pod_status
 from corral.agent.worker import PodWorker, RuntimeConfig, pod_key
 from corral.api.registry import Obj
 from corral.client import ApiClient, ApiError, EventRecorder, Informer, WorkQueue
+from corral.client.tokenreview import TokenCheck
 from corral.client.workqueue import QueueClosedError
 from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from corral.util.clock import Clock, SystemClock
+from corral.util.datadir import AGENT_ENTRIES, make_private, private_umask
 from corral.util.supervise import HealthCheck, Supervisor, describe
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class AgentConfig:
     status_writers: int = 8
     pod_events: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    pod_root: Path | None = None  # pods' checkpoint dirs; default DATA-pods beside data_dir (corral.util.datadir)
 
 
 class Agent:
@@ -129,6 +132,8 @@ class Agent:
         self.reporter: NodeReporter | None = None
         self.port = 0
         self.events = EventRecorder(client, "corral-agent", clock=self.clock, host=config.node_name)
+        self.token_check = TokenCheck.for_client(client, clock=self.clock)
+        self._public_resource: web.AbstractResource | None = None
         self.status_writes = 0
         self.heartbeat_late = 0
         self.max_heartbeat_gap = 0.0
@@ -137,7 +142,8 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        private_umask()  # pod logs, pid files: corral's user only (the data dir holds no pod-facing path)
+        make_private(cfg.data_dir, AGENT_ENTRIES)  # including what an older agent left 0644/0755
         devices: list[GpuDevice] = []
         messages = []
         if cfg.discover_gpus:
@@ -174,7 +180,7 @@ class Agent:
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,
                                       backoff_reset=cfg.backoff_reset, log_index_period=cfg.log_index_period,
-                                      host_env=dict(os.environ))
+                                      host_env=dict(os.environ), pod_root=cfg.pod_root)
         self.reporter = NodeReporter(self.client, facts, self.clock, lease_duration=cfg.lease_duration,
                                      data_dir=cfg.data_dir, status_interval=cfg.status_interval)
         node = await self.reporter.register()
@@ -476,8 +482,8 @@ class Agent:
     # ------------------------------------------------------------------ logs endpoint
 
     async def _start_http(self) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
+        app = web.Application(middlewares=[self._authenticate])
+        self._public_resource = app.router.add_get("/healthz", self._healthz).resource
         app.router.add_get("/containerLogs/{namespace}/{pod}", self._logs)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_get("/pods", self._pods)
@@ -488,6 +494,16 @@ class Agent:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.listen_port
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every endpoint but ``/healthz`` needs a bearer token the API server accepts (see
+        :mod:`corral.client.tokenreview`). Decided on the route aiohttp matched — the one that answers."""
+        public = self._public_resource is not None and request.match_info.route.resource is self._public_resource
+        if not public and not await self.token_check.check(request.headers.get("Authorization")):
+            return _status_error(401, "Unauthorized", "Unauthorized: a bearer token the API server accepts is required")
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from corral.agent.process import CONTAINER_UMASK
+
 
 @dataclass(frozen=True)
 class ProbeTiming:
@@ -79,11 +81,14 @@ def resolve_port(port: Any, container: Mapping[str, Any]) -> int:
 
 
 async def run_probe(probe: Mapping[str, Any], *, pod_ip: str, container: Mapping[str, Any],
-                    env: Mapping[str, str], cwd: str | None, timeout: float) -> tuple[bool, str]:
-    """One check; returns ``(ok, message)``."""
+                    env: Mapping[str, str], cwd: str | None, timeout: float, user: int | None = None,
+                    group: int | None = None) -> tuple[bool, str]:
+    """One check; returns ``(ok, message)``. An ``exec`` command runs as the container does (``user``/``group``:
+    its ``runAsUser``/``runAsGroup``, see :mod:`corral.agent.identity`)."""
     try:
         if "exec" in probe:
-            return await _exec_probe(list((probe["exec"] or {}).get("command") or []), env, cwd, timeout)
+            return await _exec_probe(list((probe["exec"] or {}).get("command") or []), env, cwd, timeout,
+                                     user=user, group=group)
         if "httpGet" in probe:
             return await _http_probe(probe["httpGet"] or {}, pod_ip, container, timeout)
         if "tcpSocket" in probe:
@@ -104,13 +109,17 @@ async def run_probe(probe: Mapping[str, Any], *, pod_ip: str, container: Mapping
 
 
 async def _exec_probe(command: list[str], env: Mapping[str, str], cwd: str | None,
-                      timeout: float) -> tuple[bool, str]:
+                      timeout: float, *, user: int | None = None, group: int | None = None) -> tuple[bool, str]:
     if not command:
         return False, "exec probe has no command"
+    switch: dict[str, Any] = {}
+    if user is not None or group is not None:
+        switch = {"user": user, "group": group, "extra_groups": []}
     try:
         process = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, env=dict(env), cwd=cwd or None, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, env=dict(env), cwd=cwd or None, start_new_session=True,
+            umask=CONTAINER_UMASK, **switch)
     except OSError as error:
         return False, f"exec {command[0]!r}: {error}"
     try:

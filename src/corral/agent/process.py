@@ -128,20 +128,35 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+CONTAINER_UMASK = 0o022
+"""A container's umask, as container runtimes give: the agent's own (``077``, for its data dir) is not inherited."""
+
+
 def spawn(argv: list[str], *, env: dict[str, str], cwd: str | None, log_path: Path,
-          cgroup: Path | None = None) -> ProcessHandle:
+          cgroup: Path | None = None, user: int | None = None, group: int | None = None) -> ProcessHandle:
     """Start a container process in its own session with output appended to ``log_path``.
 
     With ``cgroup``, a tiny ``sh`` prologue moves the process into that cgroup
-    before it ``exec``s the command, so no byte is allocated outside it.
+    before it ``exec``s the command, so no byte is allocated outside it. With ``user``/``group``
+    (``securityContext.runAsUser/runAsGroup``, see :mod:`corral.agent.identity`) the process
+    runs with that uid/gid and no supplementary groups — switched after the cgroup move,
+    which needs the agent's rights.
     """
+    switch: dict[str, Any] = {}
+    if user is not None or group is not None:
+        switch = {"user": user, "group": group, "extra_groups": []}
     if cgroup is not None:
+        if switch:  # the cgroup move needs the agent's rights: drop them after it (util-linux setpriv)
+            ids = [*(["--reuid", str(user)] if user is not None else []),
+                   *(["--regid", str(group)] if group is not None else [])]
+            argv = ["setpriv", *ids, "--clear-groups", "--", *argv]
+            switch = {}
         argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup), *argv]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as log:
         popen = subprocess.Popen(  # returns at once; exits are watched with a pidfd
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            cwd=cwd or None, start_new_session=True, close_fds=True,
+            cwd=cwd or None, start_new_session=True, close_fds=True, umask=CONTAINER_UMASK, **switch,
         )
     ticks = proc_start_ticks(popen.pid) or 0
     return ProcessHandle(popen.pid, ticks, popen)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from corral.agent import logs as logfiles
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GPU_DEVICES_ANNOTATION, AssignmentError, GpuDevice, gpu_environment
+from corral.agent.identity import IdentityError, RunAs, run_as
 from corral.agent.podenv import INHERITED_HOST_ENV, EnvError, command_line, container_env
 from corral.agent.probes import ProbeTiming, ProbeTracker, run_probe
 from corral.agent.process import (
@@ -50,6 +52,7 @@ from corral.agent.process import (
 )
 from corral.agent.status import ContainerRuntime, PodRuntime, Termination, will_restart
 from corral.util.clock import Clock, parse_timestamp
+from corral.util.datadir import ensure_pod_dir, pod_root
 from corral.util.quantity import QuantityError, cpu_millis, to_int
 
 if TYPE_CHECKING:  # the runtime core stays free of pydantic (the GPU check runs it bare)
@@ -70,10 +73,18 @@ class RuntimeConfig:
     backoff_reset: float = 600.0
     log_index_period: float = 1.0
     host_env: dict[str, str] = field(default_factory=dict)
+    pod_root: Path | None = None
+    """Where pods' checkpoint directories live; never inside a data dir (default :func:`~corral.util.datadir.pod_root`)."""
+    agent_uid: int = field(default_factory=os.geteuid)
+    agent_gid: int = field(default_factory=os.getegid)
 
     @property
     def pods_dir(self) -> Path:
         return self.data_dir / "pods"
+
+    @property
+    def workload_root(self) -> Path:
+        return self.pod_root if self.pod_root is not None else pod_root(self.data_dir)
 
 
 EventSink = Callable[[str, str, str], None]
@@ -122,6 +133,7 @@ class PodWorker:
         self._aux: set[asyncio.Task[Any]] = set()
         self._oom_before: dict[str, int] = {}
         self._cgroup_paths: dict[str, Path] = {}
+        self._run_as: dict[str, RunAs] = {}
         self.finished = asyncio.Event()
 
     # ----------------------------------------------------------------- lifecycle
@@ -188,6 +200,9 @@ class PodWorker:
             for rt in self.runtime.init + self.runtime.containers:
                 rt.reason, rt.message = "CreateContainerConfigError", str(error)
             self._changed()
+            await self._stop.wait()
+            return
+        if not self._check_identities():
             await self._stop.wait()
             return
         spec = self.pod.get("spec", {})
@@ -275,6 +290,41 @@ class PodWorker:
         runs = sorted((int(p.stem), p) for p in directory.glob("*.pid") if p.stem.isdigit())
         return runs[-1] if runs else None
 
+    def _check_identities(self) -> bool:
+        """Each container's runAsUser/runAsGroup/runAsNonRoot (:mod:`corral.agent.identity`); when one cannot
+        be honoured no container starts: they wait with ``CreateContainerConfigError``, as the kubelet's do."""
+        spec = self.pod.get("spec") or {}
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        errors: dict[str, str] = {}
+        for container in containers:
+            try:
+                self._run_as[str(container["name"])] = run_as(self.pod, container, agent_uid=self.config.agent_uid,
+                                                              agent_gid=self.config.agent_gid)
+            except IdentityError as error:
+                errors[str(container["name"])] = str(error)
+        if not errors:
+            return True
+        first = next(iter(errors.values()))
+        for rt in self.runtime.init + self.runtime.containers:
+            rt.state, rt.reason, rt.message = "waiting", "CreateContainerConfigError", errors.get(rt.name, first)
+        self._event("Warning", "Failed", f"Error: {first}")
+        self._changed()
+        return False
+
+    def _prepare_dirs(self, identity: RunAs, env: Mapping[str, str], cwd: str | None) -> None:
+        """The checkpoint directory (under the pod root) and a missing working directory, owned by the
+        container's user when it runs as another one."""
+        owner = (identity.uid if identity.uid is not None else self.config.agent_uid,
+                 identity.gid if identity.gid is not None else self.config.agent_gid) if identity.switches else None
+        checkpoint = env.get("CORRAL_CHECKPOINT_DIR")
+        root = self.config.workload_root
+        if checkpoint and Path(checkpoint).is_relative_to(root) and Path(checkpoint) != root:
+            ensure_pod_dir(root, Path(checkpoint), owner)
+        if cwd and not Path(cwd).exists():
+            Path(cwd).mkdir(parents=True, exist_ok=True)
+            if owner is not None:
+                os.chown(cwd, *owner)
+
     def _make_base_env(self) -> dict[str, str]:
         base = {k: v for k, v in self.config.host_env.items() if k in INHERITED_HOST_ENV}
         meta = self.pod.get("metadata", {})
@@ -282,7 +332,7 @@ class PodWorker:
         labels = meta.get("labels") or {}
         checkpoint_owner = (labels.get("corral.dev/training-job") or labels.get("corral.dev/pod-group")
                             or meta.get("name"))
-        checkpoint = self.config.data_dir / "checkpoints" / str(meta.get("namespace", "default")) / str(
+        checkpoint = self.config.workload_root / "checkpoints" / str(meta.get("namespace", "default")) / str(
             checkpoint_owner)
         base.update({
             "HOSTNAME": str(meta.get("name")),
@@ -349,18 +399,19 @@ class PodWorker:
                     self._changed()
                     return ExitInfo(exit_code=137, signal=None, known=False)
         if handle is None:
-            if cwd:
-                Path(cwd).mkdir(parents=True, exist_ok=True)
+            identity = self._run_as.get(name, RunAs())
             try:
+                self._prepare_dirs(identity, env, cwd)
                 argv = command_line(container, env)
-            except EnvError as error:
+            except (EnvError, OSError, ValueError) as error:
                 return self._fail_to_start(rt, "CreateContainerConfigError", str(error))
             cgroup = self._cgroup_for(container)
             if cgroup is not None:
                 self._oom_before[name] = Cgroups.oom_kills(cgroup)
             path = logfiles.log_path(self.container_dir(name), rt.restart_count)
             try:
-                handle = spawn(argv, env=env, cwd=cwd, log_path=path, cgroup=cgroup)
+                handle = spawn(argv, env=env, cwd=cwd, log_path=path, cgroup=cgroup, user=identity.uid,
+                               group=identity.gid)
             except OSError as error:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "ab") as log:
@@ -440,8 +491,9 @@ class PodWorker:
             await started.wait()
         await asyncio.sleep(timing.initial_delay)
         while handle.running and not self._terminating:
+            identity = self._run_as.get(str(container["name"]), RunAs())
             ok, message = await run_probe(probe, pod_ip=self.runtime.pod_ip, container=container, env=env,
-                                          cwd=cwd, timeout=timing.timeout)
+                                          cwd=cwd, timeout=timing.timeout, user=identity.uid, group=identity.gid)
             if not handle.running:
                 return
             before = tracker.result
@@ -489,9 +541,11 @@ class PodWorker:
         pre_stop = ((container or {}).get("lifecycle") or {}).get("preStop")
         if pre_stop and handle.running and grace > 0:
             env = self._container_env(container or {}) if container else dict(self._base_env)
+            identity = self._run_as.get(name, RunAs())
             with contextlib.suppress(Exception):
                 await run_probe(pre_stop, pod_ip=self.runtime.pod_ip, container=container or {}, env=env,
-                                cwd=(container or {}).get("workingDir"), timeout=grace)
+                                cwd=(container or {}).get("workingDir"), timeout=grace, user=identity.uid,
+                                group=identity.gid)
         if handle.running:
             handle.signal_group(SIGTERM)
         remaining = deadline - asyncio.get_running_loop().time()

@@ -207,6 +207,7 @@ class Handlers:
         self.registry = registry
         self.clock = clock
         self.data_dir = data_dir
+        self.agent_token = ""  # presented to node agents when proxying pods/log; the server sets its own
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
         self._patch_meta: dict[str, patch.PatchMeta] = {}
@@ -1056,7 +1057,8 @@ class Handlers:
                     and (current.obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
 
         if endpoint is not None:
-            source = proxy_log(endpoint, namespace, pod_name, container, log_query(request.query))
+            source = proxy_log(endpoint, namespace, pod_name, container, log_query(request.query),
+                               token=self.agent_token)
         else:
             if self.data_dir is None:
                 raise bad_request(f"no log is available for container {container} in pod {pod_name}")

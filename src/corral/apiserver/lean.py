@@ -26,10 +26,13 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, cast
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from corral.apiserver.errors import ApiError
+from corral.apiserver.paths import route_path
 
 MAX_LEAN_BODY = 64 * 1024
 """Bodies larger than this (and every chunked body) go to aiohttp, which enforces the 3 MiB limit."""
@@ -47,12 +50,13 @@ REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "
 class LeanRequest:
     """The part of ``aiohttp.web.Request`` the handlers use, for a request read by :class:`LeanProtocol`."""
 
-    __slots__ = ("_body", "_query", "_state", "headers", "method", "path", "query_string", "transport")
+    __slots__ = ("_body", "_query", "_state", "headers", "method", "path", "query_string", "raw_path", "transport")
 
     def __init__(self, method: str, path: str, query_string: str, headers: CIMultiDict[str], body: bytes,  # noqa: PLR0917
-                 transport: asyncio.BaseTransport | None) -> None:
+                 transport: asyncio.BaseTransport | None, raw_path: str | None = None) -> None:
         self.method = method
         self.path = path
+        self.raw_path = path if raw_path is None else raw_path  # as received: what the server's checks start from
         self.query_string = query_string
         self.headers = headers
         self._body = body
@@ -286,9 +290,11 @@ class LeanProtocol(asyncio.Protocol):
         if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in LEAN_METHODS:
             return False
         method, target = parts[0], parts[1]
-        path, _, query_string = target.partition("?")
-        if "%" in path:
-            path = unquote(path)
+        raw_path, _, query_string = target.partition("?")
+        try:
+            path = route_path(raw_path)  # the same canonical path aiohttp's middleware decides on
+        except ApiError:
+            return False  # aiohttp answers it (400) through the same middleware
         if not self.front.eligible(method, path, query_string):
             return False
         pairs = []
@@ -315,7 +321,7 @@ class LeanProtocol(asyncio.Protocol):
         del buffer[:start + length]
         connection = headers.get("connection", "").lower()
         keep_alive = "close" not in connection
-        return LeanRequest(method, path, query_string, headers, body, self.transport), keep_alive
+        return LeanRequest(method, path, query_string, headers, body, self.transport, raw_path), keep_alive
 
     def _hand_over(self) -> None:
         """Give this connection, and every byte not yet served, to aiohttp."""

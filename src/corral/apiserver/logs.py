@@ -39,9 +39,12 @@ def node_log_endpoint(node: Obj | None) -> str | None:
     return f"http://{address}:{int(port)}"
 
 
-async def proxy_log(endpoint: str, namespace: str, pod: str, container: str, query: dict[str, str]) -> AsyncIterator[bytes]:
+async def proxy_log(endpoint: str, namespace: str, pod: str, container: str, query: dict[str, str],
+                    *, token: str = "") -> AsyncIterator[bytes]:
+    """The agent's answer, asked with ``token`` (the API server's own: agents require a bearer token)."""
     url = f"{endpoint}/containerLogs/{namespace}/{pod}/{container}"
-    async with aiohttp.ClientSession() as session, session.get(url, params=query) as response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(headers=headers) as session, session.get(url, params=query) as response:
         if response.status != 200:
             text = await response.text()
             raise RuntimeError(f"the node agent at {endpoint} answered {response.status}: {text[:200]}")

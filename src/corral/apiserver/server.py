@@ -6,7 +6,9 @@
 (Prometheus text), OpenAPI v3 (``/openapi/v3``), and the resources (see
 :mod:`corral.apiserver.handlers`). Every other request needs ``Authorization: Bearer
 TOKEN`` from the tokens file (:mod:`corral.apiserver.auth`); the identity is kept on the
-request as ``request[IDENTITY]``.
+request as ``request[IDENTITY]``. Whether a token is needed and which route answers are both
+decided on one string, the canonical path (:func:`corral.apiserver.paths.route_path`, kept as
+``request[ROUTE_PATH]``), for requests from either front.
 
 :func:`start_server` starts one on a free port for tests and tools and returns a
 :class:`RunningServer` (``url``, ``token``, ``kubeconfig``, ``stop()``).
@@ -40,15 +42,19 @@ from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
 from corral.apiserver.health import HealthChecks, health_response
 from corral.apiserver.lean import LeanFront, LeanRequest
+from corral.apiserver.paths import route_path
 from corral.apiserver.tls import ensure_self_signed, serving_context
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
+from corral.util.datadir import API_SERVER_ENTRIES, make_private, private_umask
 
 LOG = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
 IDENTITY = web.RequestKey("identity", Identity)
 RESOURCE = web.RequestKey("resource", str)
 WATCHING = web.RequestKey("watching", bool)
+ROUTE_PATH = web.RequestKey("route_path", str)
+"""The canonical path (:func:`~corral.apiserver.paths.route_path`): authentication and routing read only this."""
 AUTH_GROUP = "authentication.k8s.io"
 
 
@@ -166,8 +172,10 @@ class ApiServer:
 
     async def start(self) -> None:
         if self.config.data_dir is not None:
-            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            private_umask()  # store.db (SQLite gives -wal/-shm its mode), tokens, TLS key: 0600
+            make_private(self.config.data_dir, API_SERVER_ENTRIES)  # a data dir an older corral left 0755/0644, too
             self.token = self.tokens.ensure_admin()
+            self.handlers.agent_token = self.token
         started = time.perf_counter()
         await self.store.open()
         self._load_seconds.set(time.perf_counter() - started)
@@ -264,7 +272,8 @@ class ApiServer:
         resource = ""
         code = 500
         try:
-            if request.path not in PUBLIC_PATHS and not dashboard.is_public(request.path):
+            path = request[ROUTE_PATH] = route_path(request.raw_path)
+            if path not in PUBLIC_PATHS and not dashboard.is_public(path):
                 identity = self._authenticate(request)
                 if identity is None:
                     raise ApiError(401, "Unauthorized", "Unauthorized: a valid bearer token is required")
@@ -293,7 +302,7 @@ class ApiServer:
         return self.tokens.identify(header[7:].strip())
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
+        path = request[ROUTE_PATH]
         parts = [p for p in path.split("/") if p]
         if path in ("/healthz", "/livez", "/readyz"):
             code, text = health_response(path[1:], request.query, ready=self.ready, checks=self.health,
@@ -306,7 +315,7 @@ class ApiServer:
         if path == "/metrics":
             return web.Response(body=generate_latest(self.metrics), content_type="text/plain")
         if parts and parts[0] == "dashboard":
-            return await self.dashboard.serve(request)
+            return await self.dashboard.serve(path)
         if parts[:2] == ["openapi", "v3"]:
             return self._openapi_route(request, "/".join(parts[2:]))
         if parts[:2] == ["openapi", "v2"]:

@@ -11,6 +11,7 @@ and the tests run).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -25,6 +26,7 @@ from corral.cli.story import Story, StoryFailedError, start_sim_nodes
 from corral.cli.up import Running, dashboard_url, run_until_signal, start_corral
 from corral.client import ApiClient
 from corral.gateway.component import InferenceComponent
+from corral.util.datadir import pod_root
 
 DEMO_NODE = "corral-box"
 
@@ -57,7 +59,8 @@ async def _demo(once: bool, port: int, gateway_port: int) -> int:
     # The agent runs pods' commands on this host: put this interpreter (with torch and
     # scikit-learn) first on PATH so `python3` in manifests finds them.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    with tempfile.TemporaryDirectory(prefix="corral-demo-") as data_dir:
+    with tempfile.TemporaryDirectory(prefix="corral-demo-") as data_dir, contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, pod_root(Path(data_dir)), ignore_errors=True)  # the pods' dirs, beside it
         running = await start_corral(Path(data_dir), port=port, node_name=DEMO_NODE, simulated_gpus=simulated,
                                      gateway_port=gateway_port)
         console.print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})")

@@ -21,6 +21,7 @@ from click.core import ParameterSource
 from corral.cli.instance import choose_port, startup_errors
 from corral.cli.scheduler import run_until_stopped
 from corral.client import ApiClient, KubeconfigError
+from corral.client.tokenreview import TokenCheck
 from corral.gateway.server import Gateway
 
 
@@ -59,7 +60,7 @@ def gateway_command(kubeconfig: str | None, host: str, port: int, namespace: str
             client = ApiClient.from_kubeconfig(kubeconfig)
         except KubeconfigError as error:
             raise click.ClickException(str(error)) from None
-        gateway = Gateway(host=host, port=port_choice)
+        gateway = Gateway(host=host, port=port_choice, token_check=TokenCheck.for_client(client))
 
         async def start() -> None:
             await gateway.start()

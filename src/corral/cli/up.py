@@ -37,6 +37,7 @@ from corral.controllers.gc import GarbageCollectorComponent
 from corral.controllers.trainingjob.controller import TrainingJobComponent
 from corral.gateway.component import InferenceComponent
 from corral.util.clock import Clock, SystemClock
+from corral.util.datadir import pod_root
 from corral.util.locks import HeldLock
 
 
@@ -74,13 +75,14 @@ def extra_components(context: UpContext) -> list[Component]:
         components.append(InferenceComponent(context.kubeconfig, port=context.gateway_port, clock=context.clock,
                                              fallback_port=not context.gateway_port_fixed))
     components.append(GarbageCollectorComponent(context.kubeconfig))
-    components.append(TrainingJobComponent(context.kubeconfig, data_dir=context.data_dir, clock=context.clock))
+    components.append(TrainingJobComponent(context.kubeconfig, data_dir=pod_root(context.data_dir), clock=context.clock))
     return components
 
 
 def agent_component(context: UpContext) -> Component:
     """This machine's node agent (pods as processes) and the node lifecycle controller."""
-    config = AgentConfig(data_dir=context.data_dir / "agent", simulated_gpus=list(context.simulated_gpus))
+    config = AgentConfig(data_dir=context.data_dir / "agent", simulated_gpus=list(context.simulated_gpus),
+                         pod_root=pod_root(context.data_dir))  # pods get nothing inside DATA (secrets)
     if context.node_name:
         config.node_name = context.node_name
     return AgentComponent(context.kubeconfig, config, context.clock)

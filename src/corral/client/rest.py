@@ -119,6 +119,11 @@ class ApiClient:
         return cls.from_connection(load_kubeconfig(path, context), **kwargs)
 
     @property
+    def token(self) -> str | None:
+        """The bearer token this client presents (None without one)."""
+        return self._token
+
+    @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             headers = {"User-Agent": self._user_agent, "Accept": "application/json"}

@@ -19,6 +19,7 @@ from typing import Any
 
 from corral.autoscaling.autoscaler import Autoscaler
 from corral.client import ApiClient
+from corral.client.tokenreview import TokenCheck
 from corral.controllers.inferenceservice import InferenceServiceController
 from corral.gateway.server import Gateway
 from corral.util.clock import Clock, SystemClock
@@ -45,7 +46,8 @@ class InferenceComponent:
 
     async def start(self) -> None:
         self.client = ApiClient.from_kubeconfig(self.kubeconfig)
-        self.gateway = Gateway(host=self.host, port=self.port, clock=self.clock)
+        check = TokenCheck.for_client(self.client, clock=self.clock)
+        self.gateway = Gateway(host=self.host, port=self.port, clock=self.clock, token_check=check)
         try:
             await self.gateway.start()
         except OSError as error:
@@ -54,7 +56,8 @@ class InferenceComponent:
             if not self.fallback_port:
                 raise PortInUseError(self.host, self.port, "--gateway-port") from None
             await self.gateway.stop()
-            self.gateway = Gateway(host=self.host, port=next_free_port(self.host, self.port + 1), clock=self.clock)
+            self.gateway = Gateway(host=self.host, port=next_free_port(self.host, self.port + 1), clock=self.clock,
+                                   token_check=check)
             await self.gateway.start()
             print(f"corral: gateway port {self.port} is in use; the gateway listens on port {self.gateway.port}",
                   file=sys.stderr)

@@ -54,6 +54,7 @@ from corral.api.registry import Obj
 from corral.api.v1alpha1.inferenceservice import API_VERSION as ISVC_API_VERSION
 from corral.api.v1alpha1.inferenceservice import PLURAL as ISVC_PLURAL
 from corral.client import ApiClient, InformerFactory
+from corral.client.tokenreview import TokenCheck
 from corral.gateway.metrics import GatewayMetrics, ServiceStats
 from corral.gateway.proxy import (
     HOP_BY_HOP,
@@ -119,8 +120,11 @@ class Gateway:
         seed: int | None = None,
         connect_timeout: float = 5.0,
         idle_timeout: float = 4.0,
+        token_check: TokenCheck | None = None,
     ) -> None:
         self.host = host
+        self.token_check = token_check
+        """Who may read ``/_corral/*`` besides ``healthz``; None: nobody (401)."""
         self.port = port
         self.on_activate = on_activate
         self.clock = clock or SystemClock()
@@ -257,6 +261,34 @@ class Gateway:
             if entry is not None:
                 entry["outstanding"] = outstanding
         return data
+
+    def _admin_checked(self, conn: ClientConnection, request: Request) -> None:
+        """``/_corral/*``: ``healthz`` is public (a probe); the rest needs a bearer token the API
+        server accepts. Decided on ``request.path``, the very string :meth:`_admin` routes on."""
+        if request.path == RESERVED_PREFIX + "healthz":
+            conn.finished(self._admin(conn, request))
+            return
+        raw = request.header(b"authorization")
+        header = raw.decode("latin-1") if raw is not None else None
+        check = self.token_check
+        answer = check.quick(header) if check is not None else False
+        if answer is None and check is not None:
+            conn.task = self._loop().create_task(self._admin_reviewed(conn, request, check, header))
+            return
+        conn.finished(self._admin(conn, request) if answer else self._unauthorized(conn, request))
+
+    async def _admin_reviewed(self, conn: ClientConnection, request: Request, check: TokenCheck,
+                              header: str | None) -> None:
+        keep = False
+        try:
+            accepted = await check.check(header)
+            keep = self._admin(conn, request) if accepted else self._unauthorized(conn, request)
+        finally:
+            conn.finished(keep)
+
+    def _unauthorized(self, conn: ClientConnection, request: Request) -> bool:
+        return self._reply_error(conn, request, 401, "Unauthorized",
+                                 f"{request.path} needs a bearer token the API server accepts")
 
     def _admin(self, conn: ClientConnection, request: Request) -> bool:
         name = request.path[len(RESERVED_PREFIX):]
@@ -434,7 +466,7 @@ class Gateway:
         common case: no task, no future), otherwise on the slow path (:meth:`_attempts`)."""
         arrived = self.clock.monotonic()
         if request.path.startswith(RESERVED_PREFIX):
-            conn.finished(self._admin(conn, request))
+            self._admin_checked(conn, request)
             return
         if request.discard:
             declared = f"request body of {request.content_length} bytes" if request.content_length is not None \

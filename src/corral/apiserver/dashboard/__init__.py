@@ -32,8 +32,18 @@ _SUMMARY_RESOURCES = {
 
 
 def is_public(path: str) -> bool:
-    """The static assets need no token; the state endpoint does."""
-    return (path == PREFIX or path.startswith(PREFIX + "/")) and not path.startswith(PREFIX + "/api/")
+    """The page and its static assets need no token; the state endpoint (and anything else) does.
+
+    ``path`` is the canonical path (:func:`corral.apiserver.paths.route_path`), the same
+    string :meth:`Dashboard.serve` routes on: public are ``/dashboard``, ``/dashboard/``
+    and ``/dashboard/NAME`` for one segment ``NAME`` other than ``api``.
+    """
+    if path in (PREFIX, PREFIX + "/"):
+        return True
+    if not path.startswith(PREFIX + "/"):
+        return False
+    rest = path[len(PREFIX) + 1:]
+    return "/" not in rest and rest != "api"
 
 
 def _static(name: str) -> web.Response:
@@ -77,13 +87,13 @@ class Dashboard:
             self._encoded = cached
         return cached[2]
 
-    async def serve(self, request: web.Request) -> web.StreamResponse:
-        """Answer a request under ``/dashboard``."""
-        rest = request.path[len(PREFIX):].strip("/")
+    async def serve(self, path: str) -> web.StreamResponse:
+        """Answer ``path`` (canonical, under ``/dashboard``: the one authentication was decided on)."""
+        rest = path[len(PREFIX):]
         if rest == "":
-            if not request.path.endswith("/"):
-                raise web.HTTPFound(PREFIX + "/")
+            raise web.HTTPFound(PREFIX + "/")
+        if rest == "/":
             return _static("index.html")
-        if rest == "api/state":
+        if rest in ("/api/state", "/api/state/"):
             return web.Response(body=self.encoded_state(), content_type="application/json")
-        return _static(rest)
+        return _static(rest[1:])

@@ -96,13 +96,14 @@ class ScaleAdvisor(Protocol):
     def forget(self, key: str) -> None: ...
 
 
-def http_feed(gateway_url: str) -> FeedFn:
-    """Read the gateway's autoscaler feed over HTTP (the way it works on a real cluster)."""
+def http_feed(gateway_url: str, token: str | None = None) -> FeedFn:
+    """Read the gateway's autoscaler feed over HTTP (the way it works on a real cluster); the gateway
+    wants a bearer token the API server accepts, so the controller presents its own."""
     session: dict[str, aiohttp.ClientSession] = {}
 
     async def fetch() -> dict[str, Any]:
         if "s" not in session or session["s"].closed:
-            session["s"] = aiohttp.ClientSession()
+            session["s"] = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"} if token else None)
         async with session["s"].get(f"{gateway_url.rstrip('/')}/_corral/feed") as response:
             response.raise_for_status()
             data: dict[str, Any] = await response.json()
@@ -171,7 +172,7 @@ class InferenceServiceController:
     ) -> None:
         self.client = client
         self.gateway_url = gateway_url.rstrip("/")
-        self.feed = feed or (http_feed(gateway_url) if gateway_url else None)
+        self.feed = feed or (http_feed(gateway_url, client.token) if gateway_url else None)
         self.clock = clock or SystemClock()
         self.tick = tick
         self.factory = InformerFactory(client)

@@ -64,6 +64,13 @@ from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, matcher
 from corral.apiserver import errors, patch, protobuf, tables
 from corral.apiserver.errors import ApiError, bad_request
+from corral.apiserver.listoptions import (
+    EXACT,
+    INITIAL_EVENTS_END,
+    ListOptions,
+    parse_list_options,
+    too_large_resource_version,
+)
 from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_log
 from corral.apiserver.validation import (
     FieldValidation,
@@ -350,9 +357,10 @@ class Handlers:
             return await self.bind(request, target, None)
         if target.name is None:
             if method == "GET":
-                if parse_bool(request.query.get("watch"), "watch"):
-                    return await self.watch(request, target)
-                return await self.list_objects(request, target)
+                options = parse_list_options(request.query)
+                if options.watch:
+                    return await self.watch(request, target, options)
+                return await self.list_objects(request, target, options)
             if method == "POST":
                 return await self.create(request, target)
             if method == "DELETE":
@@ -387,14 +395,23 @@ class Handlers:
         except SelectorError as exc:
             raise bad_request(str(exc)) from None
 
-    async def list_objects(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def list_objects(self, request: web.Request, target: Target, options: ListOptions) -> web.StreamResponse:
         rt = target.rt
         select = self.selector(request)
         limit = parse_int(request.query.get("limit"), "limit")
         token = request.query.get("continue")
         await self.store.barrier()
         rv = self.store.rv
-        if token:
+        minimum = options.minimum_rv() if options.resource_version_match else None
+        if minimum is not None and minimum > rv:
+            raise too_large_resource_version(minimum, rv)
+        if options.resource_version_match == EXACT and minimum is not None and not token:
+            try:  # the state at exactly that version, rebuilt from the watch history
+                entries = self.store.entries_at(resource_key(rt), target.namespace, minimum)
+            except ExpiredError:
+                raise errors.gone(f"too old resource version: {minimum} ({self.store.oldest_watchable_rv})") from None
+            rv = minimum
+        elif token:
             try:
                 decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
                 start, rv = decoded["start"], int(decoded["rv"])
@@ -434,28 +451,33 @@ class Handlers:
 
     # ---- watch ----------------------------------------------------------------------
 
-    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def watch(self, request: web.Request, target: Target, options: ListOptions) -> web.StreamResponse:
+        """A watch; with ``sendInitialEvents`` a watch-list (see :mod:`corral.apiserver.listoptions`)."""
         rt = target.rt
         select = self.selector(request)
-        bookmarks = parse_bool(request.query.get("allowWatchBookmarks"), "allowWatchBookmarks")
+        bookmarks = options.allow_bookmarks
         timeout = parse_int(request.query.get("timeoutSeconds"), "timeoutSeconds")
-        rv_text = request.query.get("resourceVersion") or ""
         accept = parse_accept(request.headers.get("Accept", ""))
         include = request.query.get("includeObject", "Metadata")
         key = resource_key(rt)
         namespace = target.namespace
-        if rv_text not in ("", "0"):
-            try:
-                start_rv = int(rv_text)
-            except ValueError:
-                raise bad_request(f"invalid resourceVersion {rv_text!r}: expected an integer") from None
-            initial: list[Entry] = []
-        else:
+        minimum = options.minimum_rv()
+        initial: list[Entry] = []
+        if options.initial_events:
             await self.store.barrier()
             start_rv = self.store.rv
+            if minimum is not None and minimum > start_rv:
+                raise too_large_resource_version(minimum, start_rv)
             initial = self.store.entries(key, namespace)
+            if target.name is not None:
+                initial = [e for e in initial if e.name == target.name]
             if select is not None:
                 initial = [e for e in initial if select(e.obj)]
+        elif minimum is not None:
+            start_rv = minimum
+        else:  # sendInitialEvents=false from "now"
+            await self.store.barrier()
+            start_rv = self.store.rv
         response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -490,8 +512,11 @@ class Handlers:
         deadline = loop.time() + (timeout if timeout is not None and timeout > 0 else self.default_watch_timeout)
         next_bookmark = loop.time() + self.bookmark_interval
         try:
-            if initial:
-                await response.write(b"".join(line("ADDED", e) for e in initial))
+            opening = [line("ADDED", e) for e in initial]
+            if options.initial_events_end_bookmark:
+                opening.append(self._bookmark(rt, start_rv, accept, initial_events_end=True))
+            if opening:  # one write: a push delivery may follow at once and must come after it
+                await response.write(b"".join(opening))
             while True:
                 now = loop.time()
                 if now >= deadline:
@@ -505,7 +530,7 @@ class Handlers:
                 if not woke:
                     if bookmarks and loop.time() >= next_bookmark:
                         next_bookmark = loop.time() + self.bookmark_interval
-                        await response.write(self._bookmark(rt, watcher.cursor))
+                        await response.write(self._bookmark(rt, watcher.cursor, accept))
                     continue
                 try:
                     events = watcher.take()
@@ -535,7 +560,7 @@ class Handlers:
                         chunks.append(line("DELETED", entry))
                 if bookmarks and loop.time() >= next_bookmark:  # busy streams of other objects still get bookmarks
                     next_bookmark = loop.time() + self.bookmark_interval
-                    chunks.append(self._bookmark(rt, watcher.cursor))
+                    chunks.append(self._bookmark(rt, watcher.cursor, accept))
                 if chunks:
                     await response.write(b"".join(chunks))
         except (ConnectionResetError, asyncio.CancelledError):
@@ -545,9 +570,18 @@ class Handlers:
             watcher.close()
         return response
 
-    def _bookmark(self, rt: ResourceType, rv: int) -> bytes:
-        body = {"kind": rt.kind, "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(rv), "annotations": {"k8s.io/initial-events-end": "true"}}}
+    @staticmethod
+    def _bookmark(rt: ResourceType, rv: int, accept: Accept, *, initial_events_end: bool = False) -> bytes:
+        """A ``BOOKMARK`` event: an empty object of the watched kind (or its Table/metadata form) at ``rv``."""
+        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+        if accept.table:
+            body: Obj = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
+                         "columnDefinitions": [], "rows": []}
+        else:
+            if initial_events_end:
+                metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
+            kind, api_version = ("PartialObjectMetadata", "meta.k8s.io/v1") if accept.partial else (rt.kind, rt.api_version)
+            body = {"kind": kind, "apiVersion": api_version, "metadata": metadata}
         return encode({"type": "BOOKMARK", "object": body}) + b"\n"
 
     @staticmethod

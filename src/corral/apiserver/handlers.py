@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import ipaddress
 import json
 import os
 import random
@@ -62,7 +63,7 @@ from aiohttp import web
 from corral.api.ownership import GC_FINALIZERS, GC_IGNORED_PLURALS, PROPAGATION_POLICIES
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, matcher
-from corral.apiserver import errors, patch, protobuf, tables
+from corral.apiserver import errors, patch, protobuf, services, tables
 from corral.apiserver.errors import ApiError, bad_request
 from corral.apiserver.listoptions import (
     EXACT,
@@ -72,6 +73,7 @@ from corral.apiserver.listoptions import (
     too_large_resource_version,
 )
 from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_log
+from corral.apiserver.omitempty import omit_empty_metadata
 from corral.apiserver.validation import (
     FieldValidation,
     check_name,
@@ -208,7 +210,8 @@ class Handlers:
     """Every resource verb. One instance per server; it holds the store and the registry."""
 
     def __init__(self, store: Store, registry: Registry, clock: Clock, data_dir: Path | None, *,
-                 bookmark_interval: float = 60.0, default_watch_timeout: float = 1800.0) -> None:
+                 bookmark_interval: float = 60.0, default_watch_timeout: float = 1800.0,
+                 service_cidr: str = services.DEFAULT_SERVICE_CIDR) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
@@ -224,6 +227,9 @@ class Handlers:
         self.namespace_rt = registry.by_kind("v1", "Namespace")
         self.node_rt = registry.by_kind("v1", "Node")
         self.pod_rt = registry.by_kind("v1", "Pod")
+        self.secret_rt = registry.by_kind("v1", "Secret")
+        self.service_rt = registry.by_kind("v1", "Service")
+        self.service_cidr = str(ipaddress.ip_network(service_cidr))
 
     # ---- helpers --------------------------------------------------------------------
 
@@ -626,6 +632,7 @@ class Handlers:
         metadata["creationTimestamp"] = self.now()
         metadata["generation"] = 1
         self.default(rt, obj)
+        omit_empty_metadata(obj)
 
     def default(self, rt: ResourceType, obj: Obj) -> None:
         if rt is self.pod_rt:
@@ -641,7 +648,7 @@ class Handlers:
                 obj["status"] = {**(status if isinstance(status, dict) else {}), "phase": "Pending"}
         elif rt is self.namespace_rt:
             obj["status"] = {"phase": "Active"}
-        elif rt.kind == "Secret" and rt.group == "":
+        elif rt is self.secret_rt:
             string_data = obj.pop("stringData", None)
             if isinstance(string_data, dict):
                 data = obj.setdefault("data", {}) or {}
@@ -650,10 +657,9 @@ class Handlers:
                 obj["data"] = data
             if not obj.get("type"):
                 obj["type"] = "Opaque"
-        elif rt.kind == "Service" and rt.group == "":
-            spec = obj.get("spec")
-            if isinstance(spec, dict):
-                spec.setdefault("type", "ClusterIP")
+        elif rt is self.service_rt:
+            used = services.used_cluster_ips(e.obj for e in self.store.iter_all(resource_key(rt)))
+            services.default_new_service(obj, self.service_cidr, used, self._random)
 
     def _default_priority(self, spec: Obj) -> None:
         """Resolve ``priorityClassName`` (or the global default class) into ``spec.priority``."""
@@ -737,8 +743,11 @@ class Handlers:
             new_meta["generation"] = old_meta.get("generation", 1)
             if self._generation_changed(rt, old, new):
                 new_meta["generation"] = int(new_meta["generation"] or 0) + 1
-            if rt is self.pod_rt and isinstance(new.get("spec"), dict):
-                self.default(rt, new)
+            if (rt is self.pod_rt and isinstance(new.get("spec"), dict)) or rt is self.secret_rt:
+                self.default(rt, new)  # a Secret's stringData goes into data on every write, as in Kubernetes
+            elif rt is self.service_rt:
+                services.keep_cluster_ips(old, new)
+        omit_empty_metadata(new)
         new.setdefault("apiVersion", rt.api_version)
         new.setdefault("kind", rt.kind)
         new["metadata"]["resourceVersion"] = old_meta.get("resourceVersion")

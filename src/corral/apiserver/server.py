@@ -39,6 +39,7 @@ from corral.apiserver.auth import Identity, TokenFile
 from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
 from corral.apiserver.lean import LeanFront, LeanRequest
+from corral.apiserver.services import DEFAULT_SERVICE_CIDR
 from corral.apiserver.tls import ensure_self_signed
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
@@ -72,6 +73,7 @@ class ServerConfig:
     registry: Registry = field(default_factory=default_registry)
     dashboard_staleness: float = 1.0  # seconds the dashboard's summary may lag the store
     keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this (aiohttp's default)
+    service_cidr: str = DEFAULT_SERVICE_CIDR  # Services' cluster IPs come from this range
 
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -142,7 +144,8 @@ class ApiServer:
         tokens_path = (config.data_dir or Path(os.devnull).parent / "nonexistent") / "tokens.csv"
         self.tokens = TokenFile(tokens_path)
         self.handlers = Handlers(self.store, self.registry, self.clock, config.data_dir,
-                                 bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout)
+                                 bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout,
+                                 service_cidr=config.service_cidr)
         self.metrics = CollectorRegistry()
         self.dashboard = dashboard.Dashboard(self.store, max_staleness=config.dashboard_staleness)
         self.request_metrics = RequestMetrics()

@@ -15,7 +15,7 @@ otherwise).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from corral.apiserver import errors
 from corral.apiserver.auth import Identity
@@ -63,7 +63,9 @@ def _spec(body: Any, kind: str) -> dict[str, Any]:
 
 
 def _answer(body: dict[str, Any], kind: str, spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
     return {"kind": kind, "apiVersion": API_VERSION, "metadata": {**metadata, "creationTimestamp": None},
             "spec": spec, "status": status}
 
@@ -80,7 +82,7 @@ def access_review(body: Any, identity: Identity) -> dict[str, Any]:
     for name, attributes in (("resourceAttributes", resource), ("nonResourceAttributes", non_resource)):
         if attributes is not None and not isinstance(attributes, dict):
             raise errors.invalid(ACCESS_REVIEW, "", [(f"spec.{name}", "Invalid value: must be an object")], group=GROUP)
-    decision = authorize(identity, resource if resource is not None else non_resource)
+    decision = authorize(identity, resource if isinstance(resource, dict) else cast(dict[str, Any], non_resource))
     return _answer(body, ACCESS_REVIEW, spec, {"allowed": decision.allowed, "reason": decision.reason})
 
 

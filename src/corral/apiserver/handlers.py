@@ -716,7 +716,7 @@ class Handlers:
             raise bad_request("metadata must be an object")
         if new_meta.get("name") not in (None, name):
             raise bad_request(f"the name of the object ({new_meta.get('name')}) does not match the name on the URL ({name})")
-        if rt.namespaced and new_meta.get("namespace") not in (None, current.namespace):
+        if rt.namespaced and new_meta.get("namespace") not in (None, "", current.namespace):
             raise bad_request(f"the namespace of the object ({new_meta.get('namespace')}) does not match the namespace "
                               f"on the URL ({current.namespace})")
         old_meta = old["metadata"]

@@ -70,6 +70,7 @@ from corral.apiserver.listoptions import (
     INITIAL_EVENTS_END,
     ListOptions,
     parse_list_options,
+    parse_optional_bool,
     too_large_resource_version,
 )
 from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_log
@@ -93,14 +94,8 @@ JSON = "application/json"
 
 
 def parse_bool(value: str | None, name: str) -> bool:
-    """Go's ``strconv.ParseBool`` (an empty value counts as true, as Kubernetes' query conversion does)."""
-    if value is None:
-        return False
-    if value in ("", "1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise bad_request(f"invalid boolean value {value!r} for query parameter {name!r} (use true or false)")
+    """Go's ``strconv.ParseBool`` (see :func:`corral.apiserver.listoptions.parse_optional_bool`); absent is false."""
+    return bool(parse_optional_bool(value, name))
 
 
 def parse_int(value: str | None, name: str) -> int | None:

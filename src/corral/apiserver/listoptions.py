@@ -74,7 +74,9 @@ class ListOptions:
         return value
 
 
-def _bool(value: str | None, name: str) -> bool | None:
+def parse_optional_bool(value: str | None, name: str) -> bool | None:
+    """Go's ``strconv.ParseBool`` for a query parameter (empty counts as true, as Kubernetes' query
+    conversion does); ``None`` when the parameter is absent, 400 when it is not a boolean."""
     if value is None:
         return None
     if value in TRUE_VALUES:
@@ -90,10 +92,10 @@ def _invalid(causes: list[tuple[str, str]]) -> ApiError:
 
 def parse_list_options(query: Mapping[str, str]) -> ListOptions:
     """The list/watch options of a request's query, or the 400/422 kube-apiserver answers."""
-    watch = bool(_bool(query.get("watch"), "watch"))
+    watch = bool(parse_optional_bool(query.get("watch"), "watch"))
     rv = query.get("resourceVersion") or ""
     match = query.get("resourceVersionMatch") or ""
-    send_initial = _bool(query.get("sendInitialEvents"), "sendInitialEvents")
+    send_initial = parse_optional_bool(query.get("sendInitialEvents"), "sendInitialEvents")
     has_continue = bool(query.get("continue"))
     causes: list[tuple[str, str]] = []
     if watch:
@@ -128,7 +130,7 @@ def parse_list_options(query: Mapping[str, str]) -> ListOptions:
             causes.append(("sendInitialEvents", "Forbidden: sendInitialEvents is forbidden for list"))
     if causes:
         raise _invalid(causes)
-    bookmarks = bool(_bool(query.get("allowWatchBookmarks"), "allowWatchBookmarks"))
+    bookmarks = bool(parse_optional_bool(query.get("allowWatchBookmarks"), "allowWatchBookmarks"))
     return ListOptions(watch, rv, match, send_initial, bookmarks)
 
 

@@ -123,3 +123,29 @@ async def test_list_with_resource_version_match(client: Client) -> None:
     assert status == 200 and [p["metadata"]["name"] for p in newer["items"]] == ["a", "b"]
     status, body = await client.call("GET", f"{POD}?resourceVersionMatch=NotOlderThan&resourceVersion=999999")
     assert status == 504 and body["reason"] == "Timeout"
+
+
+async def test_field_selectors_on_name_and_namespace_across_paths(client: Client) -> None:
+    """Names found by key (no object decoded) still give exactly what the full selector gives."""
+    await client.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})
+    await client.call("POST", POD, pod("a"))
+    await client.call("POST", POD, pod("b"))
+    await client.call("POST", "/api/v1/namespaces/team/pods", pod("a"))
+    cases = [
+        ("/api/v1/pods?fieldSelector=metadata.name%3Da", [("default", "a"), ("team", "a")]),
+        ("/api/v1/pods?fieldSelector=metadata.name%3Da,metadata.namespace%3Dteam", [("team", "a")]),
+        ("/api/v1/pods?fieldSelector=metadata.namespace%3Ddefault", [("default", "a"), ("default", "b")]),
+        ("/api/v1/pods?fieldSelector=metadata.name%21%3Da", [("default", "b")]),
+        (f"{POD}?fieldSelector=metadata.name%3Da,metadata.namespace%3Dteam", []),
+        ("/api/v1/namespaces?fieldSelector=metadata.name%3Dteam", [("", "team")]),
+    ]
+    for path, expected in cases:
+        status, listed = await client.call("GET", path)
+        assert status == 200, listed
+        assert [(i["metadata"].get("namespace", ""), i["metadata"]["name"]) for i in listed["items"]] == expected, path
+        headers = {"Authorization": f"Bearer {client.server.token}"}
+        async with client.session.get(f"{client.server.url}{path}&{WATCH_LIST}", headers=headers) as response:
+            events = await read_events(response, len(expected) + 1)
+        assert [(e["object"]["metadata"].get("namespace", ""), e["object"]["metadata"]["name"])
+                for e in events[:-1]] == expected, path
+        assert events[-1]["type"] == "BOOKMARK"

@@ -62,7 +62,7 @@ from aiohttp import web
 
 from corral.api.ownership import GC_FINALIZERS, GC_IGNORED_PLURALS, PROPAGATION_POLICIES
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
-from corral.api.selectors import SelectorError, matcher
+from corral.api.selectors import SelectorError, equality_fields, matcher
 from corral.apiserver import errors, patch, protobuf, services, tables
 from corral.apiserver.errors import ApiError, bad_request
 from corral.apiserver.listoptions import (
@@ -396,6 +396,25 @@ class Handlers:
         except SelectorError as exc:
             raise bad_request(str(exc)) from None
 
+    def candidates(self, request: web.Request, target: Target) -> list[Entry]:
+        """The stored objects a list or watch of ``target`` may show, in order: every one, or — when the
+        path or the field selector names the object (``metadata.name``, ``metadata.namespace``) — only
+        those, found by key without decoding the rest. The selectors are applied after this."""
+        key = resource_key(target.rt)
+        try:
+            fields = equality_fields(request.query.get("fieldSelector"))
+        except SelectorError as exc:
+            raise bad_request(str(exc)) from None
+        name = target.name or fields.get("metadata.name")
+        namespace = target.namespace
+        if namespace is None and target.rt.namespaced:
+            namespace = fields.get("metadata.namespace")
+        if name is not None and (namespace is not None or not target.rt.namespaced):
+            entry = self.store.get(key, namespace or "", name)
+            return [] if entry is None else [entry]
+        entries = self.store.entries(key, namespace)
+        return entries if name is None else [e for e in entries if e.name == name]
+
     async def list_objects(self, request: web.Request, target: Target, options: ListOptions) -> web.StreamResponse:
         rt = target.rt
         select = self.selector(request)
@@ -425,7 +444,7 @@ class Handlers:
                                   "result. You can start a new list without the continue parameter.") from None
             entries = [e for e in entries if (e.namespace, e.name) > (start[0], start[1])]
         else:
-            entries = self.store.entries(resource_key(rt), target.namespace)
+            entries = self.candidates(request, target)
         if select is not None:
             entries = [e for e in entries if select(e.obj)]
         metadata: dict[str, Any] = {"resourceVersion": str(rv)}
@@ -469,9 +488,7 @@ class Handlers:
             start_rv = self.store.rv
             if minimum is not None and minimum > start_rv:
                 raise too_large_resource_version(minimum, start_rv)
-            initial = self.store.entries(key, namespace)
-            if target.name is not None:
-                initial = [e for e in initial if e.name == target.name]
+            initial = self.candidates(request, target)
             if select is not None:
                 initial = [e for e in initial if select(e.obj)]
         elif minimum is not None:

@@ -38,6 +38,10 @@ Semantics worth knowing
 * Lists with ``limit`` page in ``(namespace, name)`` order; every ``continue`` page shows
   the state at the first page's ``resourceVersion`` (rebuilt from the watch history, so a
   token older than the history gets 410 Expired, as in Kubernetes).
+* Watches follow :mod:`corral.apiserver.listoptions`: with ``sendInitialEvents=true`` (a
+  *watch-list*) the matching objects, then the bookmark annotated
+  ``k8s.io/initial-events-end``, then the changes. A list or watch whose path or field
+  selector names the object finds it by key (:meth:`Handlers.candidates`).
 * Reads wait until every write already applied in memory is durable, so a client never
   reads (or watches) a change that a crash could take back.
 """

@@ -226,6 +226,14 @@ def test_helm_uninstall(cluster: Cluster, helm: tuple[str, Path]) -> None:
     assert "removed" not in ok(run(cluster, binary, "list", "--all", "--short"))
 
 
+def test_up_rejects_a_service_cidr_that_is_not_a_range(tmp_path: Path) -> None:
+    binary = Path(sys.executable).parent / "corral"
+    command = [str(binary)] if binary.exists() else [require_tool("corral")]
+    result = subprocess.run([*command, "up", "--data-dir", str(tmp_path), "--service-cidr", "10.96.0.0/99"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and "--service-cidr" in result.stderr and "10.96.0.0/99" in result.stderr
+
+
 def test_corral_up_log_has_no_ssl_eof_noise(cluster: Cluster) -> None:
     """Runs last in this module: every client above made TLS connections to `corral up`."""
     noise = [line for line in cluster.log.read_text().splitlines() if "eof_received" in line]

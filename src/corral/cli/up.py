@@ -15,6 +15,7 @@ with a self-signed certificate kept in ``DATA/tls`` unless ``--tls-cert/--tls-ke
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ import click
 
 from corral.agent.agent import AgentComponent, AgentConfig
 from corral.apiserver.server import ApiServer, ServerConfig
+from corral.apiserver.services import DEFAULT_SERVICE_CIDR
 from corral.cli.agent import validate_simulated
 from corral.controllers.gc import GarbageCollectorComponent
 from corral.controllers.trainingjob.controller import TrainingJobComponent
@@ -101,12 +103,12 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
                        components: Callable[[UpContext], list[Component]] = extra_components,
                        node_name: str | None = None, simulated_gpus: tuple[str, ...] = (),
                        agent: bool = True, gateway_port: int | None = 0,
-                       scheduler_config: Path | None = None) -> Running:
+                       scheduler_config: Path | None = None, service_cidr: str = DEFAULT_SERVICE_CIDR) -> Running:
     """Start the API server and every component; returns a handle to stop them."""
     clock = clock or SystemClock()
     data_dir = data_dir.expanduser()
     api = ApiServer(ServerConfig(data_dir=data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-                                   tls=tls), clock=clock)
+                                   tls=tls, service_cidr=service_cidr), clock=clock)
     await api.start()
     kubeconfig = data_dir / "kubeconfig"
     api.write_kubeconfig(kubeconfig)
@@ -165,11 +167,12 @@ async def run_until_signal(running: Running, after_ready: Callable[[Running], Aw
 async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, tls: bool,
               node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), agent: bool = True,
               gateway_port: int | None = 8080,
-              scheduler_config: Path | None = None, apiserver_only: bool = False) -> None:
+              scheduler_config: Path | None = None, apiserver_only: bool = False,
+              service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
     running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls,
                                  node_name=node_name, simulated_gpus=simulated_gpus, agent=agent,
                                  gateway_port=gateway_port,
-                                 scheduler_config=scheduler_config,
+                                 scheduler_config=scheduler_config, service_cidr=service_cidr,
                                  components=(lambda _: []) if apiserver_only else extra_components)
     print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
     for component in running.components:
@@ -177,6 +180,13 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
             print(f"corral gateway: {component.url}", flush=True)
     print(f"dashboard: {dashboard_url(running.context)}", flush=True)
     await run_until_signal(running)
+
+
+def validate_cidr(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a network address range such as 10.96.0.0/16 ({exc})") from None
 
 
 @click.command("up")
@@ -195,11 +205,14 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
               help="Port of the inference gateway (0: any free port; -1: no gateway).")
 @click.option("--scheduler-config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="SchedulerConfiguration YAML: profiles, plugins, weights, bind concurrency (docs/scheduling.md).")
+@click.option("--service-cidr", default=DEFAULT_SERVICE_CIDR, show_default=True, callback=validate_cidr,
+              help="Range Services' cluster IPs are allocated from.")
 @click.option("--apiserver-only", is_flag=True, help="Run the API server alone (no other component; for benchmarks and tests).")
 def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, no_tls: bool,  # noqa: PLR0917
        node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), no_agent: bool = False,
        gateway_port: int = 8080,
-       scheduler_config: Path | None = None, apiserver_only: bool = False) -> None:
+       scheduler_config: Path | None = None, apiserver_only: bool = False,
+       service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
     """Run corral in the foreground (API server and components); Ctrl-C stops it."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -211,6 +224,7 @@ def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Pat
         asyncio.run(_up(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=not no_tls,
                         node_name=node_name, simulated_gpus=tuple(simulated_gpus), agent=not no_agent,
                         gateway_port=None if gateway_port < 0 else gateway_port,
-                        scheduler_config=scheduler_config, apiserver_only=apiserver_only))
+                        scheduler_config=scheduler_config, apiserver_only=apiserver_only,
+                        service_cidr=service_cidr))
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None

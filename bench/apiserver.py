@@ -1,4 +1,4 @@
-"""API server benchmark: creates/s, watch events/s, restart time and memory at 100,000 pods.
+"""API server benchmark: creates/s, watch events/s, restart time and memory, and watch-list initial sync at 100,000 pods.
 
 The server runs in its own process (`corral up --no-tls --apiserver-only`); clients run in
 this process as raw asyncio HTTP/1.1 keep-alive connections (each create a distinct pod,
@@ -13,6 +13,12 @@ client (default 1); `--only creates,watch` skips parts.
 - restart_s: time from starting `corral up` on a data dir holding 100,000 pods until it
   prints its ready line (target < 5 s), of which store_load_s rebuilds the index from
   SQLite; rss_mb: the server's resident memory then, and after listing every pod.
+- watchlist_sync_s: a watch-list (``watch=1&sendInitialEvents=true&resourceVersionMatch=
+  NotOlderThan&allowWatchBookmarks=true``, what client-go 1.35 informers open) on a server
+  holding ``--watchlist-pods`` pods (default 100,000): time from the request until the
+  bookmark with ``k8s.io/initial-events-end`` arrives, all ADDED events read;
+  watchlist_list_s is a plain list of the same pods for comparison, and
+  watchlist_selected_s the watch-list with a field selector that matches one pod.
 - server_cpu_us_per_create: CPU the server process spent per create (user + system),
   a figure that depends less on how busy the shared machine is than the rates do;
   server_cpu_us_per_create_with_watchers: the same while 50 watchers receive every pod;
@@ -294,6 +300,51 @@ async def measure_restart(count: int) -> dict[str, float]:
             server.stop()
 
 
+WATCH_LIST = "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+
+
+async def initial_sync(session: aiohttp.ClientSession, url: str) -> tuple[float, int]:
+    """Seconds until the initial-events-end bookmark, and the ADDED events before it."""
+    started = time.perf_counter()
+    added = 0
+    tail = b""
+    async with session.get(url) as response:
+        assert response.status == 200, response.status
+        async for chunk in response.content.iter_any():
+            data = tail + chunk
+            added += data.count(b'{"type":"ADDED"') - tail.count(b'{"type":"ADDED"')
+            if b"k8s.io/initial-events-end" in data:
+                return time.perf_counter() - started, added
+            tail = data[-64:]
+    raise RuntimeError("the watch ended before its initial-events-end bookmark")
+
+
+async def measure_watchlist(count: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        data_dir = Path(tmp)
+        first = Server(data_dir)
+        first.start()
+        first.stop()
+        await fill(data_dir, count)
+        server = Server(data_dir)
+        server.start()
+        try:
+            pods = f"{server.url}/api/v1/namespaces/default/pods"
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {server.token}"}) as session:
+                started = time.perf_counter()
+                async with session.get(pods) as response:
+                    await response.read()
+                listed = time.perf_counter() - started
+                synced, added = await initial_sync(session, f"{pods}?{WATCH_LIST}")
+                assert added == count, (added, count)
+                selected, one = await initial_sync(session, f"{pods}?{WATCH_LIST}&fieldSelector=metadata.name%3Dr-{count // 2}")
+                assert one == 1, one
+            return {"watchlist_pods": count, "watchlist_sync_s": round(synced, 3), "watchlist_list_s": round(listed, 3),
+                    "watchlist_selected_s": round(selected, 3)}
+        finally:
+            server.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--creates", type=int, default=5000)
@@ -302,7 +353,9 @@ async def main() -> None:
     parser.add_argument("--restart-pods", type=int, default=100_000)
     parser.add_argument("--depth", type=int, default=1,
                         help="requests each of the 8 clients keeps in flight (> 1: HTTP/1.1 pipelining)")
-    parser.add_argument("--only", default="creates,watch,restart", help="comma-separated parts to run")
+    parser.add_argument("--watchlist-pods", type=int, default=100_000,
+                        help="pods stored before the watch-list initial sync is timed")
+    parser.add_argument("--only", default="creates,watch,restart,watchlist", help="comma-separated parts to run")
     parser.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server process")
     args = parser.parse_args()
     parts = set(args.only.split(","))
@@ -336,6 +389,8 @@ async def main() -> None:
                 server.stop()
     if "restart" in parts:
         result.update(await measure_restart(args.restart_pods))
+    if "watchlist" in parts:
+        result.update(await measure_watchlist(args.watchlist_pods))
     result["loadavg_1m"] = os.getloadavg()[0]
     print(json.dumps(result))
 

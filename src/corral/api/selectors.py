@@ -174,3 +174,16 @@ def matcher(label_selector: str | None, field_selector: str | None) -> Callable[
         return labels_match(labels, metadata.get("labels")) and fields_match(fields, obj)
 
     return match
+
+
+def equality_fields(field_selector: str | None) -> dict[str, str]:
+    """The ``path=value`` requirements of a field selector, by dotted path (``metadata.name`` → ``web``).
+
+    A store can answer these from its keys without decoding objects (``kubectl wait`` and
+    ``kubectl delete`` watch one pod by ``metadata.name``); the full selector still applies.
+    """
+    fields: dict[str, str] = {}
+    for requirement in parse_field_selector(field_selector) if field_selector else []:
+        if requirement.equal:
+            fields.setdefault(".".join(requirement.path), requirement.value)
+    return fields

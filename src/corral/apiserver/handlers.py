@@ -38,6 +38,10 @@ Semantics worth knowing
 * Lists with ``limit`` page in ``(namespace, name)`` order; every ``continue`` page shows
   the state at the first page's ``resourceVersion`` (rebuilt from the watch history, so a
   token older than the history gets 410 Expired, as in Kubernetes).
+* Watches follow :mod:`corral.apiserver.listoptions`: with ``sendInitialEvents=true`` (a
+  *watch-list*) the matching objects, then the bookmark annotated
+  ``k8s.io/initial-events-end``, then the changes. A list or watch whose path or field
+  selector names the object finds it by key (:meth:`Handlers.candidates`).
 * Reads wait until every write already applied in memory is durable, so a client never
   reads (or watches) a change that a crash could take back.
 """
@@ -47,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import ipaddress
 import json
 import os
 import random
@@ -61,10 +66,19 @@ from aiohttp import web
 
 from corral.api.ownership import GC_FINALIZERS, GC_IGNORED_PLURALS, PROPAGATION_POLICIES
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
-from corral.api.selectors import SelectorError, matcher
-from corral.apiserver import errors, patch, protobuf, tables
+from corral.api.selectors import SelectorError, equality_fields, matcher
+from corral.apiserver import errors, patch, protobuf, services, tables
 from corral.apiserver.errors import ApiError, bad_request
+from corral.apiserver.listoptions import (
+    EXACT,
+    INITIAL_EVENTS_END,
+    ListOptions,
+    parse_list_options,
+    parse_optional_bool,
+    too_large_resource_version,
+)
 from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_log
+from corral.apiserver.omitempty import omit_empty_metadata
 from corral.apiserver.validation import (
     FieldValidation,
     check_name,
@@ -85,14 +99,8 @@ JSON = "application/json"
 
 
 def parse_bool(value: str | None, name: str) -> bool:
-    """Go's ``strconv.ParseBool`` (an empty value counts as true, as Kubernetes' query conversion does)."""
-    if value is None:
-        return False
-    if value in ("", "1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise bad_request(f"invalid boolean value {value!r} for query parameter {name!r} (use true or false)")
+    """Go's ``strconv.ParseBool`` (see :func:`corral.apiserver.listoptions.parse_optional_bool`); absent is false."""
+    return bool(parse_optional_bool(value, name))
 
 
 def parse_int(value: str | None, name: str) -> int | None:
@@ -202,7 +210,8 @@ class Handlers:
     """Every resource verb. One instance per server; it holds the store and the registry."""
 
     def __init__(self, store: Store, registry: Registry, clock: Clock, data_dir: Path | None, *,
-                 bookmark_interval: float = 60.0, default_watch_timeout: float = 1800.0) -> None:
+                 bookmark_interval: float = 60.0, default_watch_timeout: float = 1800.0,
+                 service_cidr: str = services.DEFAULT_SERVICE_CIDR) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
@@ -219,6 +228,9 @@ class Handlers:
         self.namespace_rt = registry.by_kind("v1", "Namespace")
         self.node_rt = registry.by_kind("v1", "Node")
         self.pod_rt = registry.by_kind("v1", "Pod")
+        self.secret_rt = registry.by_kind("v1", "Secret")
+        self.service_rt = registry.by_kind("v1", "Service")
+        self.service_cidr = str(ipaddress.ip_network(service_cidr))
 
     # ---- helpers --------------------------------------------------------------------
 
@@ -352,9 +364,10 @@ class Handlers:
             return await self.bind(request, target, None)
         if target.name is None:
             if method == "GET":
-                if parse_bool(request.query.get("watch"), "watch"):
-                    return await self.watch(request, target)
-                return await self.list_objects(request, target)
+                options = parse_list_options(request.query)
+                if options.watch:
+                    return await self.watch(request, target, options)
+                return await self.list_objects(request, target, options)
             if method == "POST":
                 return await self.create(request, target)
             if method == "DELETE":
@@ -389,14 +402,42 @@ class Handlers:
         except SelectorError as exc:
             raise bad_request(str(exc)) from None
 
-    async def list_objects(self, request: web.Request, target: Target) -> web.StreamResponse:
+    def candidates(self, request: web.Request, target: Target) -> list[Entry]:
+        """The stored objects a list or watch of ``target`` may show, in order: every one, or — when the
+        path or the field selector names the object (``metadata.name``, ``metadata.namespace``) — only
+        those, found by key without decoding the rest. The selectors are applied after this."""
+        key = resource_key(target.rt)
+        try:
+            fields = equality_fields(request.query.get("fieldSelector"))
+        except SelectorError as exc:
+            raise bad_request(str(exc)) from None
+        name = target.name or fields.get("metadata.name")
+        namespace = target.namespace
+        if namespace is None and target.rt.namespaced:
+            namespace = fields.get("metadata.namespace")
+        if name is not None and (namespace is not None or not target.rt.namespaced):
+            entry = self.store.get(key, namespace or "", name)
+            return [] if entry is None else [entry]
+        entries = self.store.entries(key, namespace)
+        return entries if name is None else [e for e in entries if e.name == name]
+
+    async def list_objects(self, request: web.Request, target: Target, options: ListOptions) -> web.StreamResponse:
         rt = target.rt
         select = self.selector(request)
         limit = parse_int(request.query.get("limit"), "limit")
         token = request.query.get("continue")
         await self.store.barrier()
         rv = self.store.rv
-        if token:
+        minimum = options.minimum_rv() if options.resource_version_match else None
+        if minimum is not None and minimum > rv:
+            raise too_large_resource_version(minimum, rv)
+        if options.resource_version_match == EXACT and minimum is not None and not token:
+            try:  # the state at exactly that version, rebuilt from the watch history
+                entries = self.store.entries_at(resource_key(rt), target.namespace, minimum)
+            except ExpiredError:
+                raise errors.gone(f"too old resource version: {minimum} ({self.store.oldest_watchable_rv})") from None
+            rv = minimum
+        elif token:
             try:
                 decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
                 start, rv = decoded["start"], int(decoded["rv"])
@@ -409,7 +450,7 @@ class Handlers:
                                   "result. You can start a new list without the continue parameter.") from None
             entries = [e for e in entries if (e.namespace, e.name) > (start[0], start[1])]
         else:
-            entries = self.store.entries(resource_key(rt), target.namespace)
+            entries = self.candidates(request, target)
         if select is not None:
             entries = [e for e in entries if select(e.obj)]
         metadata: dict[str, Any] = {"resourceVersion": str(rv)}
@@ -436,28 +477,31 @@ class Handlers:
 
     # ---- watch ----------------------------------------------------------------------
 
-    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def watch(self, request: web.Request, target: Target, options: ListOptions) -> web.StreamResponse:
+        """A watch; with ``sendInitialEvents`` a watch-list (see :mod:`corral.apiserver.listoptions`)."""
         rt = target.rt
         select = self.selector(request)
-        bookmarks = parse_bool(request.query.get("allowWatchBookmarks"), "allowWatchBookmarks")
+        bookmarks = options.allow_bookmarks
         timeout = parse_int(request.query.get("timeoutSeconds"), "timeoutSeconds")
-        rv_text = request.query.get("resourceVersion") or ""
         accept = parse_accept(request.headers.get("Accept", ""))
         include = request.query.get("includeObject", "Metadata")
         key = resource_key(rt)
         namespace = target.namespace
-        if rv_text not in ("", "0"):
-            try:
-                start_rv = int(rv_text)
-            except ValueError:
-                raise bad_request(f"invalid resourceVersion {rv_text!r}: expected an integer") from None
-            initial: list[Entry] = []
-        else:
+        minimum = options.minimum_rv()
+        initial: list[Entry] = []
+        if options.initial_events:
             await self.store.barrier()
             start_rv = self.store.rv
-            initial = self.store.entries(key, namespace)
+            if minimum is not None and minimum > start_rv:
+                raise too_large_resource_version(minimum, start_rv)
+            initial = self.candidates(request, target)
             if select is not None:
                 initial = [e for e in initial if select(e.obj)]
+        elif minimum is not None:
+            start_rv = minimum
+        else:  # sendInitialEvents=false from "now"
+            await self.store.barrier()
+            start_rv = self.store.rv
         response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -492,8 +536,11 @@ class Handlers:
         deadline = loop.time() + (timeout if timeout is not None and timeout > 0 else self.default_watch_timeout)
         next_bookmark = loop.time() + self.bookmark_interval
         try:
-            if initial:
-                await response.write(b"".join(line("ADDED", e) for e in initial))
+            opening = [line("ADDED", e) for e in initial]
+            if options.initial_events_end_bookmark:
+                opening.append(self._bookmark(rt, start_rv, accept, initial_events_end=True))
+            if opening:  # one write: a push delivery may follow at once and must come after it
+                await response.write(b"".join(opening))
             while True:
                 now = loop.time()
                 if now >= deadline:
@@ -507,7 +554,7 @@ class Handlers:
                 if not woke:
                     if bookmarks and loop.time() >= next_bookmark:
                         next_bookmark = loop.time() + self.bookmark_interval
-                        await response.write(self._bookmark(rt, watcher.cursor))
+                        await response.write(self._bookmark(rt, watcher.cursor, accept))
                     continue
                 try:
                     events = watcher.take()
@@ -537,7 +584,7 @@ class Handlers:
                         chunks.append(line("DELETED", entry))
                 if bookmarks and loop.time() >= next_bookmark:  # busy streams of other objects still get bookmarks
                     next_bookmark = loop.time() + self.bookmark_interval
-                    chunks.append(self._bookmark(rt, watcher.cursor))
+                    chunks.append(self._bookmark(rt, watcher.cursor, accept))
                 if chunks:
                     await response.write(b"".join(chunks))
         except (ConnectionResetError, asyncio.CancelledError):
@@ -547,9 +594,18 @@ class Handlers:
             watcher.close()
         return response
 
-    def _bookmark(self, rt: ResourceType, rv: int) -> bytes:
-        body = {"kind": rt.kind, "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(rv), "annotations": {"k8s.io/initial-events-end": "true"}}}
+    @staticmethod
+    def _bookmark(rt: ResourceType, rv: int, accept: Accept, *, initial_events_end: bool = False) -> bytes:
+        """A ``BOOKMARK`` event: an empty object of the watched kind (or its Table/metadata form) at ``rv``."""
+        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+        if accept.table:
+            body: Obj = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
+                         "columnDefinitions": [], "rows": []}
+        else:
+            if initial_events_end:
+                metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
+            kind, api_version = ("PartialObjectMetadata", "meta.k8s.io/v1") if accept.partial else (rt.kind, rt.api_version)
+            body = {"kind": kind, "apiVersion": api_version, "metadata": metadata}
         return encode({"type": "BOOKMARK", "object": body}) + b"\n"
 
     @staticmethod
@@ -594,6 +650,7 @@ class Handlers:
         metadata["creationTimestamp"] = self.now()
         metadata["generation"] = 1
         self.default(rt, obj)
+        omit_empty_metadata(obj)
 
     def default(self, rt: ResourceType, obj: Obj) -> None:
         if rt is self.pod_rt:
@@ -609,7 +666,7 @@ class Handlers:
                 obj["status"] = {**(status if isinstance(status, dict) else {}), "phase": "Pending"}
         elif rt is self.namespace_rt:
             obj["status"] = {"phase": "Active"}
-        elif rt.kind == "Secret" and rt.group == "":
+        elif rt is self.secret_rt:
             string_data = obj.pop("stringData", None)
             if isinstance(string_data, dict):
                 data = obj.setdefault("data", {}) or {}
@@ -618,10 +675,9 @@ class Handlers:
                 obj["data"] = data
             if not obj.get("type"):
                 obj["type"] = "Opaque"
-        elif rt.kind == "Service" and rt.group == "":
-            spec = obj.get("spec")
-            if isinstance(spec, dict):
-                spec.setdefault("type", "ClusterIP")
+        elif rt is self.service_rt:
+            used = services.used_cluster_ips(e.obj for e in self.store.iter_all(resource_key(rt)))
+            services.default_new_service(obj, self.service_cidr, used, self._random)
 
     def _default_priority(self, spec: Obj) -> None:
         """Resolve ``priorityClassName`` (or the global default class) into ``spec.priority``."""
@@ -678,7 +734,7 @@ class Handlers:
             raise bad_request("metadata must be an object")
         if new_meta.get("name") not in (None, name):
             raise bad_request(f"the name of the object ({new_meta.get('name')}) does not match the name on the URL ({name})")
-        if rt.namespaced and new_meta.get("namespace") not in (None, current.namespace):
+        if rt.namespaced and new_meta.get("namespace") not in (None, "", current.namespace):
             raise bad_request(f"the namespace of the object ({new_meta.get('namespace')}) does not match the namespace "
                               f"on the URL ({current.namespace})")
         old_meta = old["metadata"]
@@ -705,8 +761,11 @@ class Handlers:
             new_meta["generation"] = old_meta.get("generation", 1)
             if self._generation_changed(rt, old, new):
                 new_meta["generation"] = int(new_meta["generation"] or 0) + 1
-            if rt is self.pod_rt and isinstance(new.get("spec"), dict):
-                self.default(rt, new)
+            if (rt is self.pod_rt and isinstance(new.get("spec"), dict)) or rt is self.secret_rt:
+                self.default(rt, new)  # a Secret's stringData goes into data on every write, as in Kubernetes
+            elif rt is self.service_rt:
+                services.keep_cluster_ips(old, new)
+        omit_empty_metadata(new)
         new.setdefault("apiVersion", rt.api_version)
         new.setdefault("kind", rt.kind)
         new["metadata"]["resourceVersion"] = old_meta.get("resourceVersion")

@@ -215,9 +215,12 @@ class LeanProtocol(asyncio.Protocol):
         self._wake()
 
     def eof_received(self) -> bool | None:
+        """The client half-closed. Over plain TCP keep our side open (``True``) until the responses in
+        progress are written. TLS cannot be half-closed: asyncio's SSL transport closes after a
+        close_notify whatever this returns (and logs a warning for each ``True``), so say so: ``False``."""
         self.eof = True
         self._wake()
-        return True  # keep the transport open until the responses in progress are written
+        return self.transport is None or self.transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.front.connections.discard(self)

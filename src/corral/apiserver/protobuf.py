@@ -89,6 +89,34 @@ def _object_meta(data: bytes) -> dict[str, Any]:
     return meta
 
 
+RESOURCE_ATTRIBUTES = ("namespace", "verb", "group", "version", "resource", "subresource", "name")
+NON_RESOURCE_ATTRIBUTES = ("path", "verb")
+REVIEW_SPECS: dict[str, dict[int, tuple[str, tuple[str, ...]] | str]] = {
+    # authorization.k8s.io/v1 generated.proto: SelfSubjectAccessReviewSpec, SelfSubjectRulesReviewSpec
+    "SelfSubjectAccessReview": {1: ("resourceAttributes", RESOURCE_ATTRIBUTES),
+                                2: ("nonResourceAttributes", NON_RESOURCE_ATTRIBUTES)},
+    "SelfSubjectRulesReview": {1: "namespace"},
+}
+
+
+def _review(obj: dict[str, Any], raw: bytes, spec_fields: dict[int, tuple[str, tuple[str, ...]] | str]) -> dict[str, Any]:
+    """A SelfSubjectAccessReview or SelfSubjectRulesReview (what ``kubectl auth can-i`` sends): metadata and spec."""
+    spec: dict[str, Any] = {}
+    for number, value in _fields(raw):
+        if number == 1 and isinstance(value, bytes):
+            obj["metadata"] = _object_meta(value)
+        elif number == 2 and isinstance(value, bytes):
+            for sub, item in _fields(value):
+                described = spec_fields.get(sub)
+                if isinstance(described, str):
+                    spec[described] = _text(item)
+                elif described is not None and isinstance(item, bytes):
+                    name, attributes = described
+                    spec[name] = {attributes[n - 1]: _text(v) for n, v in _fields(item) if 0 < n <= len(attributes)}
+    obj["spec"] = spec
+    return obj
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """The JSON object a protobuf body encodes (Namespace, ConfigMap, Secret)."""
     if not body.startswith(MAGIC):
@@ -105,6 +133,8 @@ def decode(body: bytes) -> dict[str, Any]:
         elif number == 2 and isinstance(value, bytes):
             raw = value
     obj: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "metadata": {}}
+    if api_version == "authorization.k8s.io/v1" and kind in REVIEW_SPECS:
+        return _review(obj, raw, REVIEW_SPECS[kind])
     if (api_version, kind) not in (("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret")):
         raise ProtobufError(f"corral cannot read protobuf bodies of {api_version} {kind}")
     for number, value in _fields(raw):

@@ -36,13 +36,14 @@ from prometheus_client.registry import Collector
 from corral import __version__
 from corral.api.kinds import default_registry
 from corral.api.registry import Registry
-from corral.apiserver import dashboard, openapi
+from corral.apiserver import authorization, dashboard, discovery, openapi
 from corral.apiserver.auth import Identity, TokenFile
 from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
 from corral.apiserver.health import HealthChecks, health_response
 from corral.apiserver.lean import LeanFront, LeanRequest
 from corral.apiserver.paths import route_path
+from corral.apiserver.services import DEFAULT_SERVICE_CIDR
 from corral.apiserver.tls import ensure_self_signed, serving_context
 from corral.store import Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
@@ -56,6 +57,10 @@ WATCHING = web.RequestKey("watching", bool)
 ROUTE_PATH = web.RequestKey("route_path", str)
 """The canonical path (:func:`~corral.apiserver.paths.route_path`): authentication and routing read only this."""
 AUTH_GROUP = "authentication.k8s.io"
+REVIEWS = (discovery.review(AUTH_GROUP, "SelfSubjectReview"),
+           discovery.review(authorization.GROUP, authorization.ACCESS_REVIEW),
+           discovery.review(authorization.GROUP, authorization.RULES_REVIEW))
+REVIEW_GROUPS = frozenset(r.group for r in REVIEWS)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class ServerConfig:
     registry: Registry = field(default_factory=default_registry)
     dashboard_staleness: float = 1.0  # seconds the dashboard's summary may lag the store
     keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this (aiohttp's default)
+    service_cidr: str = DEFAULT_SERVICE_CIDR  # Services' cluster IPs come from this range
 
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -145,7 +151,8 @@ class ApiServer:
         tokens_path = (config.data_dir or Path(os.devnull).parent / "nonexistent") / "tokens.csv"
         self.tokens = TokenFile(tokens_path)
         self.handlers = Handlers(self.store, self.registry, self.clock, config.data_dir,
-                                 bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout)
+                                 bookmark_interval=config.bookmark_interval, default_watch_timeout=config.watch_timeout,
+                                 service_cidr=config.service_cidr)
         self.metrics = CollectorRegistry()
         self.dashboard = dashboard.Dashboard(self.store, max_staleness=config.dashboard_staleness)
         self.request_metrics = RequestMetrics()
@@ -160,6 +167,8 @@ class ApiServer:
                                    registry=self.metrics)
         self.health = HealthChecks()  # components' readiness checks (/readyz), see corral up
         self._openapi: dict[str, bytes] = {}
+        self._discovery = [*discovery.registry_resources(self.registry), *REVIEWS]
+        self._group_versions = discovery.group_versions(self._discovery)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._front: LeanFront | None = None
@@ -322,51 +331,65 @@ class ApiServer:
             raise ApiError(404, "NotFound", "corral serves OpenAPI v3 only (/openapi/v3)")
         if parts and parts[0] == "api":
             if len(parts) == 1:
-                return web.json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                    {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]})
+                return self._aggregated(request, core=True) or web.json_response({
+                    "kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]})
             if parts[1] != "v1":
                 raise ApiError(404, "NotFound", f"the server does not serve API version {parts[1]!r} (only v1)")
             if len(parts) == 2:
-                return web.json_response(self._resource_list("", "v1"))
+                return web.json_response(discovery.api_resource_list(self._discovery, "", "v1"))
             request[RESOURCE] = parts[4] if len(parts) > 4 and parts[2] == "namespaces" else parts[2]
             request[WATCHING] = request.query.get("watch") not in (None, "0", "false", "False", "f", "F", "FALSE")
             return await self.handlers.handle(request, "", "v1", parts[2:])
-        if parts[:2] == ["apis", "authentication.k8s.io"]:
-            return self._authentication(request, parts[2:])
         if parts and parts[0] == "apis":
             if len(parts) == 1:
-                return web.json_response(self._group_list())
-            versions = self.registry.group_versions().get(parts[1])
+                return self._aggregated(request, core=False) or web.json_response(
+                    discovery.api_group_list(self._discovery))
+            versions = self._group_versions.get(parts[1])
             if versions is None or parts[1] == "":
                 raise ApiError(404, "NotFound", f"the server does not serve the API group {parts[1]!r}")
             if len(parts) == 2:
-                return web.json_response(self._group(parts[1], versions))
+                return web.json_response(discovery.api_group(parts[1], versions))
             if parts[2] not in versions:
                 raise ApiError(404, "NotFound", f"the server does not serve version {parts[2]!r} of {parts[1]}")
             if len(parts) == 3:
-                return web.json_response(self._resource_list(parts[1], parts[2]))
+                return web.json_response(discovery.api_resource_list(self._discovery, parts[1], parts[2]))
+            if parts[1] in REVIEW_GROUPS:
+                return await self._review(request, parts[1], parts[3:])
             request[RESOURCE] = parts[5] if len(parts) > 5 and parts[3] == "namespaces" else parts[3]
             request[WATCHING] = request.query.get("watch") not in (None, "0", "false", "False", "f", "F", "FALSE")
             return await self.handlers.handle(request, parts[1], parts[2], parts[3:])
         raise ApiError(404, "NotFound", f"the server could not find the requested resource {path!r}")
 
-    def _authentication(self, request: web.Request, rest: list[str]) -> web.Response:
-        """``authentication.k8s.io/v1`` SelfSubjectReview: who the token is (``kubectl auth whoami``)."""
-        if not rest:
-            return web.json_response(self._group(AUTH_GROUP, ["v1"]))
-        if rest[0] != "v1":
-            raise ApiError(404, "NotFound", f"the server does not serve version {rest[0]!r} of {AUTH_GROUP}")
-        if len(rest) == 1:
-            return web.json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{AUTH_GROUP}/v1",
-                                      "resources": [{"name": "selfsubjectreviews", "singularName": "selfsubjectreview",
-                                                     "namespaced": False, "kind": "SelfSubjectReview", "verbs": ["create"]}]})
-        if rest[1:] != ["selfsubjectreviews"] or request.method != "POST":
-            raise ApiError(404, "NotFound", f"{AUTH_GROUP}/v1 serves only POST selfsubjectreviews")
+    def _aggregated(self, request: web.Request, *, core: bool) -> web.Response | None:
+        """The aggregated discovery answer when the client asks for it (see :mod:`corral.apiserver.discovery`)."""
+        version = discovery.aggregated_version(request.headers.get("Accept", ""))
+        if version is None:
+            return None
+        body = discovery.aggregated(self._discovery, core=core, version=version)
+        return web.Response(body=encode(body), headers={"Content-Type": discovery.aggregated_content_type(version),
+                                                         "Vary": "Accept"})
+
+    async def _review(self, request: web.Request, group: str, rest: list[str]) -> web.Response:
+        """The create-only reviews: ``authentication.k8s.io`` SelfSubjectReview (``kubectl auth whoami``) and
+        ``authorization.k8s.io`` SelfSubjectAccessReview/SelfSubjectRulesReview (``kubectl auth can-i``)."""
+        plurals = [r.plural for r in REVIEWS if r.group == group]
+        if len(rest) != 1 or rest[0] not in plurals:
+            raise ApiError(404, "NotFound", f"{group}/v1 serves only {', '.join(plurals)}")
+        request[RESOURCE] = rest[0]
+        if request.method != "POST":
+            raise ApiError(405, "MethodNotAllowed", f"{group}/v1 {rest[0]} only supports create (POST)")
         identity = request[IDENTITY]
-        return web.json_response({
-            "kind": "SelfSubjectReview", "apiVersion": f"{AUTH_GROUP}/v1", "metadata": {"creationTimestamp": None},
-            "status": {"userInfo": {"username": identity.user, "uid": identity.uid, "groups": list(identity.groups)}},
-        }, status=201)
+        if group == AUTH_GROUP:
+            answer: dict[str, Any] = {
+                "kind": "SelfSubjectReview", "apiVersion": f"{AUTH_GROUP}/v1", "metadata": {"creationTimestamp": None},
+                "status": {"userInfo": {"username": identity.user, "uid": identity.uid, "groups": list(identity.groups)}},
+            }
+        else:
+            body = await self.handlers.read_body(request)
+            review = authorization.access_review if rest[0] == "selfsubjectaccessreviews" else authorization.rules_review
+            answer = review(body, identity)
+        return web.Response(body=encode(answer), status=201, content_type=JSON)
 
     def _openapi_route(self, request: web.Request, rest: str) -> web.Response:
         if not rest:
@@ -375,38 +398,6 @@ class ApiServer:
         if body is None:
             raise ApiError(404, "NotFound", f"no OpenAPI v3 document for {rest!r}")
         return web.Response(body=body, content_type=JSON, headers={"Cache-Control": "public, immutable"})
-
-    def _group(self, group: str, versions: list[str]) -> dict[str, Any]:
-        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-        return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": entries, "preferredVersion": entries[0]}
-
-    def _group_list(self) -> dict[str, Any]:
-        groups = [self._group(g, vs) for g, vs in self.registry.group_versions().items() if g]
-        groups.append(self._group(AUTH_GROUP, ["v1"]))
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        resources: list[dict[str, Any]] = []
-        for rt in self.registry.all():
-            if rt.group != group or rt.version != version:
-                continue
-            entry: dict[str, Any] = {"name": rt.plural, "singularName": rt.singular_name, "namespaced": rt.namespaced,
-                                     "kind": rt.kind, "verbs": list(rt.verbs)}
-            if rt.short_names:
-                entry["shortNames"] = list(rt.short_names)
-            if rt.categories:
-                entry["categories"] = list(rt.categories)
-            resources.append(entry)
-            for sub in sorted(rt.subresources):
-                verbs = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"]}.get(sub, ["get"])
-                kind = {"binding": "Binding", "log": "Pod"}.get(sub, rt.kind)
-                resources.append({"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                                  "kind": kind, "verbs": verbs})
-        if group == "":
-            resources.append({"name": "bindings", "singularName": "binding", "namespaced": True, "kind": "Binding",
-                              "verbs": ["create"]})
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
-                "resources": resources}
 
 
 @dataclass

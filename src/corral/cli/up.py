@@ -19,6 +19,7 @@ port when a default one is taken, and its agent claims its own pod IP block
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from click.core import ParameterSource
 
 from corral.agent.agent import AgentComponent, AgentConfig
 from corral.apiserver.server import ApiServer, ServerConfig
+from corral.apiserver.services import DEFAULT_SERVICE_CIDR
 from corral.cli.agent import validate_simulated
 from corral.cli.instance import choose_port, claim_data_dir, ready_lines, startup_errors
 from corral.controllers.gc import GarbageCollectorComponent
@@ -116,7 +118,7 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
                        node_name: str | None = None, simulated_gpus: tuple[str, ...] = (),
                        agent: bool = True, gateway_port: int | None = 0,
                        scheduler_config: Path | None = None, port_fixed: bool = True,
-                       gateway_port_fixed: bool = False) -> Running:
+                       gateway_port_fixed: bool = False, service_cidr: str = DEFAULT_SERVICE_CIDR) -> Running:
     """Start the API server and every component; returns a handle to stop them.
 
     ``port_fixed=False``: a taken ``port`` is replaced by the next free one (``corral up``'s default).
@@ -128,7 +130,7 @@ async def start_corral(data_dir: Path, *, host: str = "127.0.0.1", port: int = 6
         choose_port("127.0.0.1", gateway_port, explicit=True, option="--gateway-port", what="gateway")
     data_dir_lock = claim_data_dir(data_dir)
     api = ApiServer(ServerConfig(data_dir=data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-                                   tls=tls), clock=clock)
+                                   tls=tls, service_cidr=service_cidr), clock=clock)
     try:
         await api.start()
     except BaseException:
@@ -195,11 +197,12 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
               node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), agent: bool = True,
               gateway_port: int | None = 8080,
               scheduler_config: Path | None = None, apiserver_only: bool = False,
-              port_fixed: bool = True, gateway_port_fixed: bool = True) -> None:
+              port_fixed: bool = True, gateway_port_fixed: bool = True,
+              service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
     running = await start_corral(data_dir, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls=tls,
                                  node_name=node_name, simulated_gpus=simulated_gpus, agent=agent,
                                  gateway_port=gateway_port,
-                                 scheduler_config=scheduler_config,
+                                 scheduler_config=scheduler_config, service_cidr=service_cidr,
                                  components=(lambda _: []) if apiserver_only else extra_components,
                                  port_fixed=port_fixed, gateway_port_fixed=gateway_port_fixed)
     print(f"corral is ready: {running.context.url} (kubeconfig: {running.context.kubeconfig})", flush=True)
@@ -207,6 +210,13 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
         print(line, flush=True)
     print(f"dashboard: {dashboard_url(running.context)}", flush=True)
     await run_until_signal(running)
+
+
+def validate_cidr(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a network address range such as 10.96.0.0/16 ({exc})") from None
 
 
 @click.command("up")
@@ -227,11 +237,14 @@ async def _up(data_dir: Path, *, host: str, port: int, tls_cert: Path | None, tl
                    "The default, when taken, becomes the next free port.")
 @click.option("--scheduler-config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="SchedulerConfiguration YAML: profiles, plugins, weights, bind concurrency (docs/scheduling.md).")
+@click.option("--service-cidr", default=DEFAULT_SERVICE_CIDR, show_default=True, callback=validate_cidr,
+              help="Range Services' cluster IPs are allocated from.")
 @click.option("--apiserver-only", is_flag=True, help="Run the API server alone (no other component; for benchmarks and tests).")
 def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, no_tls: bool,  # noqa: PLR0917
        node_name: str | None = None, simulated_gpus: tuple[str, ...] = (), no_agent: bool = False,
        gateway_port: int = 8080,
-       scheduler_config: Path | None = None, apiserver_only: bool = False) -> None:
+       scheduler_config: Path | None = None, apiserver_only: bool = False,
+       service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
     """Run corral in the foreground (API server and components); Ctrl-C stops it."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -246,4 +259,5 @@ def up(data_dir: Path, host: str, port: int, tls_cert: Path | None, tls_key: Pat
                         gateway_port=None if gateway_port < 0 else gateway_port,
                         scheduler_config=scheduler_config, apiserver_only=apiserver_only,
                         port_fixed=given("port") != ParameterSource.DEFAULT,
-                        gateway_port_fixed=given("gateway_port") != ParameterSource.DEFAULT))
+                        gateway_port_fixed=given("gateway_port") != ParameterSource.DEFAULT,
+                        service_cidr=service_cidr))

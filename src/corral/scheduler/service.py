@@ -63,6 +63,7 @@ from corral.scheduler.pods import GPU_DEVICES_ANNOTATION, SCHEDULER_NAME, group_
 from corral.scheduler.queue import SchedulingQueue
 from corral.scheduler.sampling import SampledFramework
 from corral.util.clock import Clock, SystemClock, format_timestamp
+from corral.util.latest import LatestWriter
 from corral.util.supervise import HealthCheck, Supervisor
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,7 @@ class SchedulerService:
         # the loop, the status writer and the Event writers: restarted if they crash, on /readyz
         self.supervisor = Supervisor("scheduler", clock=self.clock)
         self._messages: dict[str, str] = {}
+        self._condition_writer: LatestWriter[str, tuple[Obj, Obj]] = LatestWriter(self._write_pod_scheduled, self._spawn)
         self._dirty_groups: set[str] = set()
         self._group_messages: dict[str, tuple[str, str]] = {}
         self._timeouts: dict[str, str] = {}  # namespace/podgroup -> why its scheduleTimeoutSeconds ran out
@@ -380,6 +382,7 @@ class SchedulerService:
     def _on_pod_delete(self, pod: Obj) -> None:
         self.scheduler.pod_delete(pod)
         self._messages.pop(pod_key(pod), None)
+        self._condition_writer.forget(pod_key(pod))
         group = group_name(pod)
         if group:
             self._dirty_groups.add(f"{meta(pod).get('namespace') or 'default'}/{group}")
@@ -502,6 +505,23 @@ class SchedulerService:
 
     # -- status ----------------------------------------------------------------------------------
 
+    async def _write_pod_scheduled(self, key: str, wanted: tuple[Obj, Obj]) -> None:
+        pod, condition = wanted
+        md = meta(pod)
+        try:
+            await self.client.patch("v1", "pods", str(md.get("name")), {"status": {"conditions": [condition]}},
+                                    namespace=md.get("namespace"), subresource="status")
+        except ApiError as error:
+            if not error.not_found:
+                log.warning("cannot write PodScheduled on %s: %s", key, error)
+            if self._messages.get(key) == f"{condition['reason']}: {condition['message']}":
+                self._messages.pop(key, None)  # not written: the next decision writes it again
+            return
+        if condition["reason"] == "Unschedulable":
+            self.record_event(pod, "Warning", "FailedScheduling", str(condition["message"]))
+        elif condition["reason"] in INVALID_REASONS:
+            self.record_event(pod, "Warning", str(condition["reason"]), str(condition["message"]))
+
     async def _report_unschedulable(self, decision: UnschedulableDecision) -> None:
         now = format_timestamp(self.clock.now())
         for pod in decision.pods:
@@ -512,19 +532,8 @@ class SchedulerService:
             self._messages[key] = text
             condition = {"type": "PodScheduled", "status": "False", "reason": decision.reason,
                          "message": decision.message, "lastTransitionTime": now}
-            md = meta(pod)
-            try:
-                await self.client.patch("v1", "pods", str(md.get("name")), {"status": {"conditions": [condition]}},
-                                        namespace=md.get("namespace"), subresource="status")
-            except ApiError as error:
-                if not error.not_found:
-                    log.warning("cannot write PodScheduled on %s: %s", key, error)
-                self._messages.pop(key, None)
-                continue
-            if decision.reason == "Unschedulable":
-                self.record_event(pod, "Warning", "FailedScheduling", decision.message)
-            elif decision.reason in INVALID_REASONS:
-                self.record_event(pod, "Warning", decision.reason, decision.message)
+            # one write per pod at a time, the latest decision last (see corral.util.latest)
+            self._condition_writer.submit(key, (pod, condition))
         if decision.podgroup is not None and decision.reason == "InvalidPodGroup":
             md = meta(decision.podgroup)
             group = f"{md.get('namespace') or 'default'}/{md.get('name')}"

@@ -41,6 +41,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from corral.agent import logs as logfiles
+from corral.agent import reaper
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GpuDevice, discover_nvml, parse_simulated
 from corral.agent.node import (
@@ -85,6 +86,9 @@ class AgentConfig:
     pod_cidr: str | None = None
     cgroup_root: Path | None = None
     enforce_limits: bool = True
+    use_cgroups: bool = True  # a cgroup per container where possible (tracking; limits need controllers)
+    container_log_max_size: int = 10 * 1024 * 1024  # kubelet's containerLogMaxSize
+    container_log_max_files: int = 5  # kubelet's containerLogMaxFiles (the current file included)
     shutdown_grace: float = 5.0
     status_writers: int = 8
     pod_events: bool = True
@@ -140,11 +144,15 @@ class Agent:
         self.devices = devices
         self.gpu_message = "; ".join(messages)
         cgroups: Cgroups | None = None
-        if cfg.enforce_limits:
-            cgroups, self.limits_message = Cgroups.detect(cfg.node_name, cfg.cgroup_root)
+        if cfg.use_cgroups:
+            cgroups, self.limits_message = Cgroups.detect(cfg.node_name, cfg.cgroup_root,
+                                                          want_limits=cfg.enforce_limits)
         else:
+            self.limits_message = "cgroups disabled by configuration"
+        if not cfg.enforce_limits:
             self.limits_message = "resource limits disabled by configuration"
-        if cgroups is None:
+        limits_enforced = cgroups is not None and cgroups.limits
+        if not limits_enforced:
             self.limits_message = "limits.cpu/limits.memory are NOT enforced: " + self.limits_message
         cpus, memory = machine_resources()
         block = ipaddress.IPv4Network(cfg.pod_cidr) if cfg.pod_cidr else pod_ip_block(cfg.node_name)
@@ -152,20 +160,25 @@ class Agent:
         await self._start_http()
         facts = NodeFacts(name=cfg.node_name, cpu=cpus, memory_bytes=memory, devices=devices,
                           max_pods=cfg.max_pods, address=cfg.listen_host if cfg.listen_host != "0.0.0.0" else
-                          "127.0.0.1", port=self.port, limits_enforced=cgroups is not None,
+                          "127.0.0.1", port=self.port, limits_enforced=limits_enforced,
                           limits_message=self.limits_message, gpu_message=self.gpu_message,
                           extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir))
         self._runtime = RuntimeConfig(data_dir=cfg.data_dir, node_name=cfg.node_name, devices=devices,
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,
                                       backoff_reset=cfg.backoff_reset, log_index_period=cfg.log_index_period,
-                                      host_env=dict(os.environ))
+                                      log_max_size=cfg.container_log_max_size,
+                                      log_max_files=cfg.container_log_max_files,
+                                      host_env=dict(os.environ),
+                                      # without a cgroup per container, orphans must come back to us
+                                      orphan_reaper=reaper.OrphanReaper()
+                                      if cgroups is None and reaper.enable_subreaper() else None)
         self.reporter = NodeReporter(self.client, facts, self.clock, lease_duration=cfg.lease_duration,
                                      data_dir=cfg.data_dir, status_interval=cfg.status_interval)
         node = await self.reporter.register()
         await self.reporter.ensure_lease_namespace()
         await self.reporter.renew_lease()
-        if cgroups is None:
+        if not limits_enforced:
             await self.events.record(node, "Warning", "ResourceLimitsNotEnforced", self.limits_message)
         self._informer = Informer(self.client, "v1", "pods", field_selector=f"spec.nodeName={cfg.node_name}")
         self._informer.add_handler(on_add=self._on_pod, on_update=lambda _o, n: self._on_pod(n),
@@ -351,7 +364,7 @@ class Agent:
                 self._start_worker(pod, adopt_existing=True,
                                    pod_ip=(pod.get("status") or {}).get("podIP") or None)
                 continue
-            _kill_leftovers(directory)
+            await asyncio.to_thread(_kill_leftovers, directory, self._runtime)
             if pod is not None:  # finished before the restart: keep its logs until the pod is deleted
                 self._finished[pod_key(pod)] = directory
                 continue
@@ -488,7 +501,7 @@ class Agent:
         current = worker.log_file(container) == path and not params["previous"]
         chunks = logfiles.stream(path, follow=params["follow"] and current, timestamps=params["timestamps"],
                                  tail_lines=params["tail_lines"], since_seconds=params["since_seconds"],
-                                 still_running=lambda: worker.container_running(container) and
+                                 limit_bytes=params["limit_bytes"], still_running=lambda: worker.container_running(container) and
                                  worker.log_file(container) == path)
         with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
             async for chunk in chunks:
@@ -518,7 +531,8 @@ class Agent:
         await response.prepare(request)
         async for chunk in logfiles.stream(logfiles.log_path(directory / container, wanted), follow=False,
                                            timestamps=params["timestamps"], tail_lines=params["tail_lines"],
-                                           since_seconds=params["since_seconds"], still_running=lambda: False):
+                                           since_seconds=params["since_seconds"],
+                                           limit_bytes=params["limit_bytes"], still_running=lambda: False):
             await response.write(chunk)
         await response.write_eof()
         return response
@@ -547,7 +561,8 @@ def _log_params(query: Any) -> dict[str, Any]:
         return value
 
     return {"follow": flag("follow"), "previous": flag("previous"), "timestamps": flag("timestamps"),
-            "tail_lines": number("tailLines"), "since_seconds": number("sinceSeconds")}
+            "tail_lines": number("tailLines"), "since_seconds": number("sinceSeconds"),
+            "limit_bytes": number("limitBytes")}
 
 
 def _status_error(code: int, reason: str, message: str) -> web.Response:
@@ -555,8 +570,13 @@ def _status_error(code: int, reason: str, message: str) -> web.Response:
                               "message": message, "reason": reason, "code": code}, status=code)
 
 
-def _kill_leftovers(directory: Path) -> None:
-    """SIGKILL the process groups recorded under a pod directory whose pod is gone."""
+def _kill_leftovers(directory: Path, runtime: RuntimeConfig | None) -> None:
+    """SIGKILL every process of a pod directory whose pod is gone: its cgroup, its
+    marked processes (:mod:`corral.agent.reaper`) and the process groups of its pid files."""
+    if runtime is not None and runtime.cgroups is not None:
+        with contextlib.suppress(ValueError):
+            reaper.signal_cgroup(runtime.cgroups.pod_path(directory.name), SIGKILL)
+    reaper.send(reaper.find_run(key=reaper.POD_UID_ENV, value=directory.name), SIGKILL)
     for pid_file in directory.glob("*/*.pid"):
         record = read_pid_file(pid_file) or {}
         handle_pid = int(record.get("pid", 0))

@@ -12,20 +12,25 @@ The delay starts at ``backoff_initial`` (10 s), doubles per consecutive crash up
 to ``backoff_max`` (5 min), and resets once a run lasted ``backoff_reset``.
 
 Termination (pod deletion, liveness failure, agent shutdown) runs the
-``preStop`` hook, sends SIGTERM to the process group, waits the grace period,
-then SIGKILL. Every change updates :attr:`PodWorker.runtime` and calls
+``preStop`` hook, sends SIGTERM to every process of the container — its
+cgroup, or what :mod:`corral.agent.reaper` finds by marker, session and ancestry —
+waits the grace period, then SIGKILL. When a container's main process exits,
+whatever it left behind is killed before the next run starts, as in a PID namespace. Every change updates :attr:`PodWorker.runtime` and calls
 ``on_change``; the agent turns that into pod status with
 :func:`corral.agent.status.pod_status`.
 
 Everything a restarted agent needs to find the pod again is on disk under
 ``<data>/pods/<uid>/``: ``pod.json`` (name, namespace, pod IP) and, per
-container, ``<restartCount>.pid`` and ``<restartCount>.log``.
+container, ``<restartCount>.pid`` and ``<restartCount>.log``. Every one of those paths is
+joined with :func:`corral.agent.paths.inside`: a pod whose uid or container names
+would leave that directory fails (reason ``InvalidPodPaths``) before anything is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import shutil
 from collections.abc import Callable, Mapping
@@ -34,8 +39,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.agent import logs as logfiles
+from corral.agent import reaper
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GPU_DEVICES_ANNOTATION, AssignmentError, GpuDevice, gpu_environment
+from corral.agent.paths import PathEscapeError, inside
 from corral.agent.podenv import INHERITED_HOST_ENV, EnvError, command_line, container_env
 from corral.agent.probes import ProbeTiming, ProbeTracker, run_probe
 from corral.agent.process import (
@@ -69,7 +76,10 @@ class RuntimeConfig:
     backoff_max: float = 300.0
     backoff_reset: float = 600.0
     log_index_period: float = 1.0
+    log_max_size: int = 10 * 1024 * 1024  # containerLogMaxSize
+    log_max_files: int = 5  # containerLogMaxFiles, the current file included
     host_env: dict[str, str] = field(default_factory=dict)
+    orphan_reaper: reaper.OrphanReaper | None = None  # set where this process is a child subreaper
 
     @property
     def pods_dir(self) -> Path:
@@ -104,8 +114,17 @@ class PodWorker:
         self.clock = clock
         self._on_change = on_change
         self._on_event = on_event
-        self.dir = config.pods_dir / self.uid
         spec = pod.get("spec", {})
+        self.path_error: str | None = None
+        try:
+            self.dir = inside(config.pods_dir, self.uid)
+            for container in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
+                inside(self.dir, str(container.get("name")))
+            self._checkpoint_dir()
+        except PathEscapeError as error:
+            self.path_error = str(error)
+            # never created nor removed: a name that cannot leave pods_dir
+            self.dir = config.pods_dir / f"invalid-{hashlib.sha256(self.uid.encode()).hexdigest()[:16]}"
         self.restart_policy = str(spec.get("restartPolicy") or "Always")
         self.runtime = PodRuntime(pod_ip=pod_ip)
         self.runtime.init = [ContainerRuntime(name=c["name"], image=str(c.get("image", "")), reason="PodInitializing")
@@ -122,6 +141,7 @@ class PodWorker:
         self._aux: set[asyncio.Task[Any]] = set()
         self._oom_before: dict[str, int] = {}
         self._cgroup_paths: dict[str, Path] = {}
+        self._runs: dict[str, int] = {}  # container → restart count of its current handle
         self.finished = asyncio.Event()
 
     # ----------------------------------------------------------------- lifecycle
@@ -145,7 +165,7 @@ class PodWorker:
         return handle is not None and handle.running
 
     def container_dir(self, name: str) -> Path:
-        return self.dir / name
+        return inside(self.dir, name)
 
     def log_file(self, name: str, previous: bool = False) -> Path | None:
         rt = next((c for c in self.runtime.containers + self.runtime.init if c.name == name), None)
@@ -175,6 +195,9 @@ class PodWorker:
 
     async def _run_pod(self, adopt_existing: bool) -> None:
         now = self.clock.now()
+        if self.path_error is not None:
+            self._refuse_paths(self.path_error)
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.pod.get("metadata", {})
         (self.dir / "pod.json").write_text(json.dumps({
@@ -279,11 +302,7 @@ class PodWorker:
         base = {k: v for k, v in self.config.host_env.items() if k in INHERITED_HOST_ENV}
         meta = self.pod.get("metadata", {})
         annotations = meta.get("annotations") or {}
-        labels = meta.get("labels") or {}
-        checkpoint_owner = (labels.get("corral.dev/training-job") or labels.get("corral.dev/pod-group")
-                            or meta.get("name"))
-        checkpoint = self.config.data_dir / "checkpoints" / str(meta.get("namespace", "default")) / str(
-            checkpoint_owner)
+        checkpoint = self._checkpoint_dir()
         base.update({
             "HOSTNAME": str(meta.get("name")),
             "POD_IP": self.runtime.pod_ip,
@@ -294,6 +313,22 @@ class PodWorker:
         })
         base.update(gpu_environment(annotations.get(GPU_DEVICES_ANNOTATION), self.config.devices))
         return base
+
+    def _checkpoint_dir(self) -> Path:
+        meta = self.pod.get("metadata", {})
+        labels = meta.get("labels") or {}
+        owner = labels.get("corral.dev/training-job") or labels.get("corral.dev/pod-group") or meta.get("name")
+        return inside(self.config.data_dir / "checkpoints", str(meta.get("namespace", "default")), str(owner))
+
+    def _refuse_paths(self, message: str) -> None:
+        """A pod whose names would put files outside its directory: failed, nothing written."""
+        self.runtime.init_failed = True
+        self.runtime.reason = "InvalidPodPaths"
+        self.runtime.message = message
+        for rt in self.runtime.init + self.runtime.containers:
+            rt.reason, rt.message = "CreateContainerConfigError", message
+        self._event("Warning", "InvalidPodPaths", message)
+        self._changed()
 
     def _container_env(self, container: Mapping[str, Any]) -> dict[str, str]:
         env = container_env(self.pod, container, pod_ip=self.runtime.pod_ip, node_name=self.config.node_name,
@@ -311,8 +346,8 @@ class PodWorker:
             memory = to_int(limits["memory"]) if "memory" in limits else None
         except QuantityError:
             return None
-        if cpu is None and memory is None:
-            return None
+        if not self.config.cgroups.limits:
+            cpu = memory = None  # a cgroup only to track the container's processes
         try:
             path = self.config.cgroups.create(self.uid, str(container["name"]), cpu, memory)
         except OSError:
@@ -337,6 +372,8 @@ class PodWorker:
                 record = read_pid_file(pid_path) or {}
                 rt.restart_count = count
                 handle = adopt(int(record.get("pid", 0)), int(record.get("startTicks", -1)))
+                if self.config.cgroups is not None:
+                    self._cgroup_paths[name] = self.config.cgroups.container_path(self.uid, name)
                 if record.get("startedAt"):
                     started_at = parse_timestamp(str(record["startedAt"]))
                 if handle is None:
@@ -359,8 +396,9 @@ class PodWorker:
             if cgroup is not None:
                 self._oom_before[name] = Cgroups.oom_kills(cgroup)
             path = logfiles.log_path(self.container_dir(name), rt.restart_count)
+            run_env = {**env, **reaper.marker_env(self.uid, name, rt.restart_count)}
             try:
-                handle = spawn(argv, env=env, cwd=cwd, log_path=path, cgroup=cgroup)
+                handle = spawn(argv, env=run_env, cwd=cwd, log_path=path, cgroup=cgroup)
             except OSError as error:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "ab") as log:
@@ -371,6 +409,9 @@ class PodWorker:
                            {"startedAt": started_at.isoformat()})
             self._event("Normal", "Started", f"Started container {name}")
         self._handles[name] = handle
+        self._runs[name] = rt.restart_count
+        if self.config.orphan_reaper is not None:
+            self.config.orphan_reaper.watch_main(handle.pid)
         rt.state, rt.reason, rt.message = "running", "", None
         rt.started_at = started_at
         rt.pid = handle.pid
@@ -397,7 +438,8 @@ class PodWorker:
             for task in aux:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        logfiles.LogIndexer(logfiles.log_path(self.container_dir(name), rt.restart_count)).poll()
+        await self._end_run(name, handle)
+        self._log_indexer(name, rt.restart_count).poll()
         finished = self.clock.now()
         reason = "Completed" if info.exit_code == 0 else "Error"
         message = self._kill_reasons.pop(name, None)
@@ -424,11 +466,44 @@ class PodWorker:
         self._changed()
         return ExitInfo(exit_code=code, signal=None)
 
+    def _log_indexer(self, name: str, restart_count: int) -> logfiles.LogIndexer:
+        return logfiles.LogIndexer(logfiles.log_path(self.container_dir(name), restart_count),
+                                   max_size=self.config.log_max_size, max_files=self.config.log_max_files)
+
     async def _index_logs(self, name: str, restart_count: int, handle: ProcessHandle) -> None:
-        indexer = logfiles.LogIndexer(logfiles.log_path(self.container_dir(name), restart_count))
+        indexer = self._log_indexer(name, restart_count)
         while handle.running:
             indexer.poll()
+            if self.config.orphan_reaper is not None:
+                self.config.orphan_reaper.reap()
             await asyncio.sleep(self.config.log_index_period)
+
+    # ----------------------------------------------------------------- every process of a run
+
+    async def _run_processes(self, name: str, handle: ProcessHandle) -> list[reaper.ProcInfo]:
+        """The live processes of a container's current run other than ones in its cgroup."""
+        run = self._runs.get(name, 0)
+        found = await asyncio.to_thread(reaper.find_run, key=reaper.CONTAINER_ID_ENV,
+                                        value=reaper.container_id(self.uid, name, run), roots=[handle.pid])
+        if self.config.orphan_reaper is not None:
+            self.config.orphan_reaper.note(found)
+        return found
+
+    async def _signal_run(self, name: str, handle: ProcessHandle, sig: int) -> list[reaper.ProcInfo]:
+        handle.signal_group(sig)
+        cgroup = self._cgroup_paths.get(name)
+        if cgroup is not None:
+            reaper.signal_cgroup(cgroup, sig)
+        found = await self._run_processes(name, handle)
+        reaper.send(found, sig)
+        return found
+
+    async def _end_run(self, name: str, handle: ProcessHandle) -> None:
+        """The main process exited: kill what it left behind (as a PID namespace would) and reap it."""
+        found = await self._signal_run(name, handle, SIGKILL)
+        await reaper.wait_gone(found, 5.0, self.config.orphan_reaper, self._cgroup_paths.get(name))
+        if self.config.orphan_reaper is not None:
+            self.config.orphan_reaper.unwatch_main(handle.pid)
 
     async def _probe_loop(self, kind: str, probe: Mapping[str, Any], container: Mapping[str, Any], *,
                           rt: ContainerRuntime, handle: ProcessHandle, env: dict[str, str], cwd: str | None,
@@ -493,17 +568,16 @@ class PodWorker:
                 await run_probe(pre_stop, pod_ip=self.runtime.pod_ip, container=container or {}, env=env,
                                 cwd=(container or {}).get("workingDir"), timeout=grace)
         if handle.running:
-            handle.signal_group(SIGTERM)
+            await self._signal_run(name, handle, SIGTERM)
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining > 0 and handle.running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(handle.exited), remaining)
+        found = await self._signal_run(name, handle, SIGKILL)  # the main process and every leftover
         if handle.running:
-            handle.signal_group(SIGKILL)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(handle.exited), 5)
-        else:
-            handle.signal_group(SIGKILL)  # leftovers of the group
+        await reaper.wait_gone(found, 5.0, self.config.orphan_reaper, self._cgroup_paths.get(name))
 
     async def terminate(self, grace: float | None = None) -> None:
         """Stop every container (preStop, SIGTERM, grace, SIGKILL); idempotent."""
@@ -524,10 +598,23 @@ class PodWorker:
                 await asyncio.wait_for(asyncio.shield(self._task), 5)
             if not self._task.done():
                 self._task.cancel()
+        await self._kill_pod_leftovers()
         for rt in self.runtime.init + self.runtime.containers:
             if rt.state == "waiting":
                 rt.reason = "PodTerminating" if rt.reason != "CreateContainerConfigError" else rt.reason
         self._changed()
+
+    async def _kill_pod_leftovers(self) -> None:
+        """Anything of any run of this pod still alive (a run the agent lost track of)."""
+        if self.path_error is not None:
+            return
+        if self.config.cgroups is not None:
+            reaper.signal_cgroup(self.config.cgroups.pod_path(self.uid), SIGKILL)
+        found = await asyncio.to_thread(reaper.find_run, key=reaper.POD_UID_ENV, value=self.uid)
+        if self.config.orphan_reaper is not None:
+            self.config.orphan_reaper.note(found)
+        reaper.send(found, SIGKILL)
+        await reaper.wait_gone(found, 5.0, self.config.orphan_reaper)
 
     async def detach(self) -> None:
         """Stop watching without touching the processes (an agent that is restarting)."""
@@ -541,6 +628,8 @@ class PodWorker:
 
     def cleanup(self) -> None:
         """Remove the pod's files and cgroups once it is gone from the API."""
+        if self.path_error is not None:
+            return  # nothing was written
         if self.config.cgroups is not None:
             self.config.cgroups.remove_pod(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)

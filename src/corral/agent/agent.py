@@ -189,6 +189,9 @@ class Agent:
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="agent heartbeat"))
         self._tasks.append(asyncio.create_task(self._status_loop(), name="agent status"))
         self._tasks.append(asyncio.create_task(self._sync_loop(), name="agent sync"))
+        if self._runtime.orphan_reaper is not None:
+            self._tasks.append(asyncio.create_task(self._reap_loop(self._runtime.orphan_reaper),
+                                                   name="agent reaper"))
 
     async def stop(self, kill_pods: bool = True) -> None:
         self._queue.shutdown()
@@ -219,6 +222,9 @@ class Agent:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._runtime is not None and self._runtime.cgroups is not None and kill_pods:
+            with contextlib.suppress(OSError):
+                self._runtime.cgroups.base.rmdir()  # only when empty: no pod left behind
 
     # ------------------------------------------------------------------ pods
 
@@ -422,6 +428,15 @@ class Agent:
         self._written[key] = comparable
         worker.pod["status"] = status
         self.status_writes += 1
+
+    async def _reap_loop(self, orphan_reaper: reaper.OrphanReaper) -> None:
+        """Reap container processes that were re-parented to us and exited on their own."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                orphan_reaper.reap()
+            except OSError as error:  # /proc unreadable for a moment: try again next time
+                log.warning("agent: reaping orphans failed: %s", error)
 
     # ------------------------------------------------------------------ heartbeat
 

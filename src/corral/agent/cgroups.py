@@ -19,7 +19,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from corral.agent.paths import inside
+from corral.util.paths import inside
 
 
 def _cgroup2_mount(mounts_text: str) -> Path | None:

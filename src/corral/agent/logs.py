@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-TAIL_BLOCK = 64 * 1024
+from corral.util.podlogs import newline_before
+
 READ_BLOCK = 1024 * 1024
 
 
@@ -163,31 +164,6 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _newline_before(path: Path, end: int, count: int) -> tuple[int, int]:
-    """Scan ``path[:end]`` backwards for ``count`` newlines: (offset after the last one found
-    or -1 if fewer, how many are still missing)."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below; a missing file has no newline
-    except OSError:
-        return -1, count
-    with handle:
-        while end > 0:
-            start = max(0, end - TAIL_BLOCK)
-            handle.seek(start)
-            block = handle.read(end - start)
-            stop = len(block)
-            while True:
-                position = block.rfind(b"\n", 0, stop)
-                if position < 0:
-                    break
-                count -= 1
-                if count == 0:
-                    return start + position + 1, 0
-                stop = position
-            end = start
-    return -1, count
-
-
 def tail_cursor(path: Path, lines: int) -> Cursor:
     """Where the last ``lines`` complete lines begin (then comes any unfinished line)."""
     current = generation(path)
@@ -196,7 +172,7 @@ def tail_cursor(path: Path, lines: int) -> Cursor:
     needed = lines + 1  # the newline that ends the line before them
     for gen in range(current, oldest - 1, -1):
         file = generation_file(path, gen, current)
-        found, needed = _newline_before(file, _file_size(file), needed)
+        found, needed = newline_before(file, _file_size(file), needed)
         if found >= 0:
             return Cursor(gen, found)
     return Cursor(oldest, 0)
@@ -212,7 +188,7 @@ def since_cursor(path: Path, cutoff: float) -> Cursor:
         if first == len(times) and gen != current:
             continue  # a rotated file is indexed to its end: all of it is older
         boundary = sizes[first - 1] if first > 0 else 0
-        found, _ = _newline_before(file, boundary, 1)
+        found, _ = newline_before(file, boundary, 1)
         return Cursor(gen, max(found, 0))
     return Cursor(current, 0)
 

@@ -136,10 +136,14 @@ def send(processes: Iterable[ProcInfo], sig: int) -> None:
 
 
 def cgroup_pids(cgroup: Path) -> list[int]:
-    try:
-        return [int(line) for line in (cgroup / "cgroup.procs").read_text().split()]
-    except (OSError, ValueError):
-        return []
+    """Every process in ``cgroup`` and the cgroups below it."""
+    pids: list[int] = []
+    if not cgroup.is_dir():
+        return pids
+    for path in (cgroup, *(p for p in cgroup.rglob("*") if p.is_dir())):
+        with contextlib.suppress(OSError, ValueError):
+            pids.extend(int(line) for line in (path / "cgroup.procs").read_text().split())
+    return pids
 
 
 def signal_cgroup(cgroup: Path, sig: int) -> None:
@@ -148,11 +152,9 @@ def signal_cgroup(cgroup: Path, sig: int) -> None:
         with contextlib.suppress(OSError):
             (cgroup / "cgroup.kill").write_text("1")
             return
-    paths = [cgroup, *(p for p in cgroup.rglob("*") if p.is_dir())] if cgroup.is_dir() else []
-    for path in paths:
-        for pid in cgroup_pids(path):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
+    for pid in cgroup_pids(cgroup):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def enable_subreaper() -> bool:

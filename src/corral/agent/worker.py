@@ -22,7 +22,7 @@ whatever it left behind is killed before the next run starts, as in a PID namesp
 Everything a restarted agent needs to find the pod again is on disk under
 ``<data>/pods/<uid>/``: ``pod.json`` (name, namespace, pod IP) and, per
 container, ``<restartCount>.pid`` and ``<restartCount>.log``. Every one of those paths is
-joined with :func:`corral.agent.paths.inside`: a pod whose uid or container names
+joined with :func:`corral.util.paths.inside`: a pod whose uid or container names
 would leave that directory fails (reason ``InvalidPodPaths``) before anything is written.
 """
 
@@ -42,7 +42,6 @@ from corral.agent import logs as logfiles
 from corral.agent import reaper
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GPU_DEVICES_ANNOTATION, AssignmentError, GpuDevice, gpu_environment
-from corral.agent.paths import PathEscapeError, inside
 from corral.agent.podenv import INHERITED_HOST_ENV, EnvError, command_line, container_env
 from corral.agent.probes import ProbeTiming, ProbeTracker, run_probe
 from corral.agent.process import (
@@ -57,6 +56,7 @@ from corral.agent.process import (
 )
 from corral.agent.status import ContainerRuntime, PodRuntime, Termination, will_restart
 from corral.util.clock import Clock, parse_timestamp
+from corral.util.paths import PathEscapeError, inside
 from corral.util.quantity import QuantityError, cpu_millis, to_int
 
 if TYPE_CHECKING:  # the runtime core stays free of pydantic (the GPU check runs it bare)
@@ -474,14 +474,12 @@ class PodWorker:
         indexer = self._log_indexer(name, restart_count)
         while handle.running:
             indexer.poll()
-            if self.config.orphan_reaper is not None:
-                self.config.orphan_reaper.reap()
             await asyncio.sleep(self.config.log_index_period)
 
     # ----------------------------------------------------------------- every process of a run
 
     async def _run_processes(self, name: str, handle: ProcessHandle) -> list[reaper.ProcInfo]:
-        """The live processes of a container's current run other than ones in its cgroup."""
+        """The live processes of a container's current run, found by marker, session and ancestry."""
         run = self._runs.get(name, 0)
         found = await asyncio.to_thread(reaper.find_run, key=reaper.CONTAINER_ID_ENV,
                                         value=reaper.container_id(self.uid, name, run), roots=[handle.pid])
@@ -492,8 +490,9 @@ class PodWorker:
     async def _signal_run(self, name: str, handle: ProcessHandle, sig: int) -> list[reaper.ProcInfo]:
         handle.signal_group(sig)
         cgroup = self._cgroup_paths.get(name)
-        if cgroup is not None:
+        if cgroup is not None:  # authoritative, and no /proc scan (which costs with many pods)
             reaper.signal_cgroup(cgroup, sig)
+            return []
         found = await self._run_processes(name, handle)
         reaper.send(found, sig)
         return found
@@ -609,7 +608,10 @@ class PodWorker:
         if self.path_error is not None:
             return
         if self.config.cgroups is not None:
-            reaper.signal_cgroup(self.config.cgroups.pod_path(self.uid), SIGKILL)
+            pod_cgroup = self.config.cgroups.pod_path(self.uid)
+            reaper.signal_cgroup(pod_cgroup, SIGKILL)
+            await reaper.wait_gone([], 5.0, None, pod_cgroup)
+            return
         found = await asyncio.to_thread(reaper.find_run, key=reaper.POD_UID_ENV, value=self.uid)
         if self.config.orphan_reaper is not None:
             self.config.orphan_reaper.note(found)

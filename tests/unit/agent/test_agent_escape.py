@@ -21,10 +21,10 @@ import pytest
 
 from corral.agent import reaper
 from corral.agent.cgroups import Cgroups
-from corral.agent.paths import PathEscapeError, inside
 from corral.agent.status import pod_status
 from corral.agent.worker import PodWorker, RuntimeConfig
 from corral.util.clock import SystemClock
+from corral.util.paths import PathEscapeError, inside
 
 from .helpers import PY, make_pod, py, wait_for
 

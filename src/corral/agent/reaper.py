@@ -18,7 +18,8 @@ In the fallback the agent is a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)`
 orphaned container processes are re-parented to it rather than to init, and their
 zombies are the agent's to reap. :class:`OrphanReaper` reaps only pids it has positively
 identified as such orphans: processes it saw carrying a marker, or zombies in a session
-or group it saw a container use. It never calls ``waitpid(-1)`` and never touches a
+or group whose leader it saw in a container (checked by the leader's start time, so a
+reused pid never makes an unrelated child look like one). It never calls ``waitpid(-1)`` and never touches a
 container's main process (whose exit status :class:`~corral.agent.process.ProcessHandle`
 reads) or any other child (asyncio's child watchers ``waitpid`` their own pids; a probe
 runs in its own session, never recorded here), so no one else's exit status is stolen.
@@ -184,23 +185,39 @@ class OrphanReaper:
 
     def __init__(self) -> None:
         self._mains: set[int] = set()
-        self._orphans: set[int] = set()
-        self._groups: set[int] = set()  # sessions and groups container processes used
+        self._orphans: dict[int, int] = {}  # container processes seen (pid → start ticks)
+        self._leaders: dict[int, int] = {}  # session/group leaders seen in containers → start ticks
 
-    def watch_main(self, pid: int) -> None:
+    def watch_main(self, pid: int, start_ticks: int) -> None:
         """A container's main process: its status is read by its handle, never here."""
         self._mains.add(pid)
-        self._groups.add(pid)
+        self._leaders[pid] = start_ticks  # it leads the container's session and group
 
     def unwatch_main(self, pid: int) -> None:
+        """The main process's status is read and its leftovers are gone."""
         self._mains.discard(pid)
+        self._leaders.pop(pid, None)
 
     def note(self, processes: Iterable[ProcInfo]) -> None:
         """Container processes seen alive: reap them (and their session/group) once they die."""
         for info in processes:
             if info.pid not in self._mains:
-                self._orphans.add(info.pid)
-            self._groups.update((info.sid, info.pgid))
+                self._orphans[info.pid] = info.start_ticks
+            if info.pid in (info.sid, info.pgid):
+                self._leaders[info.pid] = info.start_ticks
+
+    def _in_container_group(self, info: ProcInfo) -> bool:
+        for leader_pid in {info.sid, info.pgid}:
+            ticks = self._leaders.get(leader_pid)
+            if ticks is None:
+                continue
+            leader = info if leader_pid == info.pid else read_stat(leader_pid)
+            if leader is not None and leader.start_ticks == ticks:
+                return True
+            if leader is None and leader_pid in self._mains:
+                return True  # a main process just reaped by its handle: its session is still ours
+            del self._leaders[leader_pid]  # gone (or its pid reused): nothing can match it again
+        return False
 
     def reap(self) -> int:
         """Reap the identified zombie children; the number reaped."""
@@ -212,21 +229,28 @@ class OrphanReaper:
             info = read_stat(pid)
             if info is None or info.ppid != me:
                 continue
-            if info.state == "Z" and (info.sid in self._groups or info.pgid in self._groups):
-                self._orphans.add(pid)
+            if info.state == "Z" and self._in_container_group(info):
+                self._orphans[pid] = info.start_ticks
             elif info.state != "Z" and CONTAINER_ID_ENV in read_environ(pid):
-                self._orphans.add(pid)  # re-parented while alive: ours once it exits
-        for pid in list(self._orphans):
-            if pid in self._mains:
-                self._orphans.discard(pid)
+                self._orphans[pid] = info.start_ticks  # re-parented while alive: ours once it exits
+        for leader_pid, ticks in list(self._leaders.items()):  # forget leaders that are gone
+            leader = read_stat(leader_pid)
+            if (leader is None or leader.start_ticks != ticks) and leader_pid not in self._mains:
+                del self._leaders[leader_pid]
+        for pid, ticks in list(self._orphans.items()):
+            info = read_stat(pid)
+            if info is None or info.start_ticks != ticks or pid in self._mains:
+                del self._orphans[pid]  # reaped by its own parent (or init), or not ours to reap
                 continue
+            if info.ppid != me or info.state != "Z":
+                continue  # still alive, or still some container process's child
             try:
                 waited, _status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                self._orphans.discard(pid)  # not (or no longer) our child
+                del self._orphans[pid]
                 continue
             if waited == pid:
-                self._orphans.discard(pid)
+                del self._orphans[pid]
                 reaped += 1
         return reaped
 

@@ -411,7 +411,7 @@ class PodWorker:
         self._handles[name] = handle
         self._runs[name] = rt.restart_count
         if self.config.orphan_reaper is not None:
-            self.config.orphan_reaper.watch_main(handle.pid)
+            self.config.orphan_reaper.watch_main(handle.pid, handle.start_ticks)
         rt.state, rt.reason, rt.message = "running", "", None
         rt.started_at = started_at
         rt.pid = handle.pid
@@ -488,12 +488,13 @@ class PodWorker:
         return found
 
     async def _signal_run(self, name: str, handle: ProcessHandle, sig: int) -> list[reaper.ProcInfo]:
-        handle.signal_group(sig)
         cgroup = self._cgroup_paths.get(name)
         if cgroup is not None:  # authoritative, and no /proc scan (which costs with many pods)
+            handle.signal_group(sig)
             reaper.signal_cgroup(cgroup, sig)
             return []
-        found = await self._run_processes(name, handle)
+        found = await self._run_processes(name, handle)  # first: all of them are noted alive
+        handle.signal_group(sig)
         reaper.send(found, sig)
         return found
 

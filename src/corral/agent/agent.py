@@ -145,8 +145,8 @@ class Agent:
         self.gpu_message = "; ".join(messages)
         cgroups: Cgroups | None = None
         if cfg.use_cgroups:
-            cgroups, self.limits_message = Cgroups.detect(cfg.node_name, cfg.cgroup_root,
-                                                          want_limits=cfg.enforce_limits)
+            cgroups, self.limits_message = await asyncio.to_thread(
+                Cgroups.detect, cfg.node_name, cfg.cgroup_root, want_limits=cfg.enforce_limits)
         else:
             self.limits_message = "cgroups disabled by configuration"
         if not cfg.enforce_limits:

@@ -169,8 +169,8 @@ class PodWorker:
 
     def log_file(self, name: str, previous: bool = False) -> Path | None:
         rt = next((c for c in self.runtime.containers + self.runtime.init if c.name == name), None)
-        if rt is None:
-            return None
+        if rt is None or self.path_error is not None:
+            return None  # (a pod refused for its paths has no log)
         count = rt.restart_count - 1 if previous else rt.restart_count
         if count < 0:
             return None

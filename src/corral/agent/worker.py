@@ -15,7 +15,8 @@ Termination (pod deletion, liveness failure, agent shutdown) runs the
 ``preStop`` hook, sends SIGTERM to every process of the container — its
 cgroup, or what :mod:`corral.agent.reaper` finds by marker, session and ancestry —
 waits the grace period, then SIGKILL. When a container's main process exits,
-whatever it left behind is killed before the next run starts, as in a PID namespace. Every change updates :attr:`PodWorker.runtime` and calls
+whatever it left behind is killed before the next run starts, as in a PID
+namespace. Every change updates :attr:`PodWorker.runtime` and calls
 ``on_change``; the agent turns that into pod status with
 :func:`corral.agent.status.pod_status`.
 
@@ -142,11 +143,14 @@ class PodWorker:
         self._oom_before: dict[str, int] = {}
         self._cgroup_paths: dict[str, Path] = {}
         self._runs: dict[str, int] = {}  # container → restart count of its current handle
+        self._adopted = False
+        self._unswept = 0  # runs started whose leftovers were not swept yet
         self.finished = asyncio.Event()
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self, adopt_existing: bool = False) -> None:
+        self._adopted = adopt_existing
         self._task = asyncio.create_task(self._run(adopt_existing), name=f"pod {self.key}")
 
     def _changed(self) -> None:
@@ -410,6 +414,7 @@ class PodWorker:
             self._event("Normal", "Started", f"Started container {name}")
         self._handles[name] = handle
         self._runs[name] = rt.restart_count
+        self._unswept += 1
         if self.config.orphan_reaper is not None:
             self.config.orphan_reaper.watch_main(handle.pid, handle.start_ticks)
         rt.state, rt.reason, rt.message = "running", "", None
@@ -502,6 +507,7 @@ class PodWorker:
         """The main process exited: kill what it left behind (as a PID namespace would) and reap it."""
         found = await self._signal_run(name, handle, SIGKILL)
         await reaper.wait_gone(found, 5.0, self.config.orphan_reaper, self._cgroup_paths.get(name))
+        self._unswept -= 1
         if self.config.orphan_reaper is not None:
             self.config.orphan_reaper.unwatch_main(handle.pid)
 
@@ -573,11 +579,12 @@ class PodWorker:
         if remaining > 0 and handle.running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(handle.exited), remaining)
-        found = await self._signal_run(name, handle, SIGKILL)  # the main process and every leftover
         if handle.running:
+            found = await self._signal_run(name, handle, SIGKILL)  # the main process and every leftover
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(handle.exited), 5)
-        await reaper.wait_gone(found, 5.0, self.config.orphan_reaper, self._cgroup_paths.get(name))
+            await reaper.wait_gone(found, 5.0, self.config.orphan_reaper, self._cgroup_paths.get(name))
+        # once the main process is gone, its run's _end_run kills and reaps the rest
 
     async def terminate(self, grace: float | None = None) -> None:
         """Stop every container (preStop, SIGTERM, grace, SIGKILL); idempotent."""
@@ -613,6 +620,8 @@ class PodWorker:
             reaper.signal_cgroup(pod_cgroup, SIGKILL)
             await reaper.wait_gone([], 5.0, None, pod_cgroup)
             return
+        if not self._adopted and self._unswept == 0:
+            return  # every run was swept when it ended (and a /proc scan is not free)
         found = await asyncio.to_thread(reaper.find_run, key=reaper.POD_UID_ENV, value=self.uid)
         if self.config.orphan_reaper is not None:
             self.config.orphan_reaper.note(found)

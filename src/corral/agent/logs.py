@@ -232,6 +232,13 @@ def read_chunks(path: Path, cursor: Cursor, *, complete_lines: bool) -> Iterator
         cursor.offset += len(data)
 
 
+def _split_lines(data: bytes) -> list[bytes]:
+    """Pieces ending in ``\n`` (and an unfinished last one); a ``\r`` does not end a line."""
+    pieces = [line + b"\n" for line in data.split(b"\n")]
+    pieces[-1] = pieces[-1][:-1]
+    return pieces if pieces[-1] else pieces[:-1]
+
+
 class _Stamper:
     """Prefixes each line with the time the agent saw it completed (``timestamps=true``)."""
 
@@ -242,7 +249,7 @@ class _Stamper:
     def __call__(self, data: bytes, file: Path, offset: int) -> bytes:
         out = []
         position = offset
-        for piece in data.splitlines(keepends=True):
+        for piece in _split_lines(data):
             position += len(piece)
             if self._line_start:
                 out.append(self._stamp(file, position))

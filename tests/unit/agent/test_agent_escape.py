@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corral.agent import reaper
 from corral.agent.cgroups import Cgroups
@@ -181,3 +183,15 @@ async def test_a_pod_whose_names_leave_its_directory_fails_and_writes_nothing(
     await worker.terminate(grace=0)
     worker.cleanup()
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+@given(st.lists(st.lists(st.sampled_from(["a", ".", "/", "..", "\x00", "b/..", "~"]), max_size=6).map("".join),
+                min_size=1, max_size=3))
+def test_inside_is_inside_or_raises(names: list[str]) -> None:
+    base = Path("/tmp/corral-inside-base/pods")
+    try:
+        joined = inside(base, *names)
+    except PathEscapeError:
+        return
+    resolved = Path(os.path.realpath(joined))
+    assert resolved != Path(os.path.realpath(base)) and Path(os.path.realpath(base)) in resolved.parents

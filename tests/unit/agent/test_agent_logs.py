@@ -15,6 +15,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from corral.agent import logs
 from corral.agent.worker import PodWorker, RuntimeConfig
 from corral.util.clock import SystemClock
@@ -138,3 +142,41 @@ async def test_rotation_bounds_a_live_writer_and_follow_sees_every_line(tmp_path
     assert numbers == sorted(set(numbers)), "follow repeated or reordered lines across a rotation"
     assert numbers[-1] == total - 1 and len(numbers) >= total - 5 * logs.generation(path), \
         f"follow saw {len(numbers)} of {total} lines"
+
+
+def _expected_tail(content: bytes, lines: int) -> bytes:
+    cut = content.rfind(b"\n") + 1
+    complete, unfinished = [line + b"\n" for line in content[:cut].split(b"\n")[:-1]], content[cut:]
+    return b"".join(complete[max(0, len(complete) - lines):] if lines else []) + unfinished
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")).flatmap(
+           lambda text: st.sampled_from([text, text + b"\n"])), max_size=40),
+       max_size=st.integers(min_value=4, max_value=40), max_files=st.integers(min_value=2, max_value=4),
+       tail=st.integers(min_value=0, max_value=12), limit=st.integers(min_value=1, max_value=200))
+def test_reads_agree_with_the_kept_files_whatever_the_rotations(
+        tmp_path_factory: pytest.TempPathFactory, writes: list[bytes], max_size: int, max_files: int, tail: int,
+        limit: int) -> None:
+    path = tmp_path_factory.mktemp("log") / "0.log"
+    path.touch()
+    indexer = logs.LogIndexer(path, max_size=max_size, max_files=max_files)
+    for data in writes:
+        with open(path, "ab") as handle:
+            handle.write(data)
+        indexer.poll()
+    kept = [file for _, file in logs.rotated_files(path)] + [path]
+    assert len(kept) <= max_files
+    content = b"".join(file.read_bytes() for file in kept)
+    assert asyncio.run(_collect(path)) == content
+    assert asyncio.run(_collect(path, tail_lines=tail)) == _expected_tail(content, tail)
+    assert asyncio.run(_collect(path, limit_bytes=limit)) == content[:limit]
+    assert asyncio.run(_collect(path, tail_lines=tail, limit_bytes=limit)) == _expected_tail(content, tail)[:limit]
+
+
+async def test_a_carriage_return_does_not_start_a_timestamped_line(tmp_path: Path) -> None:
+    path = tmp_path / "0.log"
+    path.write_bytes(b"progress 10%\rprogress 100%\ndone")
+    logs.LogIndexer(path).poll(now=0.0)
+    assert await _collect(path, timestamps=True) == (b"1970-01-01T00:00:00.000000Z progress 10%\rprogress 100%\n"
+                                                     b"1970-01-01T00:00:00.000000Z done")

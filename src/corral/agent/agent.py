@@ -223,6 +223,8 @@ class Agent:
             await self._runner.cleanup()
             self._runner = None
         if self._runtime is not None and self._runtime.cgroups is not None and kill_pods:
+            for worker in workers:  # their processes are gone: a restarted agent makes new cgroups
+                self._runtime.cgroups.remove_pod(worker.uid)
             with contextlib.suppress(OSError):
                 self._runtime.cgroups.base.rmdir()  # only when empty: no pod left behind
 
@@ -255,7 +257,7 @@ class Agent:
         worker = self.workers.get(key)
         leftover = self._finished.get(key)
         if leftover is not None and (pod is None or str(pod["metadata"].get("uid")) != leftover.name):
-            shutil.rmtree(self._finished.pop(key), ignore_errors=True)
+            self._remove_leftover(self._finished.pop(key))
         if worker is not None and (pod is None or pod["metadata"].get("uid") != worker.pod["metadata"].get("uid")):
             # the pod was removed (or replaced by a namesake): stop what ran for it
             self._begin_termination(key, worker, delete_after=False, grace=0.0)
@@ -374,7 +376,14 @@ class Agent:
             if pod is not None:  # finished before the restart: keep its logs until the pod is deleted
                 self._finished[pod_key(pod)] = directory
                 continue
-            shutil.rmtree(directory, ignore_errors=True)
+            self._remove_leftover(directory)
+
+    def _remove_leftover(self, directory: Path) -> None:
+        """The files (and empty cgroups) of a pod no worker runs any more."""
+        if self._runtime is not None and self._runtime.cgroups is not None:
+            with contextlib.suppress(ValueError):
+                self._runtime.cgroups.remove_pod(directory.name)
+        shutil.rmtree(directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ status
 

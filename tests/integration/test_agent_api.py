@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from corral.agent.agent import Agent, AgentConfig
@@ -314,3 +315,76 @@ async def test_a_shorter_second_delete_cuts_the_grace_period(cluster: Cluster) -
             break
         await asyncio.sleep(0.05)
     assert await cluster.pod("slow") is None
+
+
+def _marked_alive(mark: str) -> list[int]:
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X") and any(arg.startswith(mark.encode()) for arg in args):
+            alive.append(int(entry.name))
+    return alive
+
+
+async def test_deleting_a_daemonizing_pod_leaves_no_process(cluster: Cluster) -> None:
+    mark = f"corral-daemon-{os.getpid()}-{time.monotonic_ns()}"
+    sleeper = f"[{PY!r}, '-c', 'import time; time.sleep(1000)', {mark!r}]"
+    code = (f"import os, subprocess, time\n"
+            f"subprocess.Popen({sleeper}, start_new_session=True)\n"
+            f"if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        os.execv({PY!r}, {sleeper})\n"
+            f"    os._exit(0)\n"
+            f"os.wait()\nprint('ready', flush=True)\ntime.sleep(1000)\n")
+    await cluster.client.create(pod("daemons", code, grace=1))
+    await cluster.wait_pod("daemons", lambda p: phase(p) == "Running", what="Running")
+    deadline = time.monotonic() + 15
+    while len(_marked_alive(mark)) < 2:
+        assert time.monotonic() < deadline, "the pod's children did not start"
+        await asyncio.sleep(0.05)
+    await cluster.client.delete("v1", "pods", "daemons", "default")
+    deadline = time.monotonic() + 10
+    while await cluster.pod("daemons") is not None:
+        assert time.monotonic() < deadline, "the pod was not deleted"
+        await asyncio.sleep(0.05)
+    assert _marked_alive(mark) == []
+
+
+async def test_logs_limit_bytes_and_tail_through_the_api(cluster: Cluster) -> None:
+    code = "import sys\nfor i in range(20000):\n    sys.stdout.write('line %05d\\n' % i)\n"
+    await cluster.client.create(pod("talk", code))
+    await cluster.wait_pod("talk", lambda p: phase(p) == "Succeeded", what="Succeeded")
+    headers = {"Authorization": f"Bearer {cluster.server.token}"}
+    url = f"{cluster.server.url}/api/v1/namespaces/default/pods/talk/log"
+    tls = cluster.server.ssl_context()
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.get(url, params={"limitBytes": "15"}, ssl=tls) as response:
+            assert response.status == 200 and await response.read() == b"line 00000\nline"
+        async with session.get(url, params={"tailLines": "2", "limitBytes": "13"}, ssl=tls) as response:
+            assert await response.read() == b"line 19998\nli"
+
+
+async def test_a_stored_pod_whose_container_name_leaves_its_directory_is_refused(cluster: Cluster) -> None:
+    evil = pod("evil", "print('ran')")
+    evil["spec"]["containers"][0]["name"] = "../../../x"
+    evil["metadata"].update({"uid": "0c7d7a3e-0000-4000-8000-000000000022",
+                             "creationTimestamp": "2026-01-01T00:00:00Z"})
+    root = cluster.config.data_dir.parent
+    before = sorted(str(p) for p in root.rglob("*") if "agent" not in p.parts and "api" not in p.parts)
+    cluster.server.server.store.create("pods", evil)  # past the API's validation
+    failed = await cluster.wait_pod("evil", lambda p: (p.get("status") or {}).get("reason") == "InvalidPodPaths",
+                                    what="InvalidPodPaths")
+    assert phase(failed) == "Failed" and "leaves" in failed["status"]["message"]
+    after = sorted(str(p) for p in root.rglob("*") if "agent" not in p.parts and "api" not in p.parts)
+    assert after == before, "the agent wrote outside its data dir"
+    assert not (cluster.config.data_dir / "x").exists() and not (root / "x").exists()
+    await cluster.client.delete("v1", "pods", "evil", "default", grace_period_seconds=0)
+    deadline = time.monotonic() + 10
+    while await cluster.pod("evil") is not None:
+        assert time.monotonic() < deadline, "the pod was not deleted"
+        await asyncio.sleep(0.05)
+    assert list((cluster.config.data_dir / "pods").glob("*")) == []

@@ -388,6 +388,14 @@ async def test_pod_log_from_data_dir(client: Client) -> None:
     assert status == 200 and text == "one\ntwo\nthree\n"
     status, text = await client.call("GET", f"{POD}/a/log?tailLines=1")
     assert text == "three\n"
+    status, text = await client.call("GET", f"{POD}/a/log?limitBytes=5")
+    assert text == "one\nt"
+    status, text = await client.call("GET", f"{POD}/a/log?tailLines=2&limitBytes=6")
+    assert text == "two\nth"
+    with log.open("a") as handle:
+        handle.write("unfinished")
+    status, text = await client.call("GET", f"{POD}/a/log?tailLines=2")
+    assert text == "three\nunfinished"
     status, _body = await client.call("GET", f"{POD}/a/log?container=nope")
     assert status == 400
 

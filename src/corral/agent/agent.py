@@ -48,6 +48,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from corral.agent import logs as logfiles
+from corral.agent import reaper
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GpuDevice, discover_nvml, parse_simulated
 from corral.agent.ipblocks import ClaimedBlock, claim_block, default_lock_dir, read_previous, record
@@ -97,6 +98,9 @@ class AgentConfig:
     lock_dir: Path = field(default_factory=default_lock_dir)  # machine-wide claims on pod IP blocks
     cgroup_root: Path | None = None
     enforce_limits: bool = True
+    use_cgroups: bool = True  # a cgroup per container where possible (tracking; limits need controllers)
+    container_log_max_size: int = 10 * 1024 * 1024  # kubelet's containerLogMaxSize
+    container_log_max_files: int = 5  # kubelet's containerLogMaxFiles (the current file included)
     shutdown_grace: float = 5.0
     status_writers: int = 8
     pod_events: bool = True
@@ -157,11 +161,15 @@ class Agent:
         self.devices = devices
         self.gpu_message = "; ".join(messages)
         cgroups: Cgroups | None = None
-        if cfg.enforce_limits:
-            cgroups, self.limits_message = Cgroups.detect(cfg.node_name, cfg.cgroup_root)
+        if cfg.use_cgroups:
+            cgroups, self.limits_message = await asyncio.to_thread(
+                Cgroups.detect, cfg.node_name, cfg.cgroup_root, want_limits=cfg.enforce_limits)
         else:
+            self.limits_message = "cgroups disabled by configuration"
+        if not cfg.enforce_limits:
             self.limits_message = "resource limits disabled by configuration"
-        if cgroups is None:
+        limits_enforced = cgroups is not None and cgroups.limits
+        if not limits_enforced:
             self.limits_message = "limits.cpu/limits.memory are NOT enforced: " + self.limits_message
         cpus, memory = machine_resources()
         cidr_file = cfg.data_dir / "pod-cidr"
@@ -172,7 +180,7 @@ class Agent:
         await self._start_http()
         facts = NodeFacts(name=cfg.node_name, cpu=cpus, memory_bytes=memory, devices=devices,
                           max_pods=cfg.max_pods, address=cfg.listen_host if cfg.listen_host != "0.0.0.0" else
-                          "127.0.0.1", port=self.port, limits_enforced=cgroups is not None,
+                          "127.0.0.1", port=self.port, limits_enforced=limits_enforced,
                           limits_message=self.limits_message, gpu_message=self.gpu_message,
                           extra_labels=dict(cfg.labels), storage_bytes=disk_bytes(cfg.data_dir),
                           pod_cidr=str(self.pod_block.network))
@@ -180,13 +188,18 @@ class Agent:
                                       allocatable=node_resources(facts), cgroups=cgroups,
                                       backoff_initial=cfg.backoff_initial, backoff_max=cfg.backoff_max,
                                       backoff_reset=cfg.backoff_reset, log_index_period=cfg.log_index_period,
-                                      host_env=dict(os.environ), pod_root=cfg.pod_root)
+                                      log_max_size=cfg.container_log_max_size,
+                                      log_max_files=cfg.container_log_max_files,
+                                      host_env=dict(os.environ), pod_root=cfg.pod_root,
+                                      # without a cgroup per container, orphans must come back to us
+                                      orphan_reaper=reaper.OrphanReaper()
+                                      if cgroups is None and reaper.enable_subreaper() else None)
         self.reporter = NodeReporter(self.client, facts, self.clock, lease_duration=cfg.lease_duration,
                                      data_dir=cfg.data_dir, status_interval=cfg.status_interval)
         node = await self.reporter.register()
         await self.reporter.ensure_lease_namespace()
         await self.reporter.renew_lease()
-        if cgroups is None:
+        if not limits_enforced:
             await self.events.record(node, "Warning", "ResourceLimitsNotEnforced", self.limits_message)
         self._informer = Informer(self.client, "v1", "pods", field_selector=f"spec.nodeName={cfg.node_name}")
         self._informer.add_handler(on_add=self._on_pod, on_update=lambda _o, n: self._on_pod(n),
@@ -197,6 +210,9 @@ class Agent:
         self.supervisor.spawn("heartbeat", self._heartbeat_loop)
         self.supervisor.spawn("status", self._status_loop)
         self.supervisor.spawn("sync", self._sync_loop)
+        orphan_reaper = self._runtime.orphan_reaper
+        if orphan_reaper is not None:
+            self.supervisor.spawn("reaper", lambda: self._reap_loop(orphan_reaper))
 
     def health_checks(self) -> dict[str, HealthCheck]:
         """``/readyz`` fails while one of the agent's loops is crash-looping."""
@@ -226,6 +242,11 @@ class Agent:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._runtime is not None and self._runtime.cgroups is not None and kill_pods:
+            for worker in workers:  # their processes are gone: a restarted agent makes new cgroups
+                self._runtime.cgroups.remove_pod(worker.uid)
+            with contextlib.suppress(OSError):
+                self._runtime.cgroups.base.rmdir()  # only when empty: no pod left behind
         if self.pod_block is not None:
             self.pod_block.release()  # after the pods are gone: their addresses are free again
 
@@ -258,7 +279,7 @@ class Agent:
         worker = self.workers.get(key)
         leftover = self._finished.get(key)
         if leftover is not None and (pod is None or str(pod["metadata"].get("uid")) != leftover.name):
-            shutil.rmtree(self._finished.pop(key), ignore_errors=True)
+            self._remove_leftover(self._finished.pop(key))
         if worker is not None and (pod is None or pod["metadata"].get("uid") != worker.pod["metadata"].get("uid")):
             # the pod was removed (or replaced by a namesake): stop what ran for it
             self._begin_termination(key, worker, delete_after=False, grace=0.0)
@@ -399,11 +420,18 @@ class Agent:
                 self._start_worker(pod, adopt_existing=True,
                                    pod_ip=(pod.get("status") or {}).get("podIP") or None)
                 continue
-            _kill_leftovers(directory)
+            await asyncio.to_thread(_kill_leftovers, directory, self._runtime)
             if pod is not None:  # finished before the restart: keep its logs until the pod is deleted
                 self._finished[pod_key(pod)] = directory
                 continue
-            shutil.rmtree(directory, ignore_errors=True)
+            self._remove_leftover(directory)
+
+    def _remove_leftover(self, directory: Path) -> None:
+        """The files (and empty cgroups) of a pod no worker runs any more."""
+        if self._runtime is not None and self._runtime.cgroups is not None:
+            with contextlib.suppress(ValueError):
+                self._runtime.cgroups.remove_pod(directory.name)
+        shutil.rmtree(directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ status
 
@@ -457,6 +485,15 @@ class Agent:
         self._written[key] = comparable
         worker.pod["status"] = status
         self.status_writes += 1
+
+    async def _reap_loop(self, orphan_reaper: reaper.OrphanReaper) -> None:
+        """Reap container processes that were re-parented to us and exited on their own."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                orphan_reaper.reap()
+            except OSError as error:  # /proc unreadable for a moment: try again next time
+                log.warning("agent: reaping orphans failed: %s", error)
 
     # ------------------------------------------------------------------ heartbeat
 
@@ -546,7 +583,7 @@ class Agent:
         current = worker.log_file(container) == path and not params["previous"]
         chunks = logfiles.stream(path, follow=params["follow"] and current, timestamps=params["timestamps"],
                                  tail_lines=params["tail_lines"], since_seconds=params["since_seconds"],
-                                 still_running=lambda: worker.container_running(container) and
+                                 limit_bytes=params["limit_bytes"], still_running=lambda: worker.container_running(container) and
                                  worker.log_file(container) == path)
         with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
             async for chunk in chunks:
@@ -576,7 +613,8 @@ class Agent:
         await response.prepare(request)
         async for chunk in logfiles.stream(logfiles.log_path(directory / container, wanted), follow=False,
                                            timestamps=params["timestamps"], tail_lines=params["tail_lines"],
-                                           since_seconds=params["since_seconds"], still_running=lambda: False):
+                                           since_seconds=params["since_seconds"],
+                                           limit_bytes=params["limit_bytes"], still_running=lambda: False):
             await response.write(chunk)
         await response.write_eof()
         return response
@@ -605,7 +643,8 @@ def _log_params(query: Any) -> dict[str, Any]:
         return value
 
     return {"follow": flag("follow"), "previous": flag("previous"), "timestamps": flag("timestamps"),
-            "tail_lines": number("tailLines"), "since_seconds": number("sinceSeconds")}
+            "tail_lines": number("tailLines"), "since_seconds": number("sinceSeconds"),
+            "limit_bytes": number("limitBytes")}
 
 
 def _status_error(code: int, reason: str, message: str) -> web.Response:
@@ -613,8 +652,13 @@ def _status_error(code: int, reason: str, message: str) -> web.Response:
                               "message": message, "reason": reason, "code": code}, status=code)
 
 
-def _kill_leftovers(directory: Path) -> None:
-    """SIGKILL the process groups recorded under a pod directory whose pod is gone."""
+def _kill_leftovers(directory: Path, runtime: RuntimeConfig | None) -> None:
+    """SIGKILL every process of a pod directory whose pod is gone: its cgroup, its
+    marked processes (:mod:`corral.agent.reaper`) and the process groups of its pid files."""
+    if runtime is not None and runtime.cgroups is not None:
+        with contextlib.suppress(ValueError):
+            reaper.signal_cgroup(runtime.cgroups.pod_path(directory.name), SIGKILL)
+    reaper.send(reaper.find_run(key=reaper.POD_UID_ENV, value=directory.name), SIGKILL)
     for pid_file in directory.glob("*/*.pid"):
         record = read_pid_file(pid_file) or {}
         handle_pid = int(record.get("pid", 0))

@@ -12,20 +12,26 @@ The delay starts at ``backoff_initial`` (10 s), doubles per consecutive crash up
 to ``backoff_max`` (5 min), and resets once a run lasted ``backoff_reset``.
 
 Termination (pod deletion, liveness failure, agent shutdown) runs the
-``preStop`` hook, sends SIGTERM to the process group, waits the grace period,
-then SIGKILL. Every change updates :attr:`PodWorker.runtime` and calls
+``preStop`` hook, sends SIGTERM to every process of the container — its
+cgroup, or what :mod:`corral.agent.reaper` finds by marker, session and ancestry —
+waits the grace period, then SIGKILL. When a container's main process exits,
+whatever it left behind is killed before the next run starts, as in a PID
+namespace. Every change updates :attr:`PodWorker.runtime` and calls
 ``on_change``; the agent turns that into pod status with
 :func:`corral.agent.status.pod_status`.
 
 Everything a restarted agent needs to find the pod again is on disk under
 ``<data>/pods/<uid>/``: ``pod.json`` (name, namespace, pod IP) and, per
-container, ``<restartCount>.pid`` and ``<restartCount>.log``.
+container, ``<restartCount>.pid`` and ``<restartCount>.log``. Every one of those paths is
+joined with :func:`corral.util.paths.inside`: a pod whose uid or container names
+would leave that directory fails (reason ``InvalidPodPaths``) before anything is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -35,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.agent import logs as logfiles
+from corral.agent import reaper
 from corral.agent.cgroups import Cgroups
 from corral.agent.gpus import GPU_DEVICES_ANNOTATION, AssignmentError, GpuDevice, gpu_environment
 from corral.agent.identity import IdentityError, RunAs, run_as
@@ -53,6 +60,7 @@ from corral.agent.process import (
 from corral.agent.status import ContainerRuntime, PodRuntime, Termination, will_restart
 from corral.util.clock import Clock, parse_timestamp
 from corral.util.datadir import ensure_pod_dir, pod_root
+from corral.util.paths import PathEscapeError, inside
 from corral.util.quantity import QuantityError, cpu_millis, to_int
 
 if TYPE_CHECKING:  # the runtime core stays free of pydantic (the GPU check runs it bare)
@@ -72,11 +80,14 @@ class RuntimeConfig:
     backoff_max: float = 300.0
     backoff_reset: float = 600.0
     log_index_period: float = 1.0
+    log_max_size: int = 10 * 1024 * 1024  # containerLogMaxSize
+    log_max_files: int = 5  # containerLogMaxFiles, the current file included
     host_env: dict[str, str] = field(default_factory=dict)
     pod_root: Path | None = None
     """Where pods' checkpoint directories live; never inside a data dir (default :func:`~corral.util.datadir.pod_root`)."""
     agent_uid: int = field(default_factory=os.geteuid)
     agent_gid: int = field(default_factory=os.getegid)
+    orphan_reaper: reaper.OrphanReaper | None = None  # set where this process is a child subreaper
 
     @property
     def pods_dir(self) -> Path:
@@ -115,8 +126,17 @@ class PodWorker:
         self.clock = clock
         self._on_change = on_change
         self._on_event = on_event
-        self.dir = config.pods_dir / self.uid
         spec = pod.get("spec", {})
+        self.path_error: str | None = None
+        try:
+            self.dir = inside(config.pods_dir, self.uid)
+            for container in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
+                inside(self.dir, str(container.get("name")))
+            self._checkpoint_dir()
+        except PathEscapeError as error:
+            self.path_error = str(error)
+            # never created nor removed: a name that cannot leave pods_dir
+            self.dir = config.pods_dir / f"invalid-{hashlib.sha256(self.uid.encode()).hexdigest()[:16]}"
         self.restart_policy = str(spec.get("restartPolicy") or "Always")
         self.runtime = PodRuntime(pod_ip=pod_ip)
         self.runtime.init = [ContainerRuntime(name=c["name"], image=str(c.get("image", "")), reason="PodInitializing")
@@ -134,11 +154,15 @@ class PodWorker:
         self._oom_before: dict[str, int] = {}
         self._cgroup_paths: dict[str, Path] = {}
         self._run_as: dict[str, RunAs] = {}
+        self._runs: dict[str, int] = {}  # container → restart count of its current handle
+        self._adopted = False
+        self._unswept = 0  # runs started whose leftovers were not swept yet
         self.finished = asyncio.Event()
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self, adopt_existing: bool = False) -> None:
+        self._adopted = adopt_existing
         self._task = asyncio.create_task(self._run(adopt_existing), name=f"pod {self.key}")
 
     def _changed(self) -> None:
@@ -157,12 +181,12 @@ class PodWorker:
         return handle is not None and handle.running
 
     def container_dir(self, name: str) -> Path:
-        return self.dir / name
+        return inside(self.dir, name)
 
     def log_file(self, name: str, previous: bool = False) -> Path | None:
         rt = next((c for c in self.runtime.containers + self.runtime.init if c.name == name), None)
-        if rt is None:
-            return None
+        if rt is None or self.path_error is not None:
+            return None  # (a pod refused for its paths has no log)
         count = rt.restart_count - 1 if previous else rt.restart_count
         if count < 0:
             return None
@@ -187,6 +211,9 @@ class PodWorker:
 
     async def _run_pod(self, adopt_existing: bool) -> None:
         now = self.clock.now()
+        if self.path_error is not None:
+            self._refuse_paths(self.path_error)
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.pod.get("metadata", {})
         (self.dir / "pod.json").write_text(json.dumps({
@@ -329,11 +356,7 @@ class PodWorker:
         base = {k: v for k, v in self.config.host_env.items() if k in INHERITED_HOST_ENV}
         meta = self.pod.get("metadata", {})
         annotations = meta.get("annotations") or {}
-        labels = meta.get("labels") or {}
-        checkpoint_owner = (labels.get("corral.dev/training-job") or labels.get("corral.dev/pod-group")
-                            or meta.get("name"))
-        checkpoint = self.config.workload_root / "checkpoints" / str(meta.get("namespace", "default")) / str(
-            checkpoint_owner)
+        checkpoint = self._checkpoint_dir()
         base.update({
             "HOSTNAME": str(meta.get("name")),
             "POD_IP": self.runtime.pod_ip,
@@ -344,6 +367,22 @@ class PodWorker:
         })
         base.update(gpu_environment(annotations.get(GPU_DEVICES_ANNOTATION), self.config.devices))
         return base
+
+    def _checkpoint_dir(self) -> Path:
+        meta = self.pod.get("metadata", {})
+        labels = meta.get("labels") or {}
+        owner = labels.get("corral.dev/training-job") or labels.get("corral.dev/pod-group") or meta.get("name")
+        return inside(self.config.workload_root / "checkpoints", str(meta.get("namespace", "default")), str(owner))
+
+    def _refuse_paths(self, message: str) -> None:
+        """A pod whose names would put files outside its directory: failed, nothing written."""
+        self.runtime.init_failed = True
+        self.runtime.reason = "InvalidPodPaths"
+        self.runtime.message = message
+        for rt in self.runtime.init + self.runtime.containers:
+            rt.reason, rt.message = "CreateContainerConfigError", message
+        self._event("Warning", "InvalidPodPaths", message)
+        self._changed()
 
     def _container_env(self, container: Mapping[str, Any]) -> dict[str, str]:
         env = container_env(self.pod, container, pod_ip=self.runtime.pod_ip, node_name=self.config.node_name,
@@ -361,8 +400,8 @@ class PodWorker:
             memory = to_int(limits["memory"]) if "memory" in limits else None
         except QuantityError:
             return None
-        if cpu is None and memory is None:
-            return None
+        if not self.config.cgroups.limits:
+            cpu = memory = None  # a cgroup only to track the container's processes
         try:
             path = self.config.cgroups.create(self.uid, str(container["name"]), cpu, memory)
         except OSError:
@@ -387,6 +426,8 @@ class PodWorker:
                 record = read_pid_file(pid_path) or {}
                 rt.restart_count = count
                 handle = adopt(int(record.get("pid", 0)), int(record.get("startTicks", -1)))
+                if self.config.cgroups is not None:
+                    self._cgroup_paths[name] = self.config.cgroups.container_path(self.uid, name)
                 if record.get("startedAt"):
                     started_at = parse_timestamp(str(record["startedAt"]))
                 if handle is None:
@@ -409,8 +450,9 @@ class PodWorker:
             if cgroup is not None:
                 self._oom_before[name] = Cgroups.oom_kills(cgroup)
             path = logfiles.log_path(self.container_dir(name), rt.restart_count)
+            run_env = {**env, **reaper.marker_env(self.uid, name, rt.restart_count)}
             try:
-                handle = spawn(argv, env=env, cwd=cwd, log_path=path, cgroup=cgroup, user=identity.uid,
+                handle = spawn(argv, env=run_env, cwd=cwd, log_path=path, cgroup=cgroup, user=identity.uid,
                                group=identity.gid)
             except OSError as error:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -422,6 +464,10 @@ class PodWorker:
                            {"startedAt": started_at.isoformat()})
             self._event("Normal", "Started", f"Started container {name}")
         self._handles[name] = handle
+        self._runs[name] = rt.restart_count
+        self._unswept += 1
+        if self.config.orphan_reaper is not None:
+            self.config.orphan_reaper.watch_main(handle.pid, handle.start_ticks)
         rt.state, rt.reason, rt.message = "running", "", None
         rt.started_at = started_at
         rt.pid = handle.pid
@@ -448,7 +494,8 @@ class PodWorker:
             for task in aux:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        logfiles.LogIndexer(logfiles.log_path(self.container_dir(name), rt.restart_count)).poll()
+        await self._end_run(name, handle)
+        self._log_indexer(name, rt.restart_count).poll()
         finished = self.clock.now()
         reason = "Completed" if info.exit_code == 0 else "Error"
         message = self._kill_reasons.pop(name, None)
@@ -475,11 +522,45 @@ class PodWorker:
         self._changed()
         return ExitInfo(exit_code=code, signal=None)
 
+    def _log_indexer(self, name: str, restart_count: int) -> logfiles.LogIndexer:
+        return logfiles.LogIndexer(logfiles.log_path(self.container_dir(name), restart_count),
+                                   max_size=self.config.log_max_size, max_files=self.config.log_max_files)
+
     async def _index_logs(self, name: str, restart_count: int, handle: ProcessHandle) -> None:
-        indexer = logfiles.LogIndexer(logfiles.log_path(self.container_dir(name), restart_count))
+        indexer = self._log_indexer(name, restart_count)
         while handle.running:
             indexer.poll()
             await asyncio.sleep(self.config.log_index_period)
+
+    # ----------------------------------------------------------------- every process of a run
+
+    async def _run_processes(self, name: str, handle: ProcessHandle) -> list[reaper.ProcInfo]:
+        """The live processes of a container's current run, found by marker, session and ancestry."""
+        run = self._runs.get(name, 0)
+        found = await asyncio.to_thread(reaper.find_run, key=reaper.CONTAINER_ID_ENV,
+                                        value=reaper.container_id(self.uid, name, run), roots=[handle.pid])
+        if self.config.orphan_reaper is not None:
+            self.config.orphan_reaper.note(found)
+        return found
+
+    async def _signal_run(self, name: str, handle: ProcessHandle, sig: int) -> list[reaper.ProcInfo]:
+        cgroup = self._cgroup_paths.get(name)
+        if cgroup is not None:  # authoritative, and no /proc scan (which costs with many pods)
+            handle.signal_group(sig)
+            reaper.signal_cgroup(cgroup, sig)
+            return []
+        found = await self._run_processes(name, handle)  # first: all of them are noted alive
+        handle.signal_group(sig)
+        reaper.send(found, sig)
+        return found
+
+    async def _end_run(self, name: str, handle: ProcessHandle) -> None:
+        """The main process exited: kill what it left behind (as a PID namespace would) and reap it."""
+        found = await self._signal_run(name, handle, SIGKILL)
+        await reaper.wait_gone(found, 5.0, self.config.orphan_reaper, self._cgroup_paths.get(name))
+        self._unswept -= 1
+        if self.config.orphan_reaper is not None:
+            self.config.orphan_reaper.unwatch_main(handle.pid)
 
     async def _probe_loop(self, kind: str, probe: Mapping[str, Any], container: Mapping[str, Any], *,
                           rt: ContainerRuntime, handle: ProcessHandle, env: dict[str, str], cwd: str | None,
@@ -547,17 +628,17 @@ class PodWorker:
                                 cwd=(container or {}).get("workingDir"), timeout=grace, user=identity.uid,
                                 group=identity.gid)
         if handle.running:
-            handle.signal_group(SIGTERM)
+            await self._signal_run(name, handle, SIGTERM)
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining > 0 and handle.running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(handle.exited), remaining)
         if handle.running:
-            handle.signal_group(SIGKILL)
+            found = await self._signal_run(name, handle, SIGKILL)  # the main process and every leftover
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(handle.exited), 5)
-        else:
-            handle.signal_group(SIGKILL)  # leftovers of the group
+            await reaper.wait_gone(found, 5.0, self.config.orphan_reaper, self._cgroup_paths.get(name))
+        # once the main process is gone, its run's _end_run kills and reaps the rest
 
     async def terminate(self, grace: float | None = None) -> None:
         """Stop every container (preStop, SIGTERM, grace, SIGKILL); idempotent."""
@@ -578,10 +659,28 @@ class PodWorker:
                 await asyncio.wait_for(asyncio.shield(self._task), 5)
             if not self._task.done():
                 self._task.cancel()
+        await self._kill_pod_leftovers()
         for rt in self.runtime.init + self.runtime.containers:
             if rt.state == "waiting":
                 rt.reason = "PodTerminating" if rt.reason != "CreateContainerConfigError" else rt.reason
         self._changed()
+
+    async def _kill_pod_leftovers(self) -> None:
+        """Anything of any run of this pod still alive (a run the agent lost track of)."""
+        if self.path_error is not None:
+            return
+        if self.config.cgroups is not None:
+            pod_cgroup = self.config.cgroups.pod_path(self.uid)
+            reaper.signal_cgroup(pod_cgroup, SIGKILL)
+            await reaper.wait_gone([], 5.0, None, pod_cgroup)
+            return
+        if not self._adopted and self._unswept == 0:
+            return  # every run was swept when it ended (and a /proc scan is not free)
+        found = await asyncio.to_thread(reaper.find_run, key=reaper.POD_UID_ENV, value=self.uid)
+        if self.config.orphan_reaper is not None:
+            self.config.orphan_reaper.note(found)
+        reaper.send(found, SIGKILL)
+        await reaper.wait_gone(found, 5.0, self.config.orphan_reaper)
 
     async def detach(self) -> None:
         """Stop watching without touching the processes (an agent that is restarting)."""
@@ -595,6 +694,8 @@ class PodWorker:
 
     def cleanup(self) -> None:
         """Remove the pod's files and cgroups once it is gone from the API."""
+        if self.path_error is not None:
+            return  # nothing was written
         if self.config.cgroups is not None:
             self.config.cgroups.remove_pod(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -90,6 +90,7 @@ from corral.apiserver.validation import (
 from corral.store import AlreadyExistsError, Entry, ExpiredError, Store, UnavailableError, WatchEvent, encode
 from corral.util import fastjson
 from corral.util.clock import Clock, format_timestamp, parse_timestamp
+from corral.util.paths import PathEscapeError
 from corral.util.podlogs import pod_log_path
 
 MAX_BODY = 3 * 1024 * 1024
@@ -1121,7 +1122,10 @@ class Handlers:
         else:
             if self.data_dir is None:
                 raise bad_request(f"no log is available for container {container} in pod {pod_name}")
-            path = pod_log_path(self.data_dir, namespace, pod_name, container)
+            try:
+                path = pod_log_path(self.data_dir, namespace, pod_name, container)
+            except PathEscapeError as error:
+                raise bad_request(f"container {container}: {error}") from None
             if not path.exists() and not follow:
                 raise bad_request(f'container "{container}" in pod "{pod_name}" has no log yet (it is waiting to start)')
             source = file_log(path, follow=follow, tail_lines=tail, limit_bytes=limit, still_running=running, clock=self.clock)

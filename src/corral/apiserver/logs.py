@@ -21,6 +21,9 @@ import aiohttp
 
 from corral.api.registry import Obj
 from corral.util.clock import Clock
+from corral.util.podlogs import newline_before
+
+READ_BLOCK = 1024 * 1024
 
 
 def node_log_endpoint(node: Obj | None) -> str | None:
@@ -52,34 +55,48 @@ async def proxy_log(endpoint: str, namespace: str, pod: str, container: str, que
             yield chunk
 
 
-def _tail(data: bytes, lines: int) -> bytes:
+def _tail_start(path: Path, size: int, lines: int) -> int:
+    """Where the last ``lines`` lines begin (an unfinished last line counts as one)."""
     if lines <= 0:
-        return b""
-    parts = data.splitlines(keepends=True)
-    return b"".join(parts[-lines:])
+        return size
+    ends_with_newline = False
+    if size:
+        with path.open("rb") as handle:
+            handle.seek(size - 1)
+            ends_with_newline = handle.read(1) == b"\n"
+    found, _ = newline_before(path, size, lines + 1 if ends_with_newline else lines)
+    return max(found, 0)
 
 
 async def file_log(path: Path, *, follow: bool, tail_lines: int | None, limit_bytes: int | None,
                    still_running: Callable[[], bool], clock: Clock, poll: float = 0.2) -> AsyncIterator[bytes]:
-    """The file's content (tail/limit applied), then appended bytes while ``follow`` and running."""
-    data = path.read_bytes() if path.exists() else b""
-    offset = len(data)
-    if tail_lines is not None:
-        data = _tail(data, tail_lines)
-    if limit_bytes is not None:
-        data = data[:limit_bytes]
-    if data:
-        yield data
-    while follow and still_running():
-        await clock.sleep(poll)
-        if not path.exists():
+    """The file's content (tail/limit applied), then appended bytes while ``follow`` and running.
+
+    Streamed in 1 MiB blocks from where the tail begins (found from the end of the file):
+    memory stays bounded whatever the log's size; ``limit_bytes`` caps everything sent."""
+    size = path.stat().st_size if path.exists() else 0
+    offset = _tail_start(path, size, tail_lines) if tail_lines is not None else 0
+    left = limit_bytes
+    while follow or offset < size:
+        if offset >= size:
+            if not still_running():
+                return
+            await clock.sleep(poll)
+            size = path.stat().st_size if path.exists() else 0
             continue
         with path.open("rb") as handle:
             handle.seek(offset)
-            chunk = handle.read()
+            chunk = handle.read(min(READ_BLOCK, size - offset))
+        if not chunk:
+            return
+        offset += len(chunk)
+        if left is not None:
+            chunk = chunk[:left]
+            left -= len(chunk)
         if chunk:
-            offset += len(chunk)
             yield chunk
+        if left is not None and left <= 0:
+            return
 
 
 def log_query(query: Any) -> dict[str, str]:

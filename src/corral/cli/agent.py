@@ -23,6 +23,7 @@ from corral.agent.gpus import GpuSpecError, parse_simulated
 from corral.agent.node import default_node_name
 from corral.cli.instance import startup_errors
 from corral.client import ApiClient
+from corral.util.quantity import QuantityError, to_int
 
 
 def validate_simulated(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> list[str]:
@@ -53,10 +54,14 @@ def validate_simulated(_ctx: click.Context, _param: click.Parameter, value: tupl
 @click.option("--max-pods", type=int, default=250, show_default=True, help="The node's pods capacity.")
 @click.option("--pod-cidr", default=None,
               help="Loopback block for pod IPs, e.g. 127.42.0.0/16 (default: a /16 no other agent on this machine holds).")
+@click.option("--container-log-max-size", default="10Mi", show_default=True,
+              help="Rotate a container's log when it reaches this size (a quantity, e.g. 10Mi).")
+@click.option("--container-log-max-files", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Log files kept per container run, the current one included.")
 def agent_command(*, kubeconfig: str | None, data_dir: str, node_name: str | None, simulated_gpus: list[str],
                   no_gpu_discovery: bool, heartbeat_interval: float, lease_duration: int, backoff_initial: float,
                   backoff_max: float, listen_host: str, listen_port: int, max_pods: int,
-                  pod_cidr: str | None) -> None:
+                  pod_cidr: str | None, container_log_max_size: str, container_log_max_files: int) -> None:
     """Run this machine's node agent: register the node, run its pods as processes, serve their logs."""
     if pod_cidr is not None:
         try:
@@ -65,11 +70,18 @@ def agent_command(*, kubeconfig: str | None, data_dir: str, node_name: str | Non
             raise click.BadParameter(str(error), param_hint="--pod-cidr") from None
         if not block.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
             raise click.BadParameter(f"{pod_cidr} is not inside 127.0.0.0/8", param_hint="--pod-cidr")
+    try:
+        log_max_size = to_int(container_log_max_size)
+    except QuantityError as error:
+        raise click.BadParameter(str(error), param_hint="--container-log-max-size") from None
+    if log_max_size < 1024:
+        raise click.BadParameter("must be at least 1Ki", param_hint="--container-log-max-size")
     config = AgentConfig(data_dir=Path(data_dir).resolve(), node_name=node_name or default_node_name(),
                          simulated_gpus=simulated_gpus, discover_gpus=not no_gpu_discovery,
                          heartbeat_interval=heartbeat_interval, lease_duration=lease_duration,
                          backoff_initial=backoff_initial, backoff_max=backoff_max, listen_host=listen_host,
-                         listen_port=listen_port, max_pods=max_pods, pod_cidr=pod_cidr)
+                         listen_port=listen_port, max_pods=max_pods, pod_cidr=pod_cidr,
+                         container_log_max_size=log_max_size, container_log_max_files=container_log_max_files)
     with startup_errors():
         asyncio.run(_run(kubeconfig, config))
 

@@ -417,6 +417,7 @@ SERVED: dict[str, frozenset[str]] = {
     }),
     "coordination.k8s.io/v1": frozenset({"Lease", "LeaseList"}),
     "scheduling.k8s.io/v1": frozenset({"PriorityClass", "PriorityClassList"}),
+    "authorization.k8s.io/v1": frozenset({"SelfSubjectAccessReview", "SelfSubjectRulesReview"}),
 }
 META = {"Status": "meta.Status", "DeleteOptions": "meta.DeleteOptions", "WatchEvent": "meta.WatchEvent"}
 META_VERSIONS = frozenset({"v1", "meta.k8s.io/v1"})

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOTS = (
     "Namespace", "NamespaceList", "Pod", "PodList", "Node", "NodeList", "Event", "EventList",
     "ConfigMap", "ConfigMapList", "Secret", "SecretList", "Service", "ServiceList", "Binding", "List",
-    "Lease", "LeaseList", "PriorityClass", "PriorityClassList",
+    "Lease", "LeaseList", "PriorityClass", "PriorityClassList", "SelfSubjectAccessReview", "SelfSubjectRulesReview",
     "meta.Status", "meta.DeleteOptions", "meta.WatchEvent", "runtime.Unknown",
 )
 SOURCES = (
@@ -27,6 +27,7 @@ SOURCES = (
     ("", 0, "core/v1/generated.proto", ("core/v1/types.go",)),
     ("", 0, "coordination/v1/generated.proto", ("coordination/v1/types.go",)),
     ("", 0, "scheduling/v1/generated.proto", ("scheduling/v1/types.go",)),
+    ("", 0, "authorization/v1/generated.proto", ("authorization/v1/types.go",)),
     ("meta.", 1, "pkg/apis/meta/v1/generated.proto", ("pkg/apis/meta/v1/types.go",)),
     ("runtime.", 1, "pkg/runtime/generated.proto", ("pkg/runtime/types.go",)),
     ("", 1, "pkg/api/resource/generated.proto", ()),
@@ -42,7 +43,7 @@ PACKAGES = {
 SPECIAL = {"Quantity", "IntOrString", "meta.Time", "meta.MicroTime", "meta.Duration", "meta.FieldsV1",
            "runtime.RawExtension"}
 FIELD = re.compile(r"^\s*(optional|repeated)\s+(\S+)\s+(\w+)\s*=\s*(\d+)\s*;|^\s*map<(\w+),\s*(\S+)>\s+(\w+)\s*=\s*(\d+)\s*;")
-GO_INLINE = re.compile(r'^\s+(\w+)\s+`json:"(?:,inline)?" protobuf:"bytes')
+GO_INLINE = re.compile(r'^\s+(\w+)\s+`json:"(?:,inline)?" protobuf:"bytes,\d+,\w+(?:,name=(\w+))?')
 GO_FIELD = re.compile(r'^\s+\w+\s+(\S+)\s+`json:"([^"]*)".*?protobuf:"[^"]*name=(\w+)')
 
 
@@ -67,7 +68,8 @@ def go_facts(text: str, prefix: str) -> dict[tuple[str, str], str]:
             continue
         inline = GO_INLINE.match(line)
         if struct and inline:
-            facts[(struct, inline.group(1)[0].lower() + inline.group(1)[1:])] = "^"
+            go_name, proto_name = inline.groups()
+            facts[(struct, proto_name or go_name[0].lower() + go_name[1:])] = "^"
             continue
         match = GO_FIELD.match(line)
         if struct and match:
@@ -89,6 +91,8 @@ def parse(texts: list[tuple[str, str, str]]) -> dict[str, list[str]]:
             start = re.match(r"^message (\w+) \{", line)
             if start:
                 current = prefix + start.group(1)
+                if current in messages:
+                    raise ValueError(f"two messages named {current}: give their package a prefix in SOURCES")
                 messages[current] = []
                 continue
             match = FIELD.match(line)

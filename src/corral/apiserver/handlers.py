@@ -171,7 +171,7 @@ def protobuf_response(obj: Obj, status: int = 200, headers: dict[str, str] | Non
     """``obj`` as a protobuf response, or None when it has no protobuf form (the caller answers JSON)."""
     try:
         body = protobuf.encode_object(obj)
-    except protobuf.NotRepresentable:
+    except protobuf.NotRepresentableError:
         return None
     return web.Response(body=body, status=status, content_type=PROTOBUF, headers=headers)
 
@@ -180,7 +180,7 @@ def read_protobuf(data: bytes, what: str) -> Obj:
     """The JSON object a protobuf request body stands for; 400 when malformed, 415 for kinds it has no form for."""
     try:
         return protobuf.decode_object(data)
-    except protobuf.NotRepresentable as exc:
+    except protobuf.NotRepresentableError as exc:
         raise ApiError(415, "UnsupportedMediaType",
                        f"{exc}: corral reads protobuf bodies only for the built-in kinds (Namespace, Node, Pod, Event, "
                        "ConfigMap, Secret, Service, Lease, PriorityClass, DeleteOptions); send this object as JSON "

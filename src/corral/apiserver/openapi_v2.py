@@ -95,9 +95,13 @@ def _operation(op: dict[str, Any]) -> dict[str, Any]:
         params.append({"name": "body", "in": "body", "required": True, "schema": schema})
     out["parameters"] = params
     out["produces"] = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
-    out["responses"] = {code: {"description": r.get("description", ""), "schema": _to_v2(
-        next(iter(r.get("content", {}).values()), {}).get("schema", {}))} for code, r in op.get("responses", {}).items()}
+    out["responses"] = {code: _response(r) for code, r in op.get("responses", {}).items()}
     return out
+
+
+def _response(response: dict[str, Any]) -> dict[str, Any]:
+    media: dict[str, Any] = next(iter(response.get("content", {}).values()), {})
+    return {"description": response.get("description", ""), "schema": _to_v2(media.get("schema", {}))}
 
 
 # --- gnostic protobuf -------------------------------------------------------------------------

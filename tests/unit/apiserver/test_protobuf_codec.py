@@ -85,13 +85,13 @@ def test_time_int_or_string_quantity_and_negative_numbers() -> None:
 
 
 def test_unrepresentable_values_are_refused_not_dropped() -> None:
-    with pytest.raises(codec.NotRepresentable, match="spec: no protobuf field for madeUp"):
+    with pytest.raises(codec.NotRepresentableError, match="spec: no protobuf field for madeUp"):
         codec.encode_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {}, "spec": {"madeUp": 1}})
-    with pytest.raises(codec.NotRepresentable, match="expected an integer"):
+    with pytest.raises(codec.NotRepresentableError, match="expected an integer"):
         codec.encode_object({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {}, "value": "1"})
-    with pytest.raises(codec.NotRepresentable, match="no protobuf form"):
+    with pytest.raises(codec.NotRepresentableError, match="no protobuf form"):
         codec.encode_object({"apiVersion": "corral.dev/v1alpha1", "kind": "Queue", "metadata": {}})
-    with pytest.raises(codec.NotRepresentable, match="cannot read protobuf bodies of corral.dev/v1alpha1 Queue"):
+    with pytest.raises(codec.NotRepresentableError, match=r"cannot read protobuf bodies of corral\.dev/v1alpha1 Queue"):
         codec.decode_object(codec._envelope("corral.dev/v1alpha1", "Queue", b""))
     with pytest.raises(codec.ProtobufError, match="magic"):
         codec.decode_object(b'{"kind": "Pod"}')

@@ -9,7 +9,7 @@ resources, are JSON only.
 
 from corral.apiserver.protobuf.codec import (
     MAGIC,
-    NotRepresentable,
+    NotRepresentableError,
     ProtobufError,
     decode_object,
     encode_object,
@@ -17,4 +17,4 @@ from corral.apiserver.protobuf.codec import (
     watch_frame,
 )
 
-__all__ = ["MAGIC", "NotRepresentable", "ProtobufError", "decode_object", "encode_object", "message_name", "watch_frame"]
+__all__ = ["MAGIC", "NotRepresentableError", "ProtobufError", "decode_object", "encode_object", "message_name", "watch_frame"]

@@ -17,7 +17,7 @@ it would have sent: a scalar at its zero value is dropped unless the Go field is
 pointer (``automountServiceAccountToken: false`` is kept) or JSON shows it even when zero;
 unknown field numbers are skipped. Encoding writes what the JSON holds, fields in number
 order and map keys sorted (as Go does); a JSON value the schema has no place for raises
-:class:`NotRepresentable`, so the caller answers in JSON instead of losing the field.
+:class:`NotRepresentableError`, so the caller answers in JSON instead of losing the field.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ProtobufError(ValueError):
     """Bytes that are not a well-formed message of the expected type."""
 
 
-class NotRepresentable(ValueError):
+class NotRepresentableError(ValueError):
     """A JSON object with a value the protobuf schema has no field (or type) for."""
 
 
@@ -179,11 +179,11 @@ def format_time(seconds: int, nanos: int, micro: bool) -> str:
 
 def parse_time(text: Any, where: str) -> tuple[int, int]:
     if not isinstance(text, str):
-        raise NotRepresentable(f"{where}: expected an RFC 3339 time string")
+        raise NotRepresentableError(f"{where}: expected an RFC 3339 time string")
     try:
         moment = dt.datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
-        raise NotRepresentable(f"{where}: {text!r} is not an RFC 3339 time") from None
+        raise NotRepresentableError(f"{where}: {text!r} is not an RFC 3339 time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     delta = moment - EPOCH
@@ -196,11 +196,11 @@ def _encode_special(name: str, value: Any, where: str) -> bytes | None:
     out = bytearray()
     if name == "Quantity":
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise NotRepresentable(f"{where}: a quantity must be a string or a number")
+            raise NotRepresentableError(f"{where}: a quantity must be a string or a number")
         _put_bytes(out, 1, str(value).encode())
     elif name == "IntOrString":
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise NotRepresentable(f"{where}: expected an integer or a string")
+            raise NotRepresentableError(f"{where}: expected an integer or a string")
         if isinstance(value, int):
             out += b"\x08\x00\x10"
             _put_varint(out, value)
@@ -269,28 +269,28 @@ def _encode_scalar(out: bytearray, spec: FieldSpec, value: Any, where: str) -> N
     kind = spec.type
     if kind == "string":
         if not isinstance(value, str):
-            raise NotRepresentable(f"{where}: expected a string")
+            raise NotRepresentableError(f"{where}: expected a string")
         _put_bytes(out, spec.number, value.encode())
     elif kind == "bool":
         if not isinstance(value, bool):
-            raise NotRepresentable(f"{where}: expected a boolean")
+            raise NotRepresentableError(f"{where}: expected a boolean")
         _put_varint(out, spec.number << 3)
         out.append(1 if value else 0)
     elif kind in ("int32", "int64"):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise NotRepresentable(f"{where}: expected an integer")
+            raise NotRepresentableError(f"{where}: expected an integer")
         bits = 32 if kind == "int32" else 64
         if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
-            raise NotRepresentable(f"{where}: {value} does not fit in {kind}")
+            raise NotRepresentableError(f"{where}: {value} does not fit in {kind}")
         _put_varint(out, spec.number << 3)
         _put_varint(out, value)
     else:  # bytes: base64 in JSON
         if not isinstance(value, str):
-            raise NotRepresentable(f"{where}: expected base64 data")
+            raise NotRepresentableError(f"{where}: expected base64 data")
         try:
             _put_bytes(out, spec.number, base64.b64decode(value, validate=True))
         except binascii.Error:
-            raise NotRepresentable(f"{where}: not valid base64") from None
+            raise NotRepresentableError(f"{where}: not valid base64") from None
 
 
 def _encode_value(out: bytearray, spec: FieldSpec, value: Any, where: str) -> None:
@@ -302,7 +302,7 @@ def _encode_value(out: bytearray, spec: FieldSpec, value: Any, where: str) -> No
         _put_bytes(out, spec.number, special)
         return
     if not isinstance(value, dict):
-        raise NotRepresentable(f"{where}: expected an object")
+        raise NotRepresentableError(f"{where}: expected an object")
     _put_bytes(out, spec.number, encode_message(spec.type, value, where))
 
 
@@ -311,7 +311,7 @@ def _encode_field(out: bytearray, spec: FieldSpec, value: Any, where: str) -> No
         return
     if spec.map:
         if not isinstance(value, dict):
-            raise NotRepresentable(f"{where}: expected a map")
+            raise NotRepresentableError(f"{where}: expected a map")
         entry_value = FieldSpec(2, "value", spec.type)
         for key in sorted(value):
             entry = bytearray()
@@ -321,7 +321,7 @@ def _encode_field(out: bytearray, spec: FieldSpec, value: Any, where: str) -> No
             _put_bytes(out, spec.number, bytes(entry))
     elif spec.repeated:
         if not isinstance(value, list):
-            raise NotRepresentable(f"{where}: expected a list")
+            raise NotRepresentableError(f"{where}: expected a list")
         for index, item in enumerate(value):
             _encode_value(out, spec, item, f"{where}[{index}]")
     else:
@@ -333,7 +333,7 @@ def encode_message(name: str, obj: dict[str, Any], where: str = "") -> bytes:
     message = SPECS[name]
     extra = obj.keys() - message.json_names - TYPE_META_KEYS
     if extra:
-        raise NotRepresentable(f"{where or name}: no protobuf field for {', '.join(sorted(extra))}")
+        raise NotRepresentableError(f"{where or name}: no protobuf field for {', '.join(sorted(extra))}")
     out = bytearray()
     for spec in message.fields:
         if spec.inline:
@@ -447,11 +447,11 @@ def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
 
 
 def encode_object(obj: dict[str, Any]) -> bytes:
-    """``k8s\\x00`` + ``runtime.Unknown`` envelope + the object's message (raises NotRepresentable)."""
+    """``k8s\\x00`` + ``runtime.Unknown`` envelope + the object's message (raises NotRepresentableError)."""
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     name = message_name(api_version, kind) if isinstance(api_version, str) and isinstance(kind, str) else None
     if name is None:
-        raise NotRepresentable(f"corral has no protobuf form for {api_version} {kind}")
+        raise NotRepresentableError(f"corral has no protobuf form for {api_version} {kind}")
     return _envelope(str(api_version), str(kind), encode_message(name, obj))
 
 
@@ -482,7 +482,7 @@ def decode_object(body: bytes) -> dict[str, Any]:
     api_version, kind, raw = unwrap(body)
     name = message_name(api_version, kind)
     if name is None:
-        raise NotRepresentable(f"corral cannot read protobuf bodies of {api_version or '?'} {kind or '?'}")
+        raise NotRepresentableError(f"corral cannot read protobuf bodies of {api_version or '?'} {kind or '?'}")
     return {"apiVersion": api_version, "kind": kind, **decode_message(name, raw)}
 
 

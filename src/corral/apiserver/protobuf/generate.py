@@ -102,7 +102,7 @@ def parse(texts: list[tuple[str, str, str]]) -> dict[str, list[str]]:
                 label, type_name, name, number = match.group(1, 2, 3, 4)
                 spec = qualify(type_name, prefix) + ("[]" if label == "repeated" else "")
             else:
-                key, value, name, number = match.group(5, 6, 7, 8)
+                _, value, name, number = match.group(5, 6, 7, 8)
                 spec = f"{{{qualify(value, prefix)}}}"
             messages[current].append(f"{number} {name} {spec}{facts.get((current, name), '')}")
     return messages

@@ -58,9 +58,6 @@ class FieldSpec:
     keep_zero: bool = False
     inline: bool = False
 
-    @property
-    def wire(self) -> int:
-        return 0 if self.type in ("bool", "int32", "int64") else 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +67,9 @@ class MessageSpec:
     by_number: dict[int, FieldSpec]
     json_names: frozenset[str]
     """Every JSON key this message accepts, inlined fields' keys included."""
+    by_name: dict[str, FieldSpec]
+    inlined_by: dict[str, FieldSpec]
+    """JSON key of an inlined message's field -> the inline field that holds it."""
 
 
 def _parse_field(text: str) -> FieldSpec:
@@ -94,7 +94,11 @@ def _build() -> dict[str, MessageSpec]:
             names |= json_names(spec.type) if spec.inline else {spec.name}
         return frozenset(names)
 
-    return {name: MessageSpec(name, specs, {f.number: f for f in specs}, json_names(name))
+    def inlined_by(name: str) -> dict[str, FieldSpec]:
+        return {key: spec for spec in fields[name] if spec.inline for key in json_names(spec.type)}
+
+    return {name: MessageSpec(name, specs, {f.number: f for f in specs}, json_names(name),
+                              {f.name: f for f in specs if not f.inline}, inlined_by(name))
             for name, specs in fields.items()}
 
 
@@ -331,15 +335,26 @@ def _encode_field(out: bytearray, spec: FieldSpec, value: Any, where: str) -> No
 def encode_message(name: str, obj: dict[str, Any], where: str = "") -> bytes:
     """The protobuf bytes of message ``name`` holding the JSON object ``obj``."""
     message = SPECS[name]
-    extra = obj.keys() - message.json_names - TYPE_META_KEYS
-    if extra:
-        raise NotRepresentableError(f"{where or name}: no protobuf field for {', '.join(sorted(extra))}")
+    present: list[tuple[int, FieldSpec, Any]] = []
+    inlined: dict[int, tuple[FieldSpec, dict[str, Any]]] = {}
+    for key, value in obj.items():
+        spec = message.by_name.get(key)
+        if spec is not None:
+            present.append((spec.number, spec, value))
+        elif key in message.inlined_by:
+            holder = message.inlined_by[key]
+            inlined.setdefault(holder.number, (holder, {}))[1][key] = value
+        elif key not in TYPE_META_KEYS:
+            unknown = sorted(obj.keys() - message.json_names - TYPE_META_KEYS)
+            raise NotRepresentableError(f"{where or name}: no protobuf field for {', '.join(unknown)}")
+    present.extend((number, holder, part) for number, (holder, part) in inlined.items())
+    present.sort(key=lambda entry: entry[0])  # Go writes fields in number order
     out = bytearray()
-    for spec in message.fields:
+    for _, spec, value in present:
         if spec.inline:
-            _put_bytes(out, spec.number, encode_message(spec.type, {k: obj[k] for k in SPECS[spec.type].json_names if k in obj}, where))
-        elif spec.name in obj:
-            _encode_field(out, spec, obj[spec.name], f"{where}.{spec.name}" if where else spec.name)
+            _put_bytes(out, spec.number, encode_message(spec.type, value, where))
+        else:
+            _encode_field(out, spec, value, f"{where}.{spec.name}" if where else spec.name)
     return bytes(out)
 
 

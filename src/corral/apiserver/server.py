@@ -3,7 +3,7 @@
 :class:`ApiServer` has ``async start()`` / ``async stop()`` like every component of
 ``corral up``. It serves discovery (``/api``, ``/apis`` …, trailing slash accepted),
 ``/version``, ``/healthz`` ``/readyz`` ``/livez`` (no token needed), ``/metrics``
-(Prometheus text), OpenAPI v3 (``/openapi/v3``), and the resources (see
+(Prometheus text), OpenAPI v3 (``/openapi/v3``) and v2 (``/openapi/v2``, :mod:`corral.apiserver.openapi_v2`), and the resources (see
 :mod:`corral.apiserver.handlers`). Every other request needs ``Authorization: Bearer
 TOKEN`` from the tokens file (:mod:`corral.apiserver.auth`); the identity is kept on the
 request as ``request[IDENTITY]``.

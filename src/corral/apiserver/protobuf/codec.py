@@ -57,6 +57,12 @@ class FieldSpec:
     pointer: bool = False
     keep_zero: bool = False
     inline: bool = False
+    tag: bytes = b""
+    """The field's key (number and wire type) as encoded, computed once."""
+
+    def __post_init__(self) -> None:
+        wire = 0 if self.type in ("bool", "int32", "int64") and not self.map else 2
+        object.__setattr__(self, "tag", _varint_bytes(self.number << 3 | wire))
 
 
 
@@ -70,6 +76,12 @@ class MessageSpec:
     by_name: dict[str, FieldSpec]
     inlined_by: dict[str, FieldSpec]
     """JSON key of an inlined message's field -> the inline field that holds it."""
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    _put_varint(out, value)
+    return bytes(out)
 
 
 def _parse_field(text: str) -> FieldSpec:
@@ -102,13 +114,14 @@ def _build() -> dict[str, MessageSpec]:
             for name, specs in fields.items()}
 
 
-SPECS = _build()
-TYPE_META_KEYS = frozenset({"apiVersion", "kind"})
 
 
 # --- wire primitives -------------------------------------------------------------------------
 
 def _put_varint(out: bytearray, value: int) -> None:
+    if 0 <= value < 0x80:
+        out.append(value)
+        return
     if value < 0:
         value += 1 << 64
     while value >= 0x80:
@@ -121,6 +134,16 @@ def _put_bytes(out: bytearray, number: int, data: bytes) -> None:
     _put_varint(out, number << 3 | 2)
     _put_varint(out, len(data))
     out += data
+
+
+def _put_field(out: bytearray, spec: FieldSpec, data: bytes) -> None:
+    out += spec.tag
+    _put_varint(out, len(data))
+    out += data
+
+
+SPECS = _build()
+TYPE_META_KEYS = frozenset({"apiVersion", "kind"})
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -274,11 +297,11 @@ def _encode_scalar(out: bytearray, spec: FieldSpec, value: Any, where: str) -> N
     if kind == "string":
         if not isinstance(value, str):
             raise NotRepresentableError(f"{where}: expected a string")
-        _put_bytes(out, spec.number, value.encode())
+        _put_field(out, spec, value.encode())
     elif kind == "bool":
         if not isinstance(value, bool):
             raise NotRepresentableError(f"{where}: expected a boolean")
-        _put_varint(out, spec.number << 3)
+        out += spec.tag
         out.append(1 if value else 0)
     elif kind in ("int32", "int64"):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -286,13 +309,13 @@ def _encode_scalar(out: bytearray, spec: FieldSpec, value: Any, where: str) -> N
         bits = 32 if kind == "int32" else 64
         if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
             raise NotRepresentableError(f"{where}: {value} does not fit in {kind}")
-        _put_varint(out, spec.number << 3)
+        out += spec.tag
         _put_varint(out, value)
     else:  # bytes: base64 in JSON
         if not isinstance(value, str):
             raise NotRepresentableError(f"{where}: expected base64 data")
         try:
-            _put_bytes(out, spec.number, base64.b64decode(value, validate=True))
+            _put_field(out, spec, base64.b64decode(value, validate=True))
         except binascii.Error:
             raise NotRepresentableError(f"{where}: not valid base64") from None
 
@@ -303,11 +326,11 @@ def _encode_value(out: bytearray, spec: FieldSpec, value: Any, where: str) -> No
         return
     special = _encode_special(spec.type, value, where)
     if special is not None:
-        _put_bytes(out, spec.number, special)
+        _put_field(out, spec, special)
         return
     if not isinstance(value, dict):
         raise NotRepresentableError(f"{where}: expected an object")
-    _put_bytes(out, spec.number, encode_message(spec.type, value, where))
+    _put_field(out, spec, encode_message(spec.type, value, where))
 
 
 def _encode_field(out: bytearray, spec: FieldSpec, value: Any, where: str) -> None:
@@ -322,7 +345,7 @@ def _encode_field(out: bytearray, spec: FieldSpec, value: Any, where: str) -> No
             _put_bytes(entry, 1, str(key).encode())
             if value[key] is not None:
                 _encode_value(entry, entry_value, value[key], f"{where}[{key}]")
-            _put_bytes(out, spec.number, bytes(entry))
+            _put_field(out, spec, bytes(entry))
     elif spec.repeated:
         if not isinstance(value, list):
             raise NotRepresentableError(f"{where}: expected a list")
@@ -352,7 +375,7 @@ def encode_message(name: str, obj: dict[str, Any], where: str = "") -> bytes:
     out = bytearray()
     for _, spec, value in present:
         if spec.inline:
-            _put_bytes(out, spec.number, encode_message(spec.type, value, where))
+            _put_field(out, spec, encode_message(spec.type, value, where))
         else:
             _encode_field(out, spec, value, f"{where}.{spec.name}" if where else spec.name)
     return bytes(out)

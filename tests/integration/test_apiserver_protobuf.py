@@ -154,3 +154,13 @@ async def test_openapi_v2_is_served_as_json_or_as_kubectls_protobuf(server: Runn
     assert b"io.k8s.api.core.v1.Pod" in names and b"dev.corral.v1alpha1.Queue" in names
     status, _, body = await call(server, "GET", "/openapi/v2", accept="text/html")
     assert status == 406 and "application/json" in json.loads(body)["message"]
+
+
+async def test_an_object_protobuf_cannot_hold_is_answered_in_json(server: RunningServer) -> None:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "odd"}, "data": {"a": "1"}, "extra": {"kept": True}}
+    status, _, _ = await call(server, "POST", "/api/v1/namespaces/default/configmaps", json.dumps(body).encode(),
+                              content_type="application/json")
+    assert status == 201
+    status, content_type, response = await call(server, "GET", "/api/v1/namespaces/default/configmaps/odd")
+    assert status == 200 and content_type == "application/json"  # rather than drop "extra"
+    assert json.loads(response)["extra"] == {"kept": True}

@@ -97,6 +97,9 @@ def test_unrepresentable_values_are_refused_not_dropped() -> None:
         codec.decode_object(b'{"kind": "Pod"}')
     with pytest.raises(codec.ProtobufError, match="runs past the end"):
         codec.decode_object(KUBECTL_SECRET[:40])
+    huge_time = b"\x0a\x0c\x42\x0a\x08" + b"\xff" * 8 + b"\x7f"  # ObjectMeta.creationTimestamp.seconds = 2**63-1
+    with pytest.raises(codec.ProtobufError, match="out of range"):
+        codec.decode_object(codec._envelope("v1", "Namespace", huge_time))
 
 
 def test_every_served_builtin_kind_has_a_protobuf_form() -> None:

@@ -276,7 +276,10 @@ def _decode_special(name: str, data: bytes) -> tuple[bool, Any]:
                 nanos = _signed(v, 32)
         if seconds == ZERO_TIME_SECONDS and not nanos:
             return True, None
-        return True, format_time(seconds, nanos, name == "meta.MicroTime")
+        try:
+            return True, format_time(seconds, nanos, name == "meta.MicroTime")
+        except (OverflowError, ValueError):
+            raise ProtobufError(f"{name} of {seconds} seconds is out of range") from None
     if name in ("meta.FieldsV1", "runtime.RawExtension"):
         raw = next((v for n, _, v in fields(data) if n == 1 and isinstance(v, bytes)), b"")
         if not raw:

@@ -5,7 +5,8 @@ this process as raw asyncio HTTP/1.1 keep-alive connections (each create a disti
 every response checked for 201), so that the load generator takes little of the CPU the
 server shares with it. Prints one JSON line. Sizes: `--creates`, `--watch-pods`,
 `--watchers`, `--restart-pods`; `--depth N` keeps N pipelined requests in flight per
-client (default 1); `--only creates,watch` skips parts.
+client (default 1); `--only creates,watch` skips parts; `--protobuf` sends the creates as
+Kubernetes protobuf and asks for protobuf answers, as client-go programs (helm) do.
 
 - creates_per_s: pods created over HTTP by 8 concurrent clients (target ≥ 3000/s).
 - watch_events_per_s: events delivered to 50 concurrent watchers while pods are created,
@@ -44,7 +45,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from corral.apiserver.protobuf import encode_object
 from corral.store import Store
+
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
 def pod(name: str) -> dict[str, Any]:
@@ -102,10 +106,12 @@ class HttpConnection:
     generator spends little of the shared CPU. Requests may be pipelined: responses come
     back in order, each with a Content-Length (aiohttp's ``web.Response``)."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, content_type: str = "application/json") -> None:
         parsed = urlsplit(url)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
-        self.head = (f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n").encode()
+        accept = f"Accept: {PROTOBUF},application/json\r\n" if content_type == PROTOBUF else ""
+        self.head = (f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n{accept}").encode()
+        self.content_type = content_type
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -113,7 +119,7 @@ class HttpConnection:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
     def request(self, method: str, path: str, body: bytes = b"") -> bytes:
-        extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body else ""
+        extra = f"Content-Type: {self.content_type}\r\nContent-Length: {len(body)}\r\n" if body else ""
         return f"{method} {path} HTTP/1.1\r\n".encode() + self.head + extra.encode() + b"\r\n" + body
 
     def send(self, data: bytes) -> None:
@@ -146,15 +152,20 @@ def pod_bodies(prefix: str) -> tuple[bytes, bytes]:
     return head, tail
 
 
-async def create_pods(url: str, token: str, prefix: str, count: int, clients: int = 8, depth: int = 1) -> None:
+async def create_pods(url: str, token: str, prefix: str, count: int, clients: int = 8, depth: int = 1,
+                      protobuf: bool = False) -> None:
     """``count`` pod creates from ``clients`` connections, each keeping ``depth`` requests in
     flight (``depth`` > 1: HTTP/1.1 pipelining). Every response must be 201."""
     path = "/api/v1/namespaces/default/pods"
     head, tail = pod_bodies(prefix)
     counter = iter(range(count))
+    encoded = [encode_object(pod(f"{prefix}-{i}")) for i in range(count)] if protobuf else []
+
+    def pod_body(i: int) -> bytes:
+        return encoded[i] if protobuf else head + f"{prefix}-{i}".encode() + tail
 
     async def client() -> None:
-        connection = HttpConnection(url, token)
+        connection = HttpConnection(url, token, PROTOBUF if protobuf else "application/json")
         await connection.open()
         try:
             in_flight = 0
@@ -166,7 +177,7 @@ async def create_pods(url: str, token: str, prefix: str, count: int, clients: in
                     if i is None:
                         exhausted = True
                         break
-                    batch.append(connection.request("POST", path, head + f"{prefix}-{i}".encode() + tail))
+                    batch.append(connection.request("POST", path, pod_body(i)))
                 if batch:
                     connection.send(b"".join(batch))
                     in_flight += len(batch)
@@ -182,12 +193,12 @@ async def create_pods(url: str, token: str, prefix: str, count: int, clients: in
     await asyncio.gather(*(client() for _ in range(clients)))
 
 
-async def measure_creates(server: Server, count: int, depth: int) -> tuple[float, float]:
+async def measure_creates(server: Server, count: int, depth: int, protobuf: bool = False) -> tuple[float, float]:
     """Creates per second, and the server's CPU microseconds per create."""
-    await create_pods(server.url, server.token, "warm", 200, depth=depth)
+    await create_pods(server.url, server.token, "warm", 200, depth=depth, protobuf=protobuf)
     cpu = server.cpu_s()
     started = time.perf_counter()
-    await create_pods(server.url, server.token, "c", count, depth=depth)
+    await create_pods(server.url, server.token, "c", count, depth=depth, protobuf=protobuf)
     elapsed = time.perf_counter() - started
     return count / elapsed, (server.cpu_s() - cpu) / count * 1e6
 
@@ -356,17 +367,20 @@ async def main() -> None:
     parser.add_argument("--watchlist-pods", type=int, default=100_000,
                         help="pods stored before the watch-list initial sync is timed")
     parser.add_argument("--only", default="creates,watch,restart,watchlist", help="comma-separated parts to run")
+    parser.add_argument("--protobuf", action="store_true", help="creates in Kubernetes protobuf (client-go's form)")
     parser.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server process")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     env = dict(item.split("=", 1) for item in args.server_env)
     result: dict[str, Any] = {"bench": "apiserver", "clients": 8, "depth": args.depth}
+    if args.protobuf:
+        result["protobuf"] = True
     if "creates" in parts:
         with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
             server = Server(Path(tmp), env)
             server.start()
             try:
-                rate, cpu_us = await measure_creates(server, args.creates, args.depth)
+                rate, cpu_us = await measure_creates(server, args.creates, args.depth, args.protobuf)
                 result["creates_per_s"] = round(rate)
                 result["server_cpu_us_per_create"] = round(cpu_us)
                 result["creates"] = args.creates

@@ -217,8 +217,6 @@ def test_helm_records_the_release_as_deployed(cluster: Cluster, helm: tuple[str,
     assert "recorded" in ok(run(cluster, binary, "list", "--deployed", "--short"))
 
 
-@pytest.mark.xfail(strict=True, reason="helm 4 sends protobuf DeleteOptions when it purges its release Secret, and "
-                   "corral's protobuf decoding does not read them yet (issue 14's protobuf part)")
 def test_helm_uninstall(cluster: Cluster, helm: tuple[str, Path]) -> None:
     binary, chart = helm
     ok(run(cluster, binary, "install", "removed", str(chart), "--timeout", "60s"))

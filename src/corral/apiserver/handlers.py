@@ -97,6 +97,7 @@ MAX_BODY = 3 * 1024 * 1024
 SYSTEM_NAMESPACES = ("default", "kube-system")
 DEFAULT_SCHEDULER = "corral"
 JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
 def parse_bool(value: str | None, name: str) -> bool:
@@ -150,6 +151,7 @@ class Accept:
     table: bool = False
     partial: bool = False
     yaml: bool = False
+    protobuf: bool = False
 
 
 @functools.lru_cache(maxsize=256)
@@ -170,7 +172,31 @@ def _parse_accept(header: str) -> Accept:
             return Accept()
         if media == "application/yaml":
             return Accept(yaml=True)
+        if media == PROTOBUF:
+            return Accept(protobuf=True)
     return Accept()
+
+
+def protobuf_response(obj: Obj, status: int = 200, headers: dict[str, str] | None = None) -> web.Response | None:
+    """``obj`` as a protobuf response, or None when it has no protobuf form (the caller answers JSON)."""
+    try:
+        body = protobuf.encode_object(obj)
+    except protobuf.NotRepresentableError:
+        return None
+    return web.Response(body=body, status=status, content_type=PROTOBUF, headers=headers)
+
+
+def read_protobuf(data: bytes, what: str) -> Obj:
+    """The JSON object a protobuf request body stands for; 400 when malformed, 415 for kinds it has no form for."""
+    try:
+        return protobuf.decode_object(data)
+    except protobuf.NotRepresentableError as exc:
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"{exc}: corral reads protobuf bodies only for the built-in kinds (Namespace, Node, Pod, Event, "
+                       "ConfigMap, Secret, Service, Lease, PriorityClass, DeleteOptions); send this object as JSON "
+                       "or YAML") from None
+    except (protobuf.ProtobufError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the {what} is not a valid Kubernetes protobuf message: {exc}") from None
 
 
 WATCH_HIGH_WATER = 1024 * 1024
@@ -290,13 +316,8 @@ class Handlers:
         if not data.strip():
             raise bad_request("the request body is empty; expected a JSON or YAML object")
         content_type = request.content_type
-        if "protobuf" in content_type:
-            try:
-                return protobuf.decode(data)
-            except protobuf.ProtobufError as exc:
-                raise ApiError(415, "UnsupportedMediaType",
-                               f"{exc}: corral reads JSON and YAML bodies, and protobuf only for Namespace, ConfigMap "
-                               "and Secret (use `kubectl apply -f` or `kubectl create -f`)") from None
+        if content_type == PROTOBUF:
+            return read_protobuf(data, "request body")
         if "cbor" in content_type:
             raise ApiError(415, "UnsupportedMediaType", "corral accepts JSON and YAML bodies, not CBOR")
         try:
@@ -335,6 +356,8 @@ class Handlers:
             return web.Response(body=encode(tables.partial_metadata(obj)), status=status, content_type=JSON, headers=headers)
         if accept.yaml:
             return web.Response(text=yaml.safe_dump(obj), status=status, content_type="application/yaml", headers=headers)
+        if accept.protobuf and (response := protobuf_response(obj, status, headers)) is not None:
+            return response
         raw = entry_or_obj.raw if isinstance(entry_or_obj, Entry) else encode(obj)
         return web.Response(body=raw, status=status, content_type=JSON, headers=headers)
 
@@ -470,6 +493,10 @@ class Handlers:
             body = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
                     "items": [tables.partial_metadata(e.obj) for e in entries]}
             return web.Response(body=encode(body), content_type=JSON)
+        if accept.protobuf and (response := protobuf_response(
+                {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata,
+                 "items": [e.obj for e in entries]})) is not None:
+            return response
         head = encode({"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata})
         raw = head[:-1] + b',"items":[' + b",".join(e.raw for e in entries) + b"]}"
         if accept.yaml:
@@ -906,13 +933,16 @@ class Handlers:
         options: dict[str, Any] = {}
         if request.body_exists and request.content_length != 0:
             data = await request.read()
-            if data.strip():
+            body: Any = None
+            if request.content_type == PROTOBUF:
+                body = read_protobuf(data, "DeleteOptions body")
+            elif data.strip():
                 try:
                     body = fastjson.loads(data)
                 except ValueError as exc:
                     raise bad_request(f"the DeleteOptions body is not valid JSON: {exc}") from None
-                if isinstance(body, dict):
-                    options.update(body)
+            if isinstance(body, dict):
+                options.update(body)
         grace = parse_int(request.query.get("gracePeriodSeconds"), "gracePeriodSeconds")
         if grace is not None:
             options["gracePeriodSeconds"] = grace

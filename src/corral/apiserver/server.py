@@ -3,7 +3,7 @@
 :class:`ApiServer` has ``async start()`` / ``async stop()`` like every component of
 ``corral up``. It serves discovery (``/api``, ``/apis`` …, trailing slash accepted),
 ``/version``, ``/healthz`` ``/readyz`` ``/livez`` (no token needed), ``/metrics``
-(Prometheus text), OpenAPI v3 (``/openapi/v3``), and the resources (see
+(Prometheus text), OpenAPI v3 (``/openapi/v3``) and v2 (``/openapi/v2``, :mod:`corral.apiserver.openapi_v2`), and the resources (see
 :mod:`corral.apiserver.handlers`). Every other request needs ``Authorization: Bearer
 TOKEN`` from the tokens file (:mod:`corral.apiserver.auth`); the identity is kept on the
 request as ``request[IDENTITY]``. Whether a token is needed and which route answers are both
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import json
 import logging
 import os
 import ssl
@@ -36,7 +37,7 @@ from prometheus_client.registry import Collector
 from corral import __version__
 from corral.api.kinds import default_registry
 from corral.api.registry import Registry
-from corral.apiserver import authorization, dashboard, discovery, openapi
+from corral.apiserver import authorization, dashboard, discovery, openapi, openapi_v2
 from corral.apiserver.auth import Identity, TokenFile
 from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
@@ -169,6 +170,7 @@ class ApiServer:
         self._openapi: dict[str, bytes] = {}
         self._discovery = [*discovery.registry_resources(self.registry), *REVIEWS]
         self._group_versions = discovery.group_versions(self._discovery)
+        self._openapi_v2: tuple[bytes, bytes] | None = None
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._front: LeanFront | None = None
@@ -327,8 +329,8 @@ class ApiServer:
             return await self.dashboard.serve(path)
         if parts[:2] == ["openapi", "v3"]:
             return self._openapi_route(request, "/".join(parts[2:]))
-        if parts[:2] == ["openapi", "v2"]:
-            raise ApiError(404, "NotFound", "corral serves OpenAPI v3 only (/openapi/v3)")
+        if parts == ["openapi", "v2"]:
+            return self._openapi_v2_route(request)
         if parts and parts[0] == "api":
             if len(parts) == 1:
                 return self._aggregated(request, core=True) or web.json_response({
@@ -398,6 +400,18 @@ class ApiServer:
         if body is None:
             raise ApiError(404, "NotFound", f"no OpenAPI v3 document for {rest!r}")
         return web.Response(body=body, content_type=JSON, headers={"Cache-Control": "public, immutable"})
+
+    def _openapi_v2_route(self, request: web.Request) -> web.Response:
+        media = openapi_v2.negotiate(request.headers.get("Accept", ""))
+        if media is None:
+            raise ApiError(406, "NotAcceptable", "/openapi/v2 is served as application/json or "
+                           f"{openapi_v2.PROTOBUF_V2}; the request's Accept header allows neither")
+        if self._openapi_v2 is None:  # built on first use: most clients never ask for v2
+            document = openapi_v2.build_document(self.registry)
+            self._openapi_v2 = (json.dumps(document).encode(), openapi_v2.encode_document(document))
+        if media == openapi_v2.PROTOBUF_V2:  # kube-apiserver labels it so: Go's mime parser rejects the "@"
+            return web.Response(body=self._openapi_v2[1], content_type="application/octet-stream")
+        return web.Response(body=self._openapi_v2[0], content_type=media)
 
 
 @dataclass

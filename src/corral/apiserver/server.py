@@ -40,7 +40,7 @@ from corral.apiserver.errors import ApiError
 from corral.apiserver.handlers import JSON, MAX_BODY, SYSTEM_NAMESPACES, Handlers, resource_key
 from corral.apiserver.lean import LeanFront, LeanRequest
 from corral.apiserver.tls import ensure_self_signed
-from corral.store import Store, UnavailableError, encode
+from corral.store import ObjectTooLargeError, Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
 
 LOG = logging.getLogger(__name__)
@@ -278,6 +278,9 @@ class ApiServer:
         except UnavailableError as exc:
             code = 503
             return _status_response(ApiError(503, "ServiceUnavailable", str(exc)))
+        except ObjectTooLargeError as exc:  # the decoded object, however small its request body was
+            code = 413
+            return _status_response(ApiError(413, "RequestEntityTooLarge", str(exc)))
         except web.HTTPException as exc:
             code = exc.status
             return _status_response(ApiError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason))

@@ -463,6 +463,15 @@ add("strict-status-patch", "PATCH", BASE + "/status?fieldValidation=Strict", {"s
     'unknown field "status.foo"', MERGE)
 add("strict-configmap", "POST", f"{NS}/configmaps?fieldValidation=Strict",
     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad"}, "extra": 1}, 400, 'unknown field "extra"')
+create("strict-duplicate-spec", b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad"},"spec":{"containers":[]},'
+       b'"spec":{"containers":[{"name":"main"}]}}', 400, 'strict decoding error: duplicate field "spec"',
+       path=PODS + "?fieldValidation=Strict")
+create("strict-duplicate-container-name", b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad"},"spec":{"containers":'
+       b'[{"name":"main","name":"other"}]}}', 400, 'duplicate field "spec.containers[0].name"', path=PODS + "?fieldValidation=Strict")
+add("strict-duplicate-merge-patch", "PATCH", BASE + "?fieldValidation=Strict", b'{"metadata":{"labels":{"a":"1","a":"2"}}}',
+    400, 'duplicate field "metadata.labels.a"', MERGE)
+create("strict-duplicate-queue", json.dumps(queue())[:-1].encode() + b',"kind":"Queue"}', 400, 'duplicate field "kind"',
+       path=QUEUES)
 create("field-validation-bogus", pod(), 400, "fieldValidation", path=PODS + "?fieldValidation=Bogus")
 
 # ---- updates and patches of a stored object -------------------------------------------------------

@@ -14,6 +14,7 @@ write, on the API server's hot path).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -240,8 +241,23 @@ def _resource_name(name: str) -> str | None:
 
 def quantity(value: Any) -> tuple[Fraction | None, str | None]:
     """A quantity's value, or why it is not a non-negative, finite Kubernetes quantity."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    kind = type(value)
+    if kind is str:
+        return _quantity_text(value)  # the same few texts ("100m", "1Gi") on every pod: parsed once
+    if kind is int:
+        if 0 <= value <= MAX_QUANTITY:
+            return Fraction(value), None
+    elif kind is not float:
         return None, "must be a quantity (a string such as \"500m\" or a number)"
+    return _quantity(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _quantity_text(value: str) -> tuple[Fraction | None, str | None]:
+    return _quantity(value)
+
+
+def _quantity(value: str | float) -> tuple[Fraction | None, str | None]:
     try:
         amount = parse_quantity(value)
     except QuantityError as exc:  # out of range (1e5000) says so; anything else gets Kubernetes' words

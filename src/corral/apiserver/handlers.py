@@ -70,6 +70,7 @@ from corral.apiserver.validation import (
     check_delete_options,
     check_generate_name,
     check_name,
+    check_strict_body,
     check_type,
     decode_body,
     decode_json,
@@ -644,6 +645,7 @@ class Handlers:
         rt = target.rt
         obj = await self.read_object(request, rt)
         mode = self.field_validation(request, rt)
+        check_strict_body(await request.read(), request.content_type, mode)
         dry_run = bool(request.query.get("dryRun"))
         self.prepare_new(rt, obj, target.namespace)
         warnings = validate(rt, obj, mode)
@@ -738,6 +740,7 @@ class Handlers:
         assert target.name is not None
         obj = await self.read_object(request, rt)
         mode = self.field_validation(request, rt, target.subresource)
+        check_strict_body(await request.read(), request.content_type, mode)
         dry_run = bool(request.query.get("dryRun"))
         key = resource_key(rt)
         current = self.store.get(key, target.namespace or "", target.name)
@@ -764,6 +767,7 @@ class Handlers:
         content_type = request.content_type
         body = await self.read_body(request)
         mode = self.field_validation(request, rt, target.subresource)
+        check_strict_body(await request.read(), content_type, mode)
         dry_run = bool(request.query.get("dryRun"))
         key = resource_key(rt)
         current = self.store.get(key, target.namespace or "", target.name)

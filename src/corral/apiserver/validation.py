@@ -273,6 +273,57 @@ def decode_yaml(data: bytes | str) -> Any:
     return value
 
 
+class _Pairs(dict[str, Any]):
+    """A JSON object that remembers the keys it was given more than once."""
+
+    duplicates: list[str]
+
+
+def _pairs(items: list[tuple[str, Any]]) -> _Pairs:
+    result = _Pairs(items)
+    result.duplicates = []
+    if len(result) != len(items):
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                result.duplicates.append(key)
+            seen.add(key)
+    return result
+
+
+def duplicate_fields(data: bytes) -> list[str]:
+    """Paths of keys a JSON body repeats (``Strict`` refuses them; other modes keep the last, as kube does).
+
+    Parsed again only for ``fieldValidation=Strict``, so the hot path never pays for it.
+    """
+    try:
+        value = json.loads(data, object_pairs_hook=_pairs)
+    except (ValueError, RecursionError):
+        return []
+    found: list[str] = []
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(node, _Pairs):
+            found.extend(_format_loc((*path, key)) for key in dict.fromkeys(node.duplicates))
+            for key, child in node.items():
+                walk(child, (*path, key))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, (*path, index))
+
+    walk(value, ())
+    return found
+
+
+def check_strict_body(data: bytes, content_type: str, mode: FieldValidation) -> None:
+    """``Strict``: a JSON body may not repeat a field (kube: ``strict decoding error: duplicate field``)."""
+    if mode != "Strict" or "yaml" in content_type or "protobuf" in content_type:
+        return
+    duplicates = duplicate_fields(data)
+    if duplicates:
+        raise bad_request("strict decoding error: " + ", ".join(f'duplicate field "{p}"' for p in duplicates))
+
+
 def decode_body(data: bytes, content_type: str) -> Any:
     """A JSON or YAML request body as plain JSON values (see the module docstring)."""
     if "yaml" in content_type:

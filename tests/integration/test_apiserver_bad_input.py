@@ -105,6 +105,8 @@ CASES: list[Case] = []
 
 
 def add(case_id: str, method: str, path: str, body: Any, code: int, words: str, content_type: str = JSON) -> None:
+    if isinstance(body, dict) and isinstance(body.get("metadata"), dict) and body["metadata"].get("name") == "bad":
+        body = {**body, "metadata": {**body["metadata"], "name": f"bad-{len(CASES)}"}}  # a wrong accept can't mask later cases
     if body is None or isinstance(body, bytes):
         raw = body
     elif isinstance(body, str):
@@ -587,6 +589,8 @@ async def test_bad_input_is_a_4xx_status_naming_the_field_and_stores_nothing(har
     assert lean_front is not None
     served_lean = lean_front.requests
     status, answer, _ = await harness.call(case.method, case.path, case.body, case.content_type, front=front)
+    if case.method == "POST" and status < 300 and isinstance(answer, dict):  # wrongly accepted: don't fail later cases too
+        await harness.call("DELETE", f"{case.path.split('?')[0]}/{answer['metadata']['name']}?gracePeriodSeconds=0")
     assert status == case.code, answer
     assert isinstance(answer, dict) and answer["kind"] == "Status" and answer["code"] == case.code, answer
     assert answer["status"] == "Failure" and answer["reason"], answer

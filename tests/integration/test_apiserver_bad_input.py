@@ -501,6 +501,12 @@ add("apply-bad-port", "PATCH", BASE + "?fieldManager=t", "apiVersion: v1\nkind: 
 add("json-patch-grows-past-limit", "PATCH", f"{NS}/configmaps/base",
     [{"op": "add", "path": "/data", "value": {"a": "x" * 200_000}}]
     + [{"op": "copy", "from": "/data/a", "path": f"/data/b{i}"} for i in range(10)], 413, "1.5 MiB", JSON_PATCH)
+add("json-patch-doubling", "PATCH", f"{NS}/configmaps/base",
+    [{"op": "add", "path": "/data", "value": {"a": "x" * 1000}}]
+    + [{"op": "copy", "from": "/data", "path": f"/data/d{i}"} for i in range(40)], 422, "accumulated copy size limit",
+    JSON_PATCH)
+add("json-patch-too-many-operations", "PATCH", BASE, [{"op": "test", "path": "/kind", "value": "Pod"}] * 10_001, 422,
+    "at most 10000", JSON_PATCH)
 add("merge-patch-annotation-too-long", "PATCH", BASE, {"metadata": {"annotations": {"a": "x" * 300_000}}}, 422,
     "metadata.annotations", MERGE)
 

@@ -119,8 +119,8 @@ def json_patch(target: Obj, operations: Any) -> Obj:
     copied = 0
     try:
         for operation in operations:
-            if isinstance(operation, dict) and operation.get("op") == "copy":
-                source = jsonpatch.JsonPointer(operation.get("from")).resolve(result)
+            if isinstance(operation, dict) and operation.get("op") == "copy" and isinstance(operation.get("from"), str):
+                source = jsonpatch.JsonPointer(operation["from"]).resolve(result)
                 copied += len(json.dumps(source, separators=(",", ":"), ensure_ascii=False))
                 if copied > MAX_JSON_PATCH_COPY_BYTES:
                     raise PatchError(f"the JSON patch's copy operations duplicate more than {MAX_JSON_PATCH_COPY_BYTES} "

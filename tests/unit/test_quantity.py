@@ -1,3 +1,5 @@
+import math
+import time
 from fractions import Fraction
 
 import pytest
@@ -30,3 +32,24 @@ def test_bad_quantity_names_the_value(bad: str) -> None:
 @given(st.integers(min_value=0, max_value=2**50))
 def test_bytes_round_trip(count: int) -> None:
     assert to_int(format_bytes(count)) == count
+
+
+@pytest.mark.parametrize("huge", ["1e10000000", "1e5000", "-1e10000000", "1E+99999999999999999999", "1e-10000000",
+                                  "9" * 10_000, "1" + "0" * 100])
+def test_huge_quantities_are_refused_fast(huge: str) -> None:
+    """The exponent and digits are bounded before any arithmetic: ``1e10000000`` once took ~15 s of event loop."""
+    started = time.perf_counter()
+    with pytest.raises(QuantityError, match=r"out of range|too long"):
+        parse_quantity(huge)
+    assert time.perf_counter() - started < 0.05
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_non_finite_numbers_are_not_quantities(value: float) -> None:
+    with pytest.raises(QuantityError, match="finite"):
+        parse_quantity(value)
+
+
+@given(st.integers(min_value=-30, max_value=30), st.integers(min_value=0, max_value=10**6))
+def test_bounded_exponents_still_parse_exactly(exponent: int, mantissa: int) -> None:
+    assert parse_quantity(f"{mantissa}e{exponent}") == Fraction(mantissa) * Fraction(10) ** exponent

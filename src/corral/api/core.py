@@ -143,9 +143,10 @@ class Container(LenientModel):
 
 class Toleration(LenientModel):
     key: str | None = None
-    operator: str | None = Field(default=None, description="Exists or Equal (default).")
+    operator: Literal["Exists", "Equal", ""] | None = Field(default=None, description="Exists or Equal (default).")
     value: str | None = None
-    effect: str | None = Field(default=None, description="NoSchedule, PreferNoSchedule or NoExecute.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", ""] | None = Field(
+        default=None, description="NoSchedule, PreferNoSchedule or NoExecute (empty: all).")
     toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds")
 
 
@@ -156,6 +157,58 @@ class Volume(LenientModel):
     config_map: dict[str, Any] | None = Field(default=None, alias="configMap")
     secret: dict[str, Any] | None = None
     persistent_volume_claim: dict[str, Any] | None = Field(default=None, alias="persistentVolumeClaim")
+
+
+class NodeSelectorRequirement(LenientModel):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: list[str] | None = None
+
+
+class NodeSelectorTerm(LenientModel):
+    match_expressions: list[NodeSelectorRequirement] | None = Field(default=None, alias="matchExpressions")
+    match_fields: list[NodeSelectorRequirement] | None = Field(default=None, alias="matchFields")
+
+
+class NodeSelector(LenientModel):
+    node_selector_terms: list[NodeSelectorTerm] = Field(alias="nodeSelectorTerms", description="ORed terms.")
+
+
+class PreferredSchedulingTerm(LenientModel):
+    weight: int = Field(description="1-100, added to a node's score when the preference matches.")
+    preference: NodeSelectorTerm
+
+
+class NodeAffinity(LenientModel):
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = Field(
+        default=None, alias="requiredDuringSchedulingIgnoredDuringExecution")
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] | None = Field(
+        default=None, alias="preferredDuringSchedulingIgnoredDuringExecution")
+
+
+class PodAffinityTerm(LenientModel):
+    label_selector: LabelSelector | None = Field(default=None, alias="labelSelector")
+    namespaces: list[str] | None = None
+    topology_key: str = Field(alias="topologyKey")
+    namespace_selector: LabelSelector | None = Field(default=None, alias="namespaceSelector")
+
+
+class WeightedPodAffinityTerm(LenientModel):
+    weight: int
+    pod_affinity_term: PodAffinityTerm = Field(alias="podAffinityTerm")
+
+
+class PodAffinity(LenientModel):
+    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] | None = Field(
+        default=None, alias="requiredDuringSchedulingIgnoredDuringExecution")
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] | None = Field(
+        default=None, alias="preferredDuringSchedulingIgnoredDuringExecution")
+
+
+class Affinity(LenientModel):
+    node_affinity: NodeAffinity | None = Field(default=None, alias="nodeAffinity")
+    pod_affinity: PodAffinity | None = Field(default=None, alias="podAffinity")
+    pod_anti_affinity: PodAffinity | None = Field(default=None, alias="podAntiAffinity")
 
 
 class PodSpec(LenientModel):
@@ -176,7 +229,7 @@ class PodSpec(LenientModel):
     )
     node_name: str | None = Field(default=None, alias="nodeName", description="The node the pod is bound to; set by the scheduler.")
     node_selector: dict[str, str] | None = Field(default=None, alias="nodeSelector", description="Labels a node must have.")
-    affinity: dict[str, Any] | None = Field(default=None, description="Node and pod affinity rules.")
+    affinity: Affinity | None = Field(default=None, description="Node and pod affinity rules.")
     tolerations: list[Toleration] | None = merge_key("key", description="Taints this pod tolerates.")
     scheduler_name: str | None = Field(default=None, alias="schedulerName", description="Scheduler that places the pod; corral by default.")
     priority_class_name: str | None = Field(default=None, alias="priorityClassName")

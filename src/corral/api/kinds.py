@@ -8,7 +8,7 @@ here. corral's own kinds live in ``corral/api/v1alpha1/<kind>.py``, each exporti
 from __future__ import annotations
 
 from corral.api import columns as c
-from corral.api import core
+from corral.api import core, rules
 from corral.api.registry import PrinterColumn, Registry, ResourceType
 from corral.api.v1alpha1 import inferenceservice, podgroup, queue, trainingjob
 
@@ -24,7 +24,7 @@ def core_kinds() -> list[ResourceType]:
         ),
         ResourceType(
             group="", version="v1", kind="Node", plural="nodes", namespaced=False, model=core.Node,
-            short_names=("no",), subresources=frozenset({"status"}),
+            short_names=("no",), checks=rules.node_problems, subresources=frozenset({"status"}),
             columns=(
                 PrinterColumn("Status", "string", c.node_status),
                 PrinterColumn("Roles", "string", c.node_roles),
@@ -40,7 +40,7 @@ def core_kinds() -> list[ResourceType]:
         ),
         ResourceType(
             group="", version="v1", kind="Pod", plural="pods", namespaced=True, model=core.Pod,
-            short_names=("po",), categories=("all",),
+            short_names=("po",), checks=rules.pod_problems, categories=("all",),
             subresources=frozenset({"status", "binding", "log"}),
             columns=(
                 PrinterColumn("Ready", "string", c.pod_ready, description="Ready containers / containers."),
@@ -79,7 +79,7 @@ def core_kinds() -> list[ResourceType]:
         ),
         ResourceType(
             group="", version="v1", kind="Service", plural="services", namespaced=True, model=core.Service,
-            short_names=("svc",), categories=("all",),
+            short_names=("svc",), checks=rules.service_problems, categories=("all",),
             columns=(
                 c.field_column("Type", "spec", "type"),
                 c.field_column("Cluster-IP", "spec", "clusterIP"),

@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 class LenientModel(BaseModel):
     """Base of core-kind models: unknown fields are kept, as Kubernetes round-trips them."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
 
 class StrictModel(BaseModel):
     """Base of corral.dev models: unknown fields are an error naming the field."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class OwnerReference(LenientModel):

@@ -64,6 +64,8 @@ class ResourceType:
     # kinds without a spec, like ConfigMap, list their data fields).
     generation_fields: tuple[str, ...] = ("spec",)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Value rules beyond the model's types (``corral.api.rules``): (field path, problem) pairs.
+    checks: Callable[[Obj], list[tuple[str, str]]] | None = None
 
     @property
     def api_version(self) -> str:

@@ -81,11 +81,19 @@ from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_
 from corral.apiserver.omitempty import omit_empty_metadata
 from corral.apiserver.validation import (
     FieldValidation,
+    check_delete_options,
+    check_generate_name,
     check_name,
+    check_strict_body,
     check_type,
+    decode_body,
+    decode_json,
+    grace_period,
+    parse_continue,
     parse_field_validation,
     validate,
     validate_update,
+    warning_value,
 )
 from corral.store import AlreadyExistsError, Entry, ExpiredError, Store, UnavailableError, WatchEvent, encode
 from corral.util import fastjson
@@ -94,6 +102,8 @@ from corral.util.paths import PathEscapeError
 from corral.util.podlogs import pod_log_path
 
 MAX_BODY = 3 * 1024 * 1024
+MAX_GRACE_SECONDS = 100 * 365 * 86400
+"""A longer grace period (up to 2^63 s is valid) still ends within a century: a datetime cannot go further."""
 SYSTEM_NAMESPACES = ("default", "kube-system")
 DEFAULT_SCHEDULER = "corral"
 JSON = "application/json"
@@ -320,13 +330,7 @@ class Handlers:
             return read_protobuf(data, "request body")
         if "cbor" in content_type:
             raise ApiError(415, "UnsupportedMediaType", "corral accepts JSON and YAML bodies, not CBOR")
-        try:
-            if "yaml" in content_type:
-                return yaml.safe_load(data)
-            return fastjson.loads(data)
-        except (ValueError, yaml.YAMLError) as exc:
-            kind = "YAML" if "yaml" in content_type else "JSON"
-            raise bad_request(f"the request body is not valid {kind}: {exc}") from None
+        return decode_body(data, content_type)
 
     async def read_object(self, request: web.Request, rt: ResourceType) -> Obj:
         body = await self.read_body(request)
@@ -340,14 +344,16 @@ class Handlers:
             raise bad_request("metadata must be an object")
         return body
 
-    def field_validation(self, request: web.Request, rt: ResourceType) -> FieldValidation:
-        return parse_field_validation(request.query.get("fieldValidation"), "Strict")
+    def field_validation(self, request: web.Request, rt: ResourceType, subresource: str | None = None) -> FieldValidation:
+        """Kubernetes' default is Warn; corral's own kinds stay Strict on their main resource (docs/apiserver.md)."""
+        default: FieldValidation = "Strict" if rt.strict and subresource is None else "Warn"
+        return parse_field_validation(request.query.get("fieldValidation"), default)
 
     def respond(self, request: web.Request, rt: ResourceType, entry_or_obj: Entry | Obj, status: int = 200,
                 warnings: list[str] | None = None) -> web.Response:
         accept = parse_accept(request.headers.get("Accept", ""))
         obj = entry_or_obj.obj if isinstance(entry_or_obj, Entry) else entry_or_obj
-        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+        headers = {"Warning": ", ".join(warning_value(w) for w in warnings)} if warnings else None
         if accept.table:
             body = tables.table(rt, [obj], self.clock.now(), request.query.get("includeObject", "Metadata"),
                                 {"resourceVersion": str(obj.get("metadata", {}).get("resourceVersion", ""))})
@@ -462,11 +468,7 @@ class Handlers:
                 raise errors.gone(f"too old resource version: {minimum} ({self.store.oldest_watchable_rv})") from None
             rv = minimum
         elif token:
-            try:
-                decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-                start, rv = decoded["start"], int(decoded["rv"])
-            except (ValueError, KeyError, TypeError):
-                raise bad_request(f"invalid continue token {token!r}") from None
+            start, rv = parse_continue(token)
             try:  # every page shows the state of the first page's resourceVersion, as Kubernetes does
                 entries = self.store.entries_at(resource_key(rt), target.namespace, rv)
             except ExpiredError:
@@ -668,6 +670,7 @@ class Handlers:
             generate = metadata.get("generateName")
             if not generate:
                 raise errors.invalid(rt.kind, "", [("metadata.name", "Required value: name or generateName is required")], rt.group)
+            check_generate_name(rt, generate)
             metadata["name"] = f"{generate}{self._random.getrandbits(40):010x}"[: len(generate) + 5]
         if not isinstance(metadata["name"], str):
             raise errors.invalid(rt.kind, str(metadata["name"]), [("metadata.name", "Invalid value: must be a string")], rt.group)
@@ -728,6 +731,7 @@ class Handlers:
         rt = target.rt
         obj = await self.read_object(request, rt)
         mode = self.field_validation(request, rt)
+        check_strict_body(await request.read(), request.content_type, mode)
         dry_run = bool(request.query.get("dryRun"))
         self.prepare_new(rt, obj, target.namespace)
         warnings = validate(rt, obj, mode)
@@ -824,7 +828,8 @@ class Handlers:
         rt = target.rt
         assert target.name is not None
         obj = await self.read_object(request, rt)
-        mode = self.field_validation(request, rt)
+        mode = self.field_validation(request, rt, target.subresource)
+        check_strict_body(await request.read(), request.content_type, mode)
         dry_run = bool(request.query.get("dryRun"))
         key = resource_key(rt)
         current = self.store.get(key, target.namespace or "", target.name)
@@ -850,7 +855,8 @@ class Handlers:
         assert target.name is not None
         content_type = request.content_type
         body = await self.read_body(request)
-        mode = self.field_validation(request, rt)
+        mode = self.field_validation(request, rt, target.subresource)
+        check_strict_body(await request.read(), content_type, mode)
         dry_run = bool(request.query.get("dryRun"))
         key = resource_key(rt)
         current = self.store.get(key, target.namespace or "", target.name)
@@ -933,19 +939,13 @@ class Handlers:
         options: dict[str, Any] = {}
         if request.body_exists and request.content_length != 0:
             data = await request.read()
-            body: Any = None
             if request.content_type == PROTOBUF:
-                body = read_protobuf(data, "DeleteOptions body")
+                options.update(check_delete_options(read_protobuf(data, "DeleteOptions body")))
             elif data.strip():
-                try:
-                    body = fastjson.loads(data)
-                except ValueError as exc:
-                    raise bad_request(f"the DeleteOptions body is not valid JSON: {exc}") from None
-            if isinstance(body, dict):
-                options.update(body)
+                options.update(check_delete_options(decode_json(data)))
         grace = parse_int(request.query.get("gracePeriodSeconds"), "gracePeriodSeconds")
         if grace is not None:
-            options["gracePeriodSeconds"] = grace
+            options["gracePeriodSeconds"] = grace_period(grace)
         for name in ("propagationPolicy", "orphanDependents"):
             if request.query.get(name) is not None:
                 options[name] = request.query[name]
@@ -995,7 +995,7 @@ class Handlers:
             new_meta["finalizers"] = finalizers
         now = self.clock.now()
         if graceful > 0:
-            deadline = format_timestamp(now + timedelta(seconds=graceful))
+            deadline = format_timestamp(now + timedelta(seconds=min(graceful, MAX_GRACE_SECONDS)))
             current_deadline = new_meta.get("deletionTimestamp")
             if not current_deadline or parse_timestamp(current_deadline) > parse_timestamp(deadline):
                 new_meta["deletionTimestamp"] = deadline

@@ -19,6 +19,7 @@ with a different value is a conflict (409) unless ``force=true``, which takes it
 
 from __future__ import annotations
 
+import copy
 import json
 import types
 import typing
@@ -102,11 +103,29 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 # --- JSON patch ----------------------------------------------------------------------------
 
+MAX_JSON_PATCH_OPERATIONS = 10_000
+"""kube-apiserver's limit on the operations of one JSON patch."""
+MAX_JSON_PATCH_COPY_BYTES = 3 * 1024 * 1024
+"""Bytes ``copy`` operations may duplicate in one patch (kube's AccumulatedCopySizeLimit, the request limit):
+without it, 40 copies of a growing subtree into itself double it 40 times."""
+
+
 def json_patch(target: Obj, operations: Any) -> Obj:
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations")
+    if len(operations) > MAX_JSON_PATCH_OPERATIONS:
+        raise PatchError(f"the JSON patch has {len(operations)} operations; at most {MAX_JSON_PATCH_OPERATIONS} are allowed")
+    result: Obj = copy.deepcopy(target)
+    copied = 0
     try:
-        result: Obj = jsonpatch.JsonPatch(operations).apply(target)
+        for operation in operations:
+            if isinstance(operation, dict) and operation.get("op") == "copy" and isinstance(operation.get("from"), str):
+                source = jsonpatch.JsonPointer(operation["from"]).resolve(result)
+                copied += len(json.dumps(source, separators=(",", ":"), ensure_ascii=False))
+                if copied > MAX_JSON_PATCH_COPY_BYTES:
+                    raise PatchError(f"the JSON patch's copy operations duplicate more than {MAX_JSON_PATCH_COPY_BYTES} "
+                                     "bytes (the accumulated copy size limit)")
+            result = jsonpatch.JsonPatch([operation]).apply(result, in_place=True)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, TypeError, ValueError) as exc:
         raise PatchError(f"the JSON patch could not be applied: {exc}") from None
     return result

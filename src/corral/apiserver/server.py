@@ -46,7 +46,7 @@ from corral.apiserver.lean import LeanFront, LeanRequest
 from corral.apiserver.paths import route_path
 from corral.apiserver.services import DEFAULT_SERVICE_CIDR
 from corral.apiserver.tls import ensure_self_signed, serving_context
-from corral.store import Store, UnavailableError, encode
+from corral.store import ObjectTooLargeError, Store, UnavailableError, encode
 from corral.util.clock import Clock, SystemClock
 from corral.util.datadir import API_SERVER_ENTRIES, make_private, private_umask
 
@@ -299,6 +299,9 @@ class ApiServer:
         except UnavailableError as exc:
             code = 503
             return _status_response(ApiError(503, "ServiceUnavailable", str(exc)))
+        except ObjectTooLargeError as exc:  # the decoded object, however small its request body was
+            code = 413
+            return _status_response(ApiError(413, "RequestEntityTooLarge", str(exc)))
         except web.HTTPException as exc:
             code = exc.status
             return _status_response(ApiError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason))

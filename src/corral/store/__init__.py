@@ -9,6 +9,7 @@ from corral.store.store import (
     Entry,
     ExpiredError,
     NotFoundError,
+    ObjectTooLargeError,
     Store,
     StoreError,
     UnavailableError,
@@ -19,6 +20,6 @@ from corral.store.store import (
 )
 
 __all__ = [
-    "AlreadyExistsError", "ConflictError", "Entry", "ExpiredError", "NotFoundError", "Store", "StoreError", "UnavailableError",
+    "AlreadyExistsError", "ConflictError", "Entry", "ExpiredError", "NotFoundError", "ObjectTooLargeError", "Store", "StoreError", "UnavailableError",
     "WatchEvent", "Watcher", "Write", "encode",
 ]

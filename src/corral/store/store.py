@@ -28,6 +28,11 @@ Design
   version gets :class:`ExpiredError` (the server turns it into 410 Gone). After a restart the
   history starts empty at the recovered version, as after an etcd compaction.
 
+* **Object size.** An object whose JSON is over :data:`MAX_OBJECT_BYTES` (1.5 MiB, etcd's
+  default request limit, which bounds a Kubernetes object) is refused with
+  :class:`ObjectTooLargeError` before anything changes: the check is on the bytes that
+  would be stored, so it holds however the object was made (a patch, YAML aliases).
+
 If a commit fails (disk full, I/O error) the store stops accepting writes and fails
 every pending one: memory may then be ahead of disk, and only a restart (which rebuilds
 from SQLite) makes them agree again.
@@ -72,8 +77,16 @@ class ExpiredError(StoreError):
     """The requested version is older than the kept watch history."""
 
 
+class ObjectTooLargeError(StoreError):
+    """An object whose encoding is over the size limit; nothing was stored."""
+
+
 class UnavailableError(StoreError):
     """The store could not persist writes and refuses new ones."""
+
+
+MAX_OBJECT_BYTES = 1536 * 1024
+"""Largest stored object (its compact JSON), as etcd's 1.5 MiB request limit bounds Kubernetes objects."""
 
 
 def encode(obj: Obj) -> bytes:
@@ -456,6 +469,10 @@ class Store:
         rv = self.rv + 1
         obj["metadata"]["resourceVersion"] = str(rv)
         raw = encode(obj)
+        if len(raw) > MAX_OBJECT_BYTES and kind != "DELETED":
+            raise ObjectTooLargeError(
+                f'{resource} "{name}" is too large: its JSON is {len(raw)} bytes; the limit is {MAX_OBJECT_BYTES} '
+                "bytes (1.5 MiB)")
         entry = Entry(resource, namespace, name, rv, raw, obj)
         items = self._objects.setdefault(resource, {}).setdefault(namespace, {})
         if kind == "DELETED":

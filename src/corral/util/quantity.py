@@ -7,6 +7,7 @@ to stay exact; callers convert to ``int`` (millicores, bytes) where they store t
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
@@ -15,6 +16,14 @@ _DECIMAL: dict[str, Fraction] = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6
             "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
             "P": Fraction(10**15), "E": Fraction(10**18)}
 _PATTERN = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$")
+
+
+MAX_DIGITS = 64
+"""Digits a quantity's number may have (Kubernetes' canonical quantities have at most 18 + 3)."""
+MAX_EXPONENT = 30
+"""Largest decimal exponent (``1e30``); larger ones are refused before any arithmetic, so a
+``1e10000000`` cannot make the parser build a ten-million-digit integer (Kubernetes bounds
+its scale the same way instead of computing the value)."""
 
 
 class QuantityError(ValueError):
@@ -28,14 +37,24 @@ def parse_quantity(value: str | int | float) -> Fraction:
     if isinstance(value, int):
         return Fraction(value)
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise QuantityError(f"{value!r} is not a finite quantity")
         return Fraction(str(value))
+    if not isinstance(value, str):
+        raise QuantityError(f"quantity must be a string or number, not {type(value).__name__}")
     text = value.strip()
+    if len(text) > MAX_DIGITS + 8:
+        raise QuantityError(f"{value[:40]!r}... is too long to be a quantity (at most {MAX_DIGITS} digits)")
     match = _PATTERN.match(text)
     if match is None:
         raise QuantityError(f"{value!r} is not a valid quantity (expected e.g. 500m, 2, 1Gi, 1.5e3)")
     number, exponent, suffix = match.groups()
     amount = Fraction(number)
     if exponent:
+        # bounded before the power is computed: the exponent text may have any length
+        digits = exponent[1:].lstrip("+-").lstrip("0")
+        if len(digits) > 2 or int(digits or 0) > MAX_EXPONENT:
+            raise QuantityError(f"{value!r} is out of range (the exponent may be at most {MAX_EXPONENT})")
         return amount * Fraction(10) ** int(exponent[1:])
     if suffix in _BINARY:
         return amount * _BINARY[suffix]

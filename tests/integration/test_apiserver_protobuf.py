@@ -14,7 +14,7 @@ import pytest
 from corral.apiserver.openapi_v2 import PROTOBUF_V2
 from corral.apiserver.protobuf import codec
 from corral.apiserver.server import RunningServer
-from corral.testing.apiserver import running_apiserver
+from corral.testing.apiserver import running_apiserver, store_unvalidated
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 CLIENT_GO_ACCEPT = "application/vnd.kubernetes.protobuf,application/json"
@@ -157,10 +157,11 @@ async def test_openapi_v2_is_served_as_json_or_as_kubectls_protobuf(server: Runn
 
 
 async def test_an_object_protobuf_cannot_hold_is_answered_in_json(server: RunningServer) -> None:
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "odd"}, "data": {"a": "1"}, "extra": {"kept": True}}
-    status, _, _ = await call(server, "POST", "/api/v1/namespaces/default/configmaps", json.dumps(body).encode(),
-                              content_type="application/json")
-    assert status == 201
+    # The API now drops fields Kubernetes lacks (fieldValidation Warn), but a store written
+    # before that may still hold one: it is answered in JSON rather than lose the field.
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "odd", "namespace": "default"},
+            "data": {"a": "1"}, "extra": {"kept": True}}
+    await store_unvalidated(server, body)
     status, content_type, response = await call(server, "GET", "/api/v1/namespaces/default/configmaps/odd")
     assert status == 200 and content_type == "application/json"  # rather than drop "extra"
     assert json.loads(response)["extra"] == {"kept": True}

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-OMITTED_WHEN_EMPTY = ("labels", "annotations", "finalizers", "ownerReferences", "managedFields", "generateName",
-                      "namespace")
+OMITTED_WHEN_EMPTY: dict[str, type] = {"labels": dict, "annotations": dict, "finalizers": list, "ownerReferences": list,
+                                        "managedFields": list, "generateName": str, "namespace": str}
+"""Each omitempty field and its JSON type: an empty value of another type is left for validation to reject."""
 
 
 def omit_empty_metadata(obj: dict[str, Any]) -> None:
-    """Remove ``metadata`` fields whose value is an empty map, list or string (in place)."""
+    """Remove ``metadata`` fields whose value is null or empty of the field's own type (in place)."""
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict):
         return
-    for field in OMITTED_WHEN_EMPTY:
+    for field, kind in OMITTED_WHEN_EMPTY.items():
         value = metadata.get(field, 0)
-        if value is None or (isinstance(value, (dict, list, str)) and not value):
+        if value is None or (isinstance(value, kind) and not value):
             del metadata[field]

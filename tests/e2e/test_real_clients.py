@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,10 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
+from tests.e2e.corral_up import corral_up, real_client_tools
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-INSTALLER = REPO / "tests" / "tools" / "install_kubectl35.sh"
 PROMPTLY = 20.0  # seconds: what took the full timeout when the closing bookmark never came
 
 POD = """
@@ -72,19 +69,10 @@ spec:
 }
 
 
-def unavailable(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message}, and CI=true requires every e2e test to run")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def tools() -> Path:
     """The directory holding kubectl 1.35 and helm 4 (installed on first use)."""
-    result = subprocess.run(["bash", str(INSTALLER)], capture_output=True, text=True, timeout=600, check=False)
-    if result.returncode != 0:
-        unavailable(f"kubectl 1.35 and helm 4 could not be installed by {INSTALLER.name}: {result.stderr.strip()}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return real_client_tools()
 
 
 @dataclass
@@ -100,25 +88,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    binary = Path(sys.executable).parent / "corral"
-    command = [str(binary)] if binary.exists() else [require_tool("corral")]
-    with tempfile.TemporaryDirectory(prefix="corral-real-clients-") as temp:
-        data, log = Path(temp) / "data", Path(temp) / "up.log"
-        with log.open("w") as errors, subprocess.Popen(
-                [*command, "up", "--data-dir", str(data), "--port", "0", "--gateway-port", "0"],
-                stdout=subprocess.PIPE, stderr=errors, text=True) as process:
-            try:
-                assert process.stdout is not None
-                line = process.stdout.readline()
-                assert line.startswith("corral is ready:"), line + log.read_text()
-                yield Cluster(data / "kubeconfig", log, Path(temp))
-            finally:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    with corral_up("corral-real-clients-") as (kubeconfig, log, temp):
+        yield Cluster(kubeconfig, log, temp)
 
 
 @pytest.fixture(params=["1.32", "1.35"])

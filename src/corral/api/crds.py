@@ -137,8 +137,8 @@ def crd_problems(crd: Obj, builtin: dict[str, Obj] | None = None) -> Problems:
         loc = (*where, "schema", "openAPIV3Schema")
         if isinstance(schema, dict) and schema.get("type") not in (None, "object"):
             problems.append(((*loc, "type"), 'must be "object" at the root', schema.get("type"), "custom"))
-        for field, message in structural.schema_problems(schema, loc):
-            problems.append((tuple(field.split(".")), message, None, "custom"))
+        for path, message in structural.schema_problems(schema, loc):
+            problems.append((path, message, None, "custom"))
         for column_index, column in enumerate(version.get("additionalPrinterColumns") or []):
             if not isinstance(column, dict) or not column.get("name") or not column.get("jsonPath"):
                 problems.append(((*where, "additionalPrinterColumns", column_index), "name and jsonPath are required",

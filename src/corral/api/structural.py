@@ -210,42 +210,41 @@ def _number_problems(schema: Schema, value: float, loc: Loc, where: str) -> list
 
 # ---- the schema itself ----------------------------------------------------------------
 
-def schema_problems(schema: Any, loc: Loc) -> list[tuple[str, str]]:
-    """Why ``schema`` is not a structural schema: ``(field, message)`` pairs, kube's wording."""
-    where = format_loc(loc)
+def schema_problems(schema: Any, loc: Loc) -> list[tuple[Loc, str]]:
+    """Why ``schema`` is not a structural schema: ``(path, message)`` pairs, kube's wording."""
     if not isinstance(schema, dict):
-        return [(where, "Invalid value: must be an object")]
-    problems: list[tuple[str, str]] = []
+        return [(loc, "Invalid value: must be an object")]
+    problems: list[tuple[Loc, str]] = []
     kind = schema.get("type")
     if kind is None:
         if not _preserves(schema) and not schema.get("x-kubernetes-int-or-string"):
-            problems.append((f"{where}.type", "Required value: must not be empty for specified object fields"))
+            problems.append(((*loc, "type"), "Required value: must not be empty for specified object fields"))
     elif kind not in TYPES:
         supported = ", ".join(f'"{t}"' for t in TYPES)
-        problems.append((f"{where}.type", f'Unsupported value: "{kind}": supported values: {supported}'))
+        problems.append(((*loc, "type"), f'Unsupported value: "{kind}": supported values: {supported}'))
     properties = schema.get("properties")
     if properties is not None:
         if not isinstance(properties, dict):
-            problems.append((f"{where}.properties", "Invalid value: must be an object"))
+            problems.append(((*loc, "properties"), "Invalid value: must be an object"))
         else:
             for key, child in properties.items():
                 problems.extend(schema_problems(child, (*loc, "properties", key)))
     if "items" in schema:
         problems.extend(schema_problems(schema["items"], (*loc, "items")))
     elif kind == "array":
-        problems.append((f"{where}.items", "Required value: must be specified"))
+        problems.append(((*loc, "items"), "Required value: must be specified"))
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
         problems.extend(schema_problems(extra, (*loc, "additionalProperties")))
         if properties:
-            problems.append((f"{where}.additionalProperties", "Forbidden: additionalProperties and properties are "
+            problems.append(((*loc, "additionalProperties"), "Forbidden: additionalProperties and properties are "
                              "mutual exclusive"))
     if "default" in schema and kind and schema["default"] is not None and not _has_type(schema["default"], kind):
-        problems.append((f"{where}.default", f"Invalid value: {_quote(schema['default'])}: must be of type {kind}"))
+        problems.append(((*loc, "default"), f"Invalid value: {_quote(schema['default'])}: must be of type {kind}"))
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         try:
             re.compile(pattern)
         except re.error as exc:
-            problems.append((f"{where}.pattern", f"Invalid value: {_quote(pattern)}: {exc}"))
+            problems.append(((*loc, "pattern"), f"Invalid value: {_quote(pattern)}: {exc}"))
     return problems

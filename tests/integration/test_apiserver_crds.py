@@ -146,7 +146,7 @@ async def test_a_created_crd_is_served_at_once_with_every_verb(tmp_path: Path) -
 
 async def test_unknown_fields_follow_field_validation(tmp_path: Path) -> None:
     async with running_apiserver(tmp_path, tls=False) as server:
-        extensions, custom, api_client = apis(server)
+        extensions, _, api_client = apis(server)
         try:
             await blocking(extensions.create_custom_resource_definition, copy.deepcopy(WIDGETS))
             path = f"/apis/{GROUP}/v1/namespaces/default/widgets"

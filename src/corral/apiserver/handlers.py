@@ -101,6 +101,11 @@ DEFAULT_SCHEDULER = "corral"
 JSON = "application/json"
 
 
+def warning_header(text: str) -> str:
+    """A ``Warning`` value (RFC 7234: code, agent, quoted text with ``\\`` and ``"`` escaped) clients can parse."""
+    return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def parse_bool(value: str | None, name: str) -> bool:
     """Go's ``strconv.ParseBool`` (see :func:`corral.apiserver.listoptions.parse_optional_bool`); absent is false."""
     return bool(parse_optional_bool(value, name))
@@ -332,7 +337,7 @@ class Handlers:
         obj = entry_or_obj.obj if isinstance(entry_or_obj, Entry) else entry_or_obj
         if is_custom(rt):
             entry_or_obj = obj = self.crds.read_as(rt, obj)
-        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+        headers = {"Warning": ", ".join(warning_header(w) for w in warnings)} if warnings else None
         if accept.table:
             body = tables.table(rt, [obj], self.clock.now(), request.query.get("includeObject", "Metadata"),
                                 {"resourceVersion": str(obj.get("metadata", {}).get("resourceVersion", ""))})
@@ -1098,7 +1103,7 @@ class Handlers:
         if write is not None:
             result = await self.commit(write)
         shown = result.obj if isinstance(result, Entry) else result
-        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+        headers = {"Warning": ", ".join(warning_header(w) for w in warnings)} if warnings else None
         return web.Response(body=encode(scale_of(rt, shown)), content_type=JSON, headers=headers)
 
     # ---- pods/binding and pods/log --------------------------------------------------

@@ -212,6 +212,14 @@ async def test_multiple_versions_store_in_the_storage_version(tmp_path: Path) ->
             assert read["apiVersion"] == f"{GROUP}/v1"
             stored = server.server.store.get("widgets.example.com", "default", "a")
             assert stored is not None and stored.obj["apiVersion"] == f"{GROUP}/v1"
+
+            def first_watched() -> str:
+                for event in watch.Watch().stream(custom.list_namespaced_custom_object, GROUP, "v1beta1", "default",
+                                                  "widgets", resource_version="0", timeout_seconds=5):
+                    return str(event["object"]["apiVersion"])
+                return ""
+
+            assert await blocking(first_watched) == f"{GROUP}/v1beta1"
         finally:
             api_client.close()
 

@@ -42,7 +42,8 @@ SCOPES = ("Namespaced", "Cluster")
 TOP_LEVEL = ("apiVersion", "kind", "metadata")
 
 Problems = list[tuple[structural.Loc, str, Any, str]]
-"""``(path, message, value, pydantic error type)`` for :func:`schema_model`."""
+"""``(path, message, value, pydantic error type)`` for :func:`schema_model`: ``missing``,
+``extra_forbidden``, ``literal_error`` (the message lists the supported values) or ``custom``."""
 
 
 # ---- a model whose validation is a function -------------------------------------------
@@ -64,6 +65,8 @@ class CheckedModel(BaseModel):
             for loc, message, value, kind in problems:
                 if kind == "custom":
                     details.append({"type": PydanticCustomError("schema", message), "loc": loc, "input": value})
+                elif kind == "literal_error":
+                    details.append({"type": kind, "loc": loc, "input": value, "ctx": {"expected": message}})
                 else:
                     details.append({"type": kind, "loc": loc, "input": value})
             raise ValidationError.from_exception_data(cls.__name__, details)
@@ -86,6 +89,8 @@ def crd_problems(crd: Obj, builtin: dict[str, Obj] | None = None) -> Problems:
     problems: Problems = []
     spec = crd.get("spec")
     name = str((crd.get("metadata") or {}).get("name") or "")
+    if builtin is not None and name in builtin and spec != builtin[name]["spec"]:
+        return [(("spec",), f"{name} is corral's own kind; its definition is read-only", None, "custom")]
     if not isinstance(spec, dict):
         return [(("spec",), "Required value", None, "missing")]
     group = spec.get("group")
@@ -143,10 +148,6 @@ def crd_problems(crd: Obj, builtin: dict[str, Obj] | None = None) -> Problems:
             if not isinstance(column, dict) or not column.get("name") or not column.get("jsonPath"):
                 problems.append(((*where, "additionalPrinterColumns", column_index), "name and jsonPath are required",
                                  column, "custom"))
-    if builtin is not None and name in builtin:
-        expected = builtin[name]
-        if spec != expected["spec"]:
-            _invalid(problems, "spec", f"{name} is corral's own kind; its definition is read-only", None)
     return problems
 
 
@@ -268,6 +269,9 @@ def object_problems(schema: structural.Schema, obj: Obj) -> Problems:
     for problem in structural.value_problems(schema, obj):
         if problem.required:
             problems.append((problem.loc, "Required value", None, "missing"))
+        elif problem.supported and all(isinstance(v, str) for v in problem.supported):
+            expected = " or ".join(", ".join(f"'{v}'" for v in problem.supported).rsplit(", ", 1))
+            problems.append((problem.loc, expected, problem.value, "literal_error"))
         else:
             problems.append((problem.loc, problem.message, problem.value, "custom"))
     return problems

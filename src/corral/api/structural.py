@@ -41,6 +41,7 @@ class Problem:
     message: str
     value: Any = None
     required: bool = False
+    supported: tuple[Any, ...] = ()  # an enum's values, when that is the problem
 
 
 def format_loc(loc: Loc) -> str:
@@ -163,7 +164,8 @@ def value_problems(schema: Schema, value: Any, loc: Loc = ()) -> list[Problem]:
     enum = schema.get("enum")
     if isinstance(enum, list) and value not in enum:
         supported = ", ".join(_quote(e) for e in enum)
-        problems.append(Problem(loc, f"Unsupported value: {_quote(value)}: supported values: {supported}", value))
+        problems.append(Problem(loc, f"Unsupported value: {_quote(value)}: supported values: {supported}", value,
+                                supported=tuple(enum)))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         problems.extend(_number_problems(schema, value, loc, where))
     if isinstance(value, str):

@@ -524,7 +524,8 @@ class Handlers:
         await response.prepare(request)
         deliver = None
         transport = request.transport
-        if select is None and not accept.table and not accept.partial and transport is not None:
+        custom = is_custom(rt)  # shown in the watched version, with schema defaults: no shared raw lines
+        if select is None and not accept.table and not accept.partial and not custom and transport is not None:
             deliver = push_deliver(transport, key, namespace, target.name)
         try:
             watcher = self.store.watcher(start_rv, deliver)
@@ -545,6 +546,8 @@ class Handlers:
                 return table_line(kind, entry.obj)
             if accept.partial:
                 return encode({"type": kind, "object": tables.partial_metadata(entry.obj)}) + b"\n"
+            if custom:
+                return encode({"type": kind, "object": self.crds.read_as(rt, entry.obj)}) + b"\n"
             if raw_line is not None:
                 return raw_line
             return b'{"type":"' + kind.encode() + b'","object":' + entry.raw + b"}\n"

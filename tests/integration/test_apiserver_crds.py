@@ -247,3 +247,37 @@ async def test_invalid_crds_are_refused_by_field_and_corral_kinds_are_read_only(
             assert edited.value.status == 422 and "read-only" in error_body(edited)["message"]
         finally:
             api_client.close()
+
+
+async def test_changing_a_crd_takes_effect_at_once(tmp_path: Path) -> None:
+    async with running_apiserver(tmp_path, tls=False) as server:
+        extensions, custom, api_client = apis(server)
+        try:
+            await blocking(extensions.create_custom_resource_definition, copy.deepcopy(WIDGETS))
+            await blocking(custom.create_namespaced_custom_object, GROUP, "v1", "default", "widgets", widget("a"))
+            changed = copy.deepcopy(WIDGETS)
+            v1 = changed["spec"]["versions"][0]
+            v1["additionalPrinterColumns"].append({"name": "Created", "type": "date",
+                                                   "jsonPath": ".metadata.creationTimestamp"})
+            v2 = {**copy.deepcopy(v1), "name": "v2", "storage": False}
+            changed["spec"]["versions"].append(v2)
+            await blocking(extensions.patch_custom_resource_definition, "widgets.example.com",
+                           {"spec": {"versions": changed["spec"]["versions"]}})
+            read = await blocking(custom.get_namespaced_custom_object, GROUP, "v2", "default", "widgets", "a")
+            assert read["apiVersion"] == f"{GROUP}/v2" and read["spec"]["size"] == "M"
+            code, table, _ = await blocking(raw_get, server, f"/apis/{GROUP}/v2/namespaces/default/widgets",
+                                            "application/json;as=Table;v=v1;g=meta.k8s.io")
+            assert code == 200
+            assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Size", "Replicas", "Created"]
+            code, discovery, _ = await blocking(raw_get, server, f"/apis/{GROUP}", "application/json")
+            assert discovery["preferredVersion"]["version"] == "v2"
+            assert [v["version"] for v in discovery["versions"]] == ["v2", "v1"]
+        finally:
+            api_client.close()
+
+
+def raw_get(server: RunningServer, path: str, accept: str) -> tuple[int, dict[str, Any], str]:
+    request = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {server.token}",
+                                                                  "Accept": accept})
+    with urllib.request.urlopen(request) as response:
+        return response.status, json.loads(response.read()), response.headers.get("Warning", "")

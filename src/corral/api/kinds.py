@@ -8,7 +8,7 @@ here. corral's own kinds live in ``corral/api/v1alpha1/<kind>.py``, each exporti
 from __future__ import annotations
 
 from corral.api import columns as c
-from corral.api import core, rules
+from corral.api import core, crds, rules
 from corral.api.registry import PrinterColumn, Registry, ResourceType
 from corral.api.v1alpha1 import inferenceservice, podgroup, queue, trainingjob
 
@@ -119,5 +119,9 @@ def corral_kinds() -> list[ResourceType]:
 
 
 def default_registry() -> Registry:
-    """Every kind the embedded API server serves."""
-    return Registry([*core_kinds(), *corral_kinds()])
+    """Every kind the embedded API server serves, with ``customresourcedefinitions`` (corral's own
+    kinds published as read-only CRDs; the API server adds each created CRD's resources)."""
+    registry = Registry([*core_kinds(), *corral_kinds()])
+    published = {crd["metadata"]["name"]: crd for crd in crds.corral_crds(registry)}
+    registry.register(crds.crd_resource_type(published))
+    return registry

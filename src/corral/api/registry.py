@@ -97,6 +97,15 @@ class Registry:
         self._by_kind[key] = resource_type
         self._by_resource[(resource_type.group, resource_type.version, resource_type.plural)] = resource_type
 
+    def unregister(self, resource_type: ResourceType) -> None:
+        """Stop serving a resource (a deleted or changed CustomResourceDefinition's)."""
+        key = (resource_type.api_version, resource_type.kind)
+        if self._by_kind.get(key) is resource_type:
+            del self._by_kind[key]
+        resource = (resource_type.group, resource_type.version, resource_type.plural)
+        if self._by_resource.get(resource) is resource_type:
+            del self._by_resource[resource]
+
     def by_kind(self, api_version: str, kind: str) -> ResourceType:
         try:
             return self._by_kind[(api_version, kind)]

@@ -28,8 +28,10 @@ from corral.api.registry import Registry
 
 AGGREGATED_GROUP = "apidiscovery.k8s.io"
 AGGREGATED_VERSIONS = ("v2", "v2beta1")
-SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "binding": ("create",), "log": ("get",)}
-SUBRESOURCE_KINDS = {"binding": "Binding", "log": "Pod"}
+SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "scale": ("get", "patch", "update"), "binding": ("create",),
+                     "log": ("get",)}
+SUBRESOURCE_KINDS = {"binding": "Binding", "log": "Pod", "scale": "Scale"}
+SUBRESOURCE_GROUP_VERSIONS = {"scale": ("autoscaling", "v1")}  # a custom resource's scale is autoscaling/v1
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ def registry_resources(registry: Registry) -> list[DiscoveryResource]:
     resources: list[DiscoveryResource] = []
     for rt in registry.all():
         subresources = tuple(
-            DiscoverySubresource(sub, SUBRESOURCE_KINDS.get(sub, rt.kind), SUBRESOURCE_VERBS.get(sub, ("get",)))
+            DiscoverySubresource(sub, SUBRESOURCE_KINDS.get(sub, rt.kind), SUBRESOURCE_VERBS.get(sub, ("get",)),
+                                 *SUBRESOURCE_GROUP_VERSIONS.get(sub, ("", "")))
             for sub in sorted(rt.subresources))
         resources.append(DiscoveryResource(rt.group, rt.version, rt.plural, rt.singular_name, rt.kind, rt.namespaced,
                                            tuple(rt.verbs), tuple(rt.short_names), tuple(rt.categories), subresources))
@@ -111,6 +114,7 @@ def api_resource_list(resources: Iterable[DiscoveryResource], group: str, versio
             entry["categories"] = list(r.categories)
         entries.append(entry)
         entries.extend({"name": f"{r.plural}/{s.name}", "singularName": "", "namespaced": r.namespaced,
+                        **({"group": s.group, "version": s.version} if s.group else {}),
                         "kind": s.kind, "verbs": list(s.verbs)} for s in r.subresources)
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
             "resources": entries}

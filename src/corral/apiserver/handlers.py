@@ -64,10 +64,12 @@ from typing import Any, cast
 import yaml
 from aiohttp import web
 
+from corral.api.crds import STORE_KEY as CRD_KEY
 from corral.api.ownership import GC_FINALIZERS, GC_IGNORED_PLURALS, PROPAGATION_POLICIES
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, equality_fields, matcher
 from corral.apiserver import errors, patch, protobuf, services, tables
+from corral.apiserver.crds import CustomResources, is_custom, scale_of, with_replicas
 from corral.apiserver.errors import ApiError, bad_request
 from corral.apiserver.listoptions import (
     EXACT,
@@ -268,6 +270,7 @@ class Handlers:
         self.secret_rt = registry.by_kind("v1", "Secret")
         self.service_rt = registry.by_kind("v1", "Service")
         self.service_cidr = str(ipaddress.ip_network(service_cidr))
+        self.crds = CustomResources(store, registry, self.now)
 
     # ---- helpers --------------------------------------------------------------------
 
@@ -345,14 +348,17 @@ class Handlers:
         return body
 
     def field_validation(self, request: web.Request, rt: ResourceType, subresource: str | None = None) -> FieldValidation:
-        """Kubernetes' default is Warn; corral's own kinds stay Strict on their main resource (docs/apiserver.md)."""
-        default: FieldValidation = "Strict" if rt.strict and subresource is None else "Warn"
+        """Kubernetes' default is Warn (custom resources: unknown fields pruned with a Warning header);
+        corral's own kinds stay Strict on their main resource (docs/apiserver.md)."""
+        default: FieldValidation = "Strict" if rt.strict and subresource is None and not is_custom(rt) else "Warn"
         return parse_field_validation(request.query.get("fieldValidation"), default)
 
     def respond(self, request: web.Request, rt: ResourceType, entry_or_obj: Entry | Obj, status: int = 200,
                 warnings: list[str] | None = None) -> web.Response:
         accept = parse_accept(request.headers.get("Accept", ""))
         obj = entry_or_obj.obj if isinstance(entry_or_obj, Entry) else entry_or_obj
+        if is_custom(rt):
+            entry_or_obj = obj = self.crds.read_as(rt, obj)
         headers = {"Warning": ", ".join(warning_value(w) for w in warnings)} if warnings else None
         if accept.table:
             body = tables.table(rt, [obj], self.clock.now(), request.query.get("includeObject", "Metadata"),
@@ -378,6 +384,8 @@ class Handlers:
             entry: Entry = await write.wait()
         except UnavailableError as exc:
             raise ApiError(503, "ServiceUnavailable", str(exc)) from None
+        if entry.resource == CRD_KEY:  # a CRD's resources are served (or gone) before the answer
+            await self.crds.sync()
         return entry
 
     # ---- dispatch -------------------------------------------------------------------
@@ -407,6 +415,8 @@ class Handlers:
             if method != "POST":
                 raise errors.method_not_allowed("pods/binding only supports POST")
             return await self.bind(request, target, target.name)
+        if sub == "scale":
+            return await self.scale(request, target)
         if sub == "log":
             if method != "GET":
                 raise errors.method_not_allowed("pods/log only supports GET")
@@ -500,7 +510,8 @@ class Handlers:
                  "items": [e.obj for e in entries]})) is not None:
             return response
         head = encode({"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata})
-        raw = head[:-1] + b',"items":[' + b",".join(e.raw for e in entries) + b"]}"
+        items = [encode(self.crds.read_as(rt, e.obj)) for e in entries] if is_custom(rt) else [e.raw for e in entries]
+        raw = head[:-1] + b',"items":[' + b",".join(items) + b"]}"
         if accept.yaml:
             return web.Response(text=yaml.safe_dump(fastjson.loads(raw)), content_type="application/yaml")
         return web.Response(body=raw, content_type=JSON)
@@ -537,7 +548,8 @@ class Handlers:
         await response.prepare(request)
         deliver = None
         transport = request.transport
-        if select is None and not accept.table and not accept.partial and transport is not None:
+        custom = is_custom(rt)  # shown in the watched version, with schema defaults: no shared raw lines
+        if select is None and not accept.table and not accept.partial and not custom and transport is not None:
             deliver = push_deliver(transport, key, namespace, target.name)
         try:
             watcher = self.store.watcher(start_rv, deliver)
@@ -558,6 +570,8 @@ class Handlers:
                 return table_line(kind, entry.obj)
             if accept.partial:
                 return encode({"type": kind, "object": tables.partial_metadata(entry.obj)}) + b"\n"
+            if custom:
+                return encode({"type": kind, "object": self.crds.read_as(rt, entry.obj)}) + b"\n"
             if raw_line is not None:
                 return raw_line
             return b'{"type":"' + kind.encode() + b'","object":' + entry.raw + b"}\n"
@@ -706,6 +720,8 @@ class Handlers:
                 obj["data"] = data
             if not obj.get("type"):
                 obj["type"] = "Opaque"
+        elif rt is self.crds.crd_rt or is_custom(rt):
+            self.crds.default(rt, obj, creating=True)
         elif rt is self.service_rt:
             used = services.used_cluster_ips(e.obj for e in self.store.iter_all(resource_key(rt)))
             services.default_new_service(obj, self.service_cidr, used, self._random)
@@ -797,6 +813,8 @@ class Handlers:
                 self.default(rt, new)  # a Secret's stringData goes into data on every write, as in Kubernetes
             elif rt is self.service_rt:
                 services.keep_cluster_ips(old, new)
+            elif rt is self.crds.crd_rt or is_custom(rt):
+                self.crds.default(rt, new, creating=False)
         omit_empty_metadata(new)
         new.setdefault("apiVersion", rt.api_version)
         new.setdefault("kind", rt.kind)
@@ -864,7 +882,8 @@ class Handlers:
             return await self.apply(request, target, body, current, mode=mode, dry_run=dry_run)
         if current is None:
             raise errors.not_found(rt.plural, target.name, rt.group)
-        original = current.copy()
+        self.crds.check_patch(rt, content_type)
+        original = self.crds.read_as(rt, current.copy())
         try:
             if content_type == "application/json-patch+json":
                 patched = patch.json_patch(original, body)
@@ -965,6 +984,7 @@ class Handlers:
                                   f"UID in object meta: {meta.get('uid')}", rt.group)
         if preconditions.get("resourceVersion") and str(preconditions["resourceVersion"]) != str(entry.rv):
             raise errors.conflict(rt.plural, entry.name, "Precondition failed: the object has been modified", rt.group)
+        self.crds.check_delete(rt, entry)
         if rt is self.namespace_rt and entry.name in SYSTEM_NAMESPACES:
             raise errors.forbidden(f'namespaces "{entry.name}" is forbidden: this namespace may not be deleted')
         grace = options.get("gracePeriodSeconds")
@@ -1080,6 +1100,39 @@ class Handlers:
         body = {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
                 "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted}
         return web.Response(body=encode(body), content_type=JSON)
+
+    # ---- the scale subresource of custom resources ----------------------------------
+
+    async def scale(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``GET``/``PUT``/``PATCH`` of ``.../scale``: the object's replicas as an ``autoscaling/v1`` Scale."""
+        rt = target.rt
+        assert target.name is not None
+        if request.method not in ("GET", "PUT", "PATCH"):
+            raise errors.method_not_allowed(f"{request.method} is not supported on {rt.plural}/scale")
+        if request.method == "GET":
+            await self.store.barrier()
+        current = self.get_entry(rt, target.namespace, target.name)
+        scale = scale_of(rt, current.obj)
+        if request.method == "GET":
+            return web.Response(body=encode(scale), content_type=JSON)
+        body = await self.read_body(request)
+        try:
+            if request.content_type == "application/json-patch+json":
+                body = patch.json_patch(scale, body)
+            elif request.content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                body = patch.merge_patch(scale, body) if isinstance(body, dict) else body
+        except patch.PatchError as exc:
+            raise bad_request(str(exc)) from None
+        expected = ((body.get("metadata") or {}) if isinstance(body, dict) else {}).get("resourceVersion")
+        new = with_replicas(rt, self.crds.read_as(rt, current.obj), body)
+        result, warnings, write = self.finish_update(rt, current, new, None, mode="Strict",
+                                                     expected_rv=str(expected) if expected else None,
+                                                     dry_run=bool(request.query.get("dryRun")))
+        if write is not None:
+            result = await self.commit(write)
+        shown = result.obj if isinstance(result, Entry) else result
+        headers = {"Warning": ", ".join(warning_value(w) for w in warnings)} if warnings else None
+        return web.Response(body=encode(scale_of(rt, shown)), content_type=JSON, headers=headers)
 
     # ---- pods/binding and pods/log --------------------------------------------------
 

@@ -167,3 +167,8 @@ def root_document(documents: dict[str, bytes]) -> dict[str, Any]:
         path: {"serverRelativeURL": f"/openapi/v3/{path}?hash={hashlib.sha256(body).hexdigest()[:32].upper()}"}
         for path, body in documents.items()
     }}
+
+
+def resource_paths(rt: ResourceType, schema_ref: str) -> dict[str, Any]:
+    """The paths of one resource (for documents built elsewhere: custom resources')."""
+    return _paths(rt, schema_ref)

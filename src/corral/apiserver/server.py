@@ -168,9 +168,11 @@ class ApiServer:
                                    registry=self.metrics)
         self.health = HealthChecks()  # components' readiness checks (/readyz), see corral up
         self._openapi: dict[str, bytes] = {}
+        self._builtin_openapi: dict[str, bytes] = {}
         self._discovery = [*discovery.registry_resources(self.registry), *REVIEWS]
         self._group_versions = discovery.group_versions(self._discovery)
         self._openapi_v2: tuple[bytes, bytes] | None = None
+        self.handlers.crds.listeners.append(self._served_changed)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._front: LeanFront | None = None
@@ -191,7 +193,9 @@ class ApiServer:
         await self.store.open()
         self._load_seconds.set(time.perf_counter() - started)
         await self._ensure_system_namespaces()
-        self._openapi = openapi.build_documents(self.registry)
+        self._builtin_openapi = openapi.build_documents(self.registry)
+        self._openapi = dict(self._builtin_openapi)
+        await self.handlers.crds.start(self.handlers.prepare_new)  # publish corral's CRDs, serve the stored ones
         app = web.Application(client_max_size=MAX_BODY + 1024 * 1024, middlewares=[self._middleware])
         app.router.add_route("*", "/{path:.*}", self._route)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0,
@@ -234,6 +238,13 @@ class ApiServer:
             await self._server.wait_closed()
             self._server = None
 
+
+    def _served_changed(self) -> None:
+        """A CRD was created, changed or deleted: discovery and OpenAPI follow the registry."""
+        self._discovery = [*discovery.registry_resources(self.registry), *REVIEWS]
+        self._group_versions = discovery.group_versions(self._discovery)
+        self._openapi = {**self._builtin_openapi, **self.handlers.crds.openapi_documents()}
+        self._openapi_v2 = None  # rebuilt on next use
 
     async def _ensure_system_namespaces(self) -> None:
         key = resource_key(self.handlers.namespace_rt)

@@ -180,6 +180,21 @@ class PodWorker:
         handle = self._handles.get(name)
         return handle is not None and handle.running
 
+    def container_spec(self, name: str) -> Mapping[str, Any] | None:
+        spec = self.pod.get("spec") or {}
+        return next((c for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+                     if c.get("name") == name), None)
+
+    def exec_context(self, name: str) -> tuple[dict[str, str], str | None, RunAs]:
+        """What a command run in running container ``name`` (``kubectl exec``) gets: the container's env,
+        with the current run's reaper markers (so the run's and the pod's cleanup take it along), its
+        working dir and its identity. Raises :class:`EnvError` as the container's start would."""
+        container = self.container_spec(name) or {}
+        rt = next((c for c in self.runtime.containers + self.runtime.init if c.name == name), None)
+        env = {**self._container_env(container),
+               **reaper.marker_env(self.uid, name, rt.restart_count if rt is not None else 0)}
+        return env, container.get("workingDir") or None, self._run_as.get(name, RunAs())
+
     def container_dir(self, name: str) -> Path:
         return inside(self.dir, name)
 

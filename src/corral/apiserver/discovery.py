@@ -28,8 +28,10 @@ from corral.api.registry import Registry
 
 AGGREGATED_GROUP = "apidiscovery.k8s.io"
 AGGREGATED_VERSIONS = ("v2", "v2beta1")
-SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "binding": ("create",), "log": ("get",)}
-SUBRESOURCE_KINDS = {"binding": "Binding", "log": "Pod"}
+SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "binding": ("create",), "log": ("get",),
+                     "exec": ("create", "get"), "attach": ("create", "get"), "portforward": ("create", "get")}
+SUBRESOURCE_KINDS = {"binding": "Binding", "log": "Pod", "exec": "PodExecOptions", "attach": "PodAttachOptions",
+                     "portforward": "PodPortForwardOptions"}
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,8 @@ def _set_window(fd: int, payload: bytes) -> None:
             fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
-async def _pump(read: Callable[[], Awaitable[bytes]], channels: Channels, channel: int) -> None:
-    while chunk := await read():
+async def _pump(read: Callable[[int], Awaitable[bytes]], channels: Channels, channel: int) -> None:
+    while chunk := await read(READ_SIZE):
         await channels.send(channel, chunk)
 
 
@@ -121,15 +121,15 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _pty_reader(fd: int) -> Callable[[], Awaitable[bytes]]:
+def _pty_reader(fd: int) -> Callable[[int], Awaitable[bytes]]:
     """An async ``read()`` of a pty master; end of data (EIO once the slave side is closed) reads as b""."""
     loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
 
-    async def read() -> bytes:
+    async def read(size: int) -> bytes:
         while True:
             try:
-                return os.read(fd, READ_SIZE)
+                return os.read(fd, size)
             except BlockingIOError:
                 ready: asyncio.Future[None] = loop.create_future()
                 loop.add_reader(fd, _wake, ready)
@@ -176,7 +176,7 @@ async def run_exec(ws: web.WebSocketResponse, protocol: str, argv: list[str], *,
     else:
         for stream, channel in ((process.stdout, STDOUT), (process.stderr, STDERR)):
             if stream is not None:
-                pumps.append(asyncio.create_task(_pump(lambda s=stream: s.read(READ_SIZE), channels, channel)))
+                pumps.append(asyncio.create_task(_pump(stream.read, channels, channel)))
 
     async def close_stdin() -> None:
         if process.stdin is not None and not process.stdin.is_closing():
@@ -272,7 +272,7 @@ async def run_port_forward(ws: web.WebSocketResponse, host: str, ports: list[int
                                 f"{host}:{port}: {error.strerror or error}".encode())
             continue
         writers[index] = writer
-        tasks.append(asyncio.create_task(_pump(lambda r=reader: r.read(READ_SIZE), channels, 2 * index)))
+        tasks.append(asyncio.create_task(_pump(reader.read, channels, 2 * index)))
 
     async def input_loop() -> None:
         async for message in ws:
@@ -288,10 +288,11 @@ async def run_port_forward(ws: web.WebSocketResponse, host: str, ports: list[int
                     await writer.drain()
 
     inputs = asyncio.create_task(input_loop())
-    pumping = asyncio.gather(*tasks, return_exceptions=True)
+    pumping: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
     try:
         # the pod closing its connections (or none opened) ends the session, as with the kubelet
-        await asyncio.wait({inputs, pumping}, return_when=asyncio.FIRST_COMPLETED)
+        ending: set[asyncio.Future[Any]] = {inputs, pumping}
+        await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.close()
     finally:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import gc
+import http.client
 import json
 import os
 import socket
 import ssl
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +117,56 @@ def test_attach_streams_new_output_and_refuses_stdin(cluster: Cluster, kubectl: 
     assert refused.returncode == 1 and "stdin is not enabled for this container" in refused.stderr
 
 
-def test_port_forward_with_kubectl_is_refused_with_a_reason(cluster: Cluster, kubectl: str,
-                                                            pod: tuple[str, Path]) -> None:
+def test_kubectl_port_forward_reaches_the_pods_server(cluster: Cluster, kubectl: str,
+                                                      pod: tuple[str, Path]) -> None:
+    """kubectl 1.31+ tunnels SPDY in a WebSocket (``SPDY/3.1+portforward.k8s.io``); 300 kB exceed SPDY's
+    64 KiB window, so a flow-control stall would show."""
+    name, workdir = pod
+    payload = os.urandom(300_000)
+    (workdir / "big.bin").write_bytes(payload)
+    with subprocess.Popen([kubectl, "port-forward", f"pod/{name}", ":8000", ":8009"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=cluster.env()) as forwarding:
+        try:
+            assert forwarding.stdout is not None
+            ports = []
+            while len(ports) < 2:
+                line = forwarding.stdout.readline()
+                assert line, forwarding.stderr.read() if forwarding.stderr else ""
+                if line.startswith("Forwarding from 127.0.0.1:"):
+                    ports.append(int(line.split(":")[1].split()[0]))
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/big.bin", timeout=30) as answer:
+                assert answer.read() == payload
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/index.html", timeout=30) as answer:
+                assert answer.read() == f"served from {name}\n".encode()
+            with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+                urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/", timeout=30)  # nothing listens on 8009
+            _, errors = forwarding.communicate(timeout=30)  # kubectl gives up on an error stream's message
+            assert "error forwarding port 8009" in errors, errors
+        finally:
+            forwarding.kill()
+
+
+def test_spdy_upgrade_and_plain_requests_are_refused_with_a_reason(cluster: Cluster, pod: tuple[str, Path]) -> None:
     name, _ = pod
-    result = run(cluster, kubectl, "port-forward", f"pod/{name}", "0:8000", timeout=30)
-    assert result.returncode == 1 and "WebSocket" in result.stderr, result.stderr
+    head = raw_request(cluster, f"/api/v1/namespaces/default/pods/{name}/portforward?ports=8000",
+                       "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"not a SPDY upgrade" in head
+    head = raw_request(cluster, f"/api/v1/namespaces/default/pods/{name}/exec?command=true&container=main", "")
+    assert head.startswith(b"HTTP/1.1 400") and b"Upgrade request required" in head
+
+
+def raw_request(cluster: Cluster, path: str, headers: str, *, token: bool = True) -> bytes:
+    """One request on a fresh TLS connection; the answer's head and first bytes of body."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    host, port = server.removeprefix("https://").split(":")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    auth = f"Authorization: Bearer {config['users'][0]['user']['token']}\r\n" if token else ""
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{headers}\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as raw, context.wrap_socket(raw) as tls:
+        tls.sendall(request.encode())
+        return tls.recv(65536)
 
 
 def official_client(cluster: Cluster) -> Any:
@@ -161,16 +210,10 @@ def test_official_python_client_exec_and_port_forward(cluster: Cluster) -> None:
 
 
 def test_unauthenticated_websocket_gets_401(cluster: Cluster) -> None:
-    server = yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-    host, port = server.removeprefix("https://").split(":")
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     key = base64.b64encode(os.urandom(16)).decode()
-    request = (f"GET /api/v1/namespaces/default/pods/python-client/exec?command=true HTTP/1.1\r\nHost: {host}\r\n"
-               f"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
-               "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
-    with socket.create_connection((host, int(port)), timeout=10) as raw, context.wrap_socket(raw) as tls:
-        tls.sendall(request.encode())
-        head, _, body = tls.recv(65536).partition(b"\r\n\r\n")
+    answer = raw_request(cluster, "/api/v1/namespaces/default/pods/python-client/exec?command=true",
+                         f"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n", token=False)
+    head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 401"), head
     assert json.loads(body)["reason"] == "Unauthorized"

@@ -87,6 +87,26 @@ def test_exec_pipes_stdin_and_selects_the_container(cluster: Cluster, kubectl: s
     assert web.splitlines()[0] == name
 
 
+def test_a_client_that_goes_away_takes_its_command_along(cluster: Cluster, kubectl: str,
+                                                          pod: tuple[str, Path]) -> None:
+    name, workdir = pod
+    pid_file = workdir / "exec.pid"
+    with subprocess.Popen([kubectl, "exec", name, "-c", "main", "--", "sh", "-c", f"echo $$ > {pid_file}; exec sleep 301"],
+                          env=cluster.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as client:
+        for _ in range(100):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        pid = int(pid_file.read_text())
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")
+        client.kill()
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "the exec'd command outlived its client"
+
+
 def test_exec_refusals(cluster: Cluster, kubectl: str, pod: tuple[str, Path]) -> None:
     name, _ = pod
     missing = run(cluster, kubectl, "exec", "no-such-pod", "--", "true")
@@ -188,6 +208,16 @@ def test_official_python_client_exec_and_port_forward(cluster: Cluster) -> None:
     session.close()
     assert stream(api.connect_get_namespaced_pod_exec, name, "default", container="main", command=["echo", "hi"],
                   stdin=False, stdout=True, stderr=True, tty=False) == "hi\n"
+    terminal = stream(api.connect_get_namespaced_pod_exec, name, "default", container="main",
+                      command=["sh", "-c", "read line; stty size; tty; echo got $line"], stdin=True, stdout=True,
+                      stderr=False, tty=True, _preload_content=False)
+    terminal.write_channel(4, json.dumps({"Width": 123, "Height": 45}))  # a resize, as a terminal sends
+    time.sleep(0.3)
+    terminal.write_stdin("hello\n")
+    terminal.run_forever(timeout=20)
+    lines = terminal.read_stdout().splitlines()
+    terminal.close()
+    assert lines[1:2] == ["45 123"] and lines[2].startswith("/dev/pts/") and lines[3] == "got hello", lines
     forward = portforward(api.connect_get_namespaced_pod_portforward, name, "default", ports="8000")
     connection = forward.socket(8000)
     connection.setblocking(True)

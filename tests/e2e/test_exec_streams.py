@@ -43,7 +43,7 @@ spec:
   containers:
   - name: main
     image: busybox
-    command: ["sleep", "600"]
+    command: ["sh", "-c", "cat /proc/self/cgroup; exec sleep 600"]
     workingDir: {workdir}
     env: [{{name: GREETING, value: hello-from-env}}]
   - name: web
@@ -76,6 +76,9 @@ def test_exec_runs_in_the_containers_environment_and_reports_the_exit_code(
     assert result.stdout.splitlines() == [f"{name} hello-from-env", str(workdir)]
     assert "to-stderr" in result.stderr and "exit code 3" in result.stderr
     assert ok(run(cluster, kubectl, "exec", name, "-c", "main", "--", "true")) == ""
+    # in the container's cgroup (where corral makes one), so its limits and its cleanup apply
+    container_cgroup = ok(run(cluster, kubectl, "logs", name, "-c", "main"))
+    assert ok(run(cluster, kubectl, "exec", name, "-c", "main", "--", "cat", "/proc/self/cgroup")) == container_cgroup
 
 
 def test_exec_pipes_stdin_and_selects_the_container(cluster: Cluster, kubectl: str,

@@ -655,15 +655,14 @@ class Agent:
         if kind == "exec":
             argv = request.query.getall("command", [])
             try:
-                env, cwd, identity = worker.exec_context(container)
+                context = worker.exec_context(container)
             except ValueError as error:
                 await exec_streams.Channels(ws, protocol).finish(None, str(error))
                 return ws
             if not argv:
                 await exec_streams.Channels(ws, protocol).finish(None, "you must specify at least one command")
                 return ws
-            await exec_streams.run_exec(ws, protocol, argv, env=env, cwd=cwd, user=identity.uid, group=identity.gid,
-                                        options=options)
+            await exec_streams.run_exec(ws, protocol, argv, context, options=options)
         elif kind == "attach":
             if options.stdin:
                 spec = worker.container_spec(container) or {}

@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from corral.agent.process import contained
+from corral.agent.worker import ExecContext
 from corral.util.streamproto import (
     CLOSE_SIGNAL,
     ERROR,
@@ -144,11 +146,12 @@ def _pty_reader(fd: int) -> Callable[[int], Awaitable[bytes]]:
     return read
 
 
-async def run_exec(ws: web.WebSocketResponse, protocol: str, argv: list[str], *, env: dict[str, str],
-                   cwd: str | None, user: int | None, group: int | None, options: StreamOptions) -> None:
-    """Run ``argv`` with its streams on ``ws``; returns when the command is done and the socket closed."""
+async def run_exec(ws: web.WebSocketResponse, protocol: str, command: list[str], context: ExecContext, *,
+                   options: StreamOptions) -> None:
+    """Run ``command`` with its streams on ``ws``; returns when the command is done and the socket closed."""
     channels = Channels(ws, protocol)
-    switch: dict[str, Any] = {"user": user, "group": group, "extra_groups": []} if user is not None or group is not None else {}
+    argv, switch = contained(command, cgroup=context.cgroup, user=context.identity.uid, group=context.identity.gid)
+    env, cwd = context.env, context.cwd
     master: int | None = None
     devnull = asyncio.subprocess.DEVNULL
     pipe = asyncio.subprocess.PIPE
@@ -168,7 +171,7 @@ async def run_exec(ws: web.WebSocketResponse, protocol: str, argv: list[str], *,
     except OSError as error:
         if master is not None:
             os.close(master)
-        await channels.finish(None, f"failed to exec in container: starting {argv[0]!r}: {error.strerror or error}")
+        await channels.finish(None, f"failed to exec in container: starting {command[0]!r}: {error.strerror or error}")
         return
     pumps: list[asyncio.Task[None]] = []
     if master is not None:

@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from corral.agent import exec as exec_streams
 from corral.agent import logs as logfiles
 from corral.agent import reaper
 from corral.agent.cgroups import Cgroups
@@ -71,6 +72,7 @@ from corral.client.workqueue import QueueClosedError
 from corral.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from corral.util.clock import Clock, SystemClock
 from corral.util.datadir import AGENT_ENTRIES, make_private, private_umask
+from corral.util.streamproto import EXEC_PROTOCOLS, PORTFORWARD_PROTOCOLS, choose_protocol
 from corral.util.supervise import HealthCheck, Supervisor, describe
 
 log = logging.getLogger(__name__)
@@ -524,6 +526,9 @@ class Agent:
         app.router.add_get("/containerLogs/{namespace}/{pod}", self._logs)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_get("/pods", self._pods)
+        for kind in ("exec", "attach"):
+            app.router.add_route("*", f"/{kind}/{{namespace}}/{{pod}}/{{container}}", self._streams)
+        app.router.add_route("*", "/portforward/{namespace}/{pod}", self._streams)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
@@ -619,11 +624,83 @@ class Agent:
         await response.write_eof()
         return response
 
+    # ------------------------------------------------------------------ exec, attach, port-forward
+
+    async def _streams(self, request: web.Request) -> web.StreamResponse:
+        """A WebSocket session of ``/exec``, ``/attach`` or ``/portforward`` (see :mod:`corral.agent.exec`)."""
+        kind = request.path.split("/")[1]
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        protocol = choose_protocol(offered, PORTFORWARD_PROTOCOLS if kind == "portforward" else EXEC_PROTOCOLS)
+        if protocol is None:
+            return _status_error(400, "BadRequest", f"none of the offered WebSocket subprotocols ({offered}) is "
+                                 "supported")
+        ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            return _status_error(400, "BadRequest", "Upgrade request required (a WebSocket)")
+        namespace, name = request.match_info["namespace"], request.match_info["pod"]
+        worker = self.workers.get(f"{namespace}/{name}")
+        container = request.match_info.get("container", "")
+        problem = None
+        if worker is None:
+            problem = f"pod {name!r} in namespace {namespace!r} is not running on node {self.config.node_name!r}"
+        elif kind != "portforward" and worker.container_spec(container) is None:
+            problem = f"container {container} is not valid for pod {name}"
+        elif kind != "portforward" and not worker.container_running(container):
+            problem = f"container {container} is not running"
+        await ws.prepare(request)
+        options = exec_streams.StreamOptions.from_query(request.query)
+        if problem is not None or worker is None:
+            await exec_streams.Channels(ws, protocol).finish(None, problem or "")
+            return ws
+        if kind == "exec":
+            argv = request.query.getall("command", [])
+            try:
+                context = worker.exec_context(container)
+            except ValueError as error:
+                await exec_streams.Channels(ws, protocol).finish(None, str(error))
+                return ws
+            if not argv:
+                await exec_streams.Channels(ws, protocol).finish(None, "you must specify at least one command")
+                return ws
+            await exec_streams.run_exec(ws, protocol, argv, context, options=options)
+        elif kind == "attach":
+            if options.stdin:
+                spec = worker.container_spec(container) or {}
+                message = ("stdin is not enabled for this container" if not spec.get("stdin") else
+                           "attaching stdin is not supported: corral starts containers with stdin closed")
+                await exec_streams.Channels(ws, protocol).finish(None, message)
+                return ws
+            path = worker.log_file(container)
+
+            def output() -> Any:
+                if path is None:
+                    return _nothing()
+                return logfiles.stream(path, follow=True, timestamps=False, tail_lines=0, since_seconds=None,
+                                       still_running=lambda: worker.container_running(container)
+                                       and worker.log_file(container) == path)
+            await exec_streams.run_attach(ws, protocol, output)
+        else:
+            try:
+                ports = [int(port) for value in request.query.getall("ports", [])
+                         for port in value.split(",") if port.strip()]
+            except ValueError:
+                ports = []
+            if not ports or any(not 0 < port < 65536 for port in ports):
+                await exec_streams.Channels(ws, protocol).finish(None, "ports: at least one port in 1-65535 is required")
+                return ws
+            await exec_streams.run_port_forward(ws, worker.runtime.pod_ip, ports, pod=name)
+        return ws
+
     # ------------------------------------------------------------------ introspection
 
     def pod_ip(self, key: str) -> str | None:
         worker = self.workers.get(key)
         return worker.runtime.pod_ip if worker else None
+
+
+async def _nothing() -> Any:
+    return
+    yield
 
 
 def _log_params(query: Any) -> dict[str, Any]:

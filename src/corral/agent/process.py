@@ -132,16 +132,10 @@ CONTAINER_UMASK = 0o022
 """A container's umask, as container runtimes give: the agent's own (``077``, for its data dir) is not inherited."""
 
 
-def spawn(argv: list[str], *, env: dict[str, str], cwd: str | None, log_path: Path,
-          cgroup: Path | None = None, user: int | None = None, group: int | None = None) -> ProcessHandle:
-    """Start a container process in its own session with output appended to ``log_path``.
-
-    With ``cgroup``, a tiny ``sh`` prologue moves the process into that cgroup
-    before it ``exec``s the command, so no byte is allocated outside it. With ``user``/``group``
-    (``securityContext.runAsUser/runAsGroup``, see :mod:`corral.agent.identity`) the process
-    runs with that uid/gid and no supplementary groups — switched after the cgroup move,
-    which needs the agent's rights.
-    """
+def contained(argv: list[str], *, cgroup: Path | None, user: int | None,
+              group: int | None) -> tuple[list[str], dict[str, Any]]:
+    """The command line and ``Popen`` identity arguments that run ``argv`` in ``cgroup`` as ``user``/``group``
+    (see :func:`spawn`; ``kubectl exec`` commands join their container's cgroup the same way)."""
     switch: dict[str, Any] = {}
     if user is not None or group is not None:
         switch = {"user": user, "group": group, "extra_groups": []}
@@ -152,6 +146,20 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: str | None, log_path: Pa
             argv = ["setpriv", *ids, "--clear-groups", "--", *argv]
             switch = {}
         argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup), *argv]
+    return argv, switch
+
+
+def spawn(argv: list[str], *, env: dict[str, str], cwd: str | None, log_path: Path,
+          cgroup: Path | None = None, user: int | None = None, group: int | None = None) -> ProcessHandle:
+    """Start a container process in its own session with output appended to ``log_path``.
+
+    With ``cgroup``, a tiny ``sh`` prologue moves the process into that cgroup
+    before it ``exec``s the command, so no byte is allocated outside it. With ``user``/``group``
+    (``securityContext.runAsUser/runAsGroup``, see :mod:`corral.agent.identity`) the process
+    runs with that uid/gid and no supplementary groups — switched after the cgroup move,
+    which needs the agent's rights.
+    """
+    argv, switch = contained(argv, cgroup=cgroup, user=user, group=group)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as log:
         popen = subprocess.Popen(  # returns at once; exits are watched with a pidfd

@@ -102,6 +102,16 @@ EventSink = Callable[[str, str, str], None]
 """``(type, reason, message)`` of a Kubernetes Event about the pod (``Normal``/``Warning``)."""
 
 
+@dataclass(frozen=True)
+class ExecContext:
+    """Where a ``kubectl exec`` command runs (:meth:`PodWorker.exec_context`)."""
+
+    env: dict[str, str]
+    cwd: str | None
+    identity: RunAs
+    cgroup: Path | None
+
+
 def backoff_delay(config: RuntimeConfig, consecutive_crashes: int) -> float:
     """CrashLoopBackOff delay before restart number ``consecutive_crashes`` (1-based)."""
     if consecutive_crashes <= 0:
@@ -179,6 +189,23 @@ class PodWorker:
     def container_running(self, name: str) -> bool:
         handle = self._handles.get(name)
         return handle is not None and handle.running
+
+    def container_spec(self, name: str) -> Mapping[str, Any] | None:
+        spec = self.pod.get("spec") or {}
+        return next((c for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+                     if c.get("name") == name), None)
+
+    def exec_context(self, name: str) -> ExecContext:
+        """What a command run in running container ``name`` (``kubectl exec``) gets: the container's env,
+        with the current run's reaper markers, and its cgroup (so the run's and the pod's cleanup take it
+        along, and its limits apply), its working dir and its identity. Raises :class:`EnvError` as the
+        container's start would."""
+        container = self.container_spec(name) or {}
+        rt = next((c for c in self.runtime.containers + self.runtime.init if c.name == name), None)
+        env = {**self._container_env(container),
+               **reaper.marker_env(self.uid, name, rt.restart_count if rt is not None else 0)}
+        return ExecContext(env, container.get("workingDir") or None, self._run_as.get(name, RunAs()),
+                           self._cgroup_paths.get(name))
 
     def container_dir(self, name: str) -> Path:
         return inside(self.dir, name)

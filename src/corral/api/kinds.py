@@ -41,7 +41,7 @@ def core_kinds() -> list[ResourceType]:
         ResourceType(
             group="", version="v1", kind="Pod", plural="pods", namespaced=True, model=core.Pod,
             short_names=("po",), checks=rules.pod_problems, categories=("all",),
-            subresources=frozenset({"status", "binding", "log"}),
+            subresources=frozenset({"status", "binding", "log", "exec", "attach", "portforward"}),
             columns=(
                 PrinterColumn("Ready", "string", c.pod_ready, description="Ready containers / containers."),
                 PrinterColumn("Status", "string", c.pod_status),

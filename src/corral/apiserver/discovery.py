@@ -29,8 +29,10 @@ from corral.api.registry import Registry
 AGGREGATED_GROUP = "apidiscovery.k8s.io"
 AGGREGATED_VERSIONS = ("v2", "v2beta1")
 SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "scale": ("get", "patch", "update"), "binding": ("create",),
-                     "log": ("get",)}
-SUBRESOURCE_KINDS = {"binding": "Binding", "log": "Pod", "scale": "Scale"}
+                     "log": ("get",), "exec": ("create", "get"), "attach": ("create", "get"),
+                     "portforward": ("create", "get")}
+SUBRESOURCE_KINDS = {"binding": "Binding", "log": "Pod", "scale": "Scale", "exec": "PodExecOptions",
+                     "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}
 SUBRESOURCE_GROUP_VERSIONS = {"scale": ("autoscaling", "v1")}  # a custom resource's scale is autoscaling/v1
 
 

@@ -3,7 +3,8 @@
 Paths: ``/api/v1/...`` and ``/apis/GROUP/VERSION/...``, namespaced
 (``namespaces/NS/PLURAL[/NAME[/SUBRESOURCE]]``) and cluster-scoped
 (``PLURAL[/NAME[/SUBRESOURCE]]``). Verbs: get, list, watch, create, update, patch,
-delete, deletecollection; subresources ``status``, ``pods/binding``, ``pods/log``.
+delete, deletecollection; subresources ``status``, ``pods/binding``, ``pods/log``; ``pods/exec``,
+``pods/attach`` and ``pods/portforward`` are relayed to the node agent (:mod:`.streams`).
 
 Semantics worth knowing
 -----------------------
@@ -68,7 +69,7 @@ from corral.api.crds import STORE_KEY as CRD_KEY
 from corral.api.ownership import GC_FINALIZERS, GC_IGNORED_PLURALS, PROPAGATION_POLICIES
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, equality_fields, matcher
-from corral.apiserver import errors, patch, protobuf, services, tables
+from corral.apiserver import errors, patch, protobuf, services, streams, tables
 from corral.apiserver.crds import CustomResources, is_custom, scale_of, with_replicas
 from corral.apiserver.errors import ApiError, bad_request
 from corral.apiserver.listoptions import (
@@ -421,6 +422,8 @@ class Handlers:
             if method != "GET":
                 raise errors.method_not_allowed("pods/log only supports GET")
             return await self.log(request, target)
+        if sub in streams.KINDS:
+            return await self.stream_session(request, target, sub)
         if method == "GET":
             await self.store.barrier()
             return self.respond(request, rt, self.get_entry(rt, target.namespace, target.name))
@@ -1171,6 +1174,21 @@ class Handlers:
         await self.commit(self.store.update(resource_key(self.pod_rt), pod, entry.rv))
         body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         return web.Response(body=encode(body), status=201, content_type=JSON)
+
+    async def stream_session(self, request: web.Request, target: Target, kind: str) -> web.StreamResponse:
+        """``pods/exec``, ``pods/attach``, ``pods/portforward``: relayed to the pod's agent (:mod:`.streams`)."""
+        if request.method not in ("GET", "POST"):
+            raise errors.method_not_allowed(f"pods/{kind} only supports GET and POST")
+        assert target.name is not None and target.namespace is not None
+        pod = self.get_entry(self.pod_rt, target.namespace, target.name).obj
+        container = None if kind == "portforward" else streams.choose_container(pod, request.query.get("container"))
+        streams.check_running(pod, container)
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        node = self.store.get(resource_key(self.node_rt), "", node_name) if node_name else None
+        endpoint = node_log_endpoint(node.obj if node else None)
+        if endpoint is None:
+            raise bad_request(f"pod {target.name} runs on node {node_name!r}, which publishes no agent endpoint for {kind}")
+        return await streams.relay(request, kind, pod, container, endpoint=endpoint, token=self.agent_token)
 
     async def log(self, request: web.Request, target: Target) -> web.StreamResponse:
         assert target.name is not None and target.namespace is not None

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
-from tests.e2e.test_real_clients import Cluster, cluster, ok, run, unavailable
+from tests.e2e.corral_up import unavailable
+from tests.e2e.test_real_clients import Cluster, cluster, ok, run
 
 __all__ = ["cluster"]  # the `corral up` fixture shared with test_real_clients
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -11,6 +11,7 @@ from corral.api import columns as c
 from corral.api import core
 from corral.api.registry import PrinterColumn, Registry, ResourceType
 from corral.api.v1alpha1 import inferenceservice, podgroup, queue, trainingjob
+from corral.api.workloads import workload_kinds
 
 
 def core_kinds() -> list[ResourceType]:
@@ -120,4 +121,4 @@ def corral_kinds() -> list[ResourceType]:
 
 def default_registry() -> Registry:
     """Every kind the embedded API server serves."""
-    return Registry([*core_kinds(), *corral_kinds()])
+    return Registry([*core_kinds(), *workload_kinds(), *corral_kinds()])

@@ -63,6 +63,11 @@ class ResourceType:
     # Spec-like fields whose change bumps metadata.generation ("spec" for most kinds;
     # kinds without a spec, like ConfigMap, list their data fields).
     generation_fields: tuple[str, ...] = ("spec",)
+    # Kubernetes' registry strategy for the kind: ``default(obj)`` fills in defaults on every
+    # write; ``check(new, old)`` returns semantic problems as (field, problem) pairs (``old`` is
+    # None on create). See corral.api.workloads.
+    default: Callable[[Obj], None] | None = None
+    check: Callable[[Obj, Obj | None], list[tuple[str, str]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

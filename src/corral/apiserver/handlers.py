@@ -62,7 +62,7 @@ from aiohttp import web
 from corral.api.ownership import GC_FINALIZERS, GC_IGNORED_PLURALS, PROPAGATION_POLICIES
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, matcher
-from corral.apiserver import errors, patch, protobuf, tables
+from corral.apiserver import errors, patch, protobuf, scale, tables
 from corral.apiserver.errors import ApiError, bad_request
 from corral.apiserver.logs import file_log, log_query, node_log_endpoint, proxy_log
 from corral.apiserver.validation import (
@@ -367,6 +367,8 @@ class Handlers:
             if method != "GET":
                 raise errors.method_not_allowed("pods/log only supports GET")
             return await self.log(request, target)
+        if sub == "scale":
+            return await self.scale(request, target)
         if method == "GET":
             await self.store.barrier()
             return self.respond(request, rt, self.get_entry(rt, target.namespace, target.name))
@@ -621,6 +623,8 @@ class Handlers:
             spec = obj.get("spec")
             if isinstance(spec, dict):
                 spec.setdefault("type", "ClusterIP")
+        elif rt.default is not None:
+            rt.default(obj)
 
     def _default_priority(self, spec: Obj) -> None:
         """Resolve ``priorityClassName`` (or the global default class) into ``spec.priority``."""
@@ -646,6 +650,7 @@ class Handlers:
         dry_run = bool(request.query.get("dryRun"))
         self.prepare_new(rt, obj, target.namespace)
         warnings = validate(rt, obj, mode)
+        scale.check_semantics(rt, obj, None)
         manager = request.query.get("fieldManager")
         if manager:
             obj["metadata"]["managedFields"] = [{"manager": manager, "operation": "Update", "apiVersion": rt.api_version,
@@ -704,12 +709,14 @@ class Handlers:
             new_meta["generation"] = old_meta.get("generation", 1)
             if self._generation_changed(rt, old, new):
                 new_meta["generation"] = int(new_meta["generation"] or 0) + 1
-            if rt is self.pod_rt and isinstance(new.get("spec"), dict):
+            if (rt is self.pod_rt or rt.default is not None) and isinstance(new.get("spec"), dict):
                 self.default(rt, new)
         new.setdefault("apiVersion", rt.api_version)
         new.setdefault("kind", rt.kind)
         new["metadata"]["resourceVersion"] = old_meta.get("resourceVersion")
         warnings = validate_update(rt, new, old, mode)  # a stored object's old problems do not block edits
+        if sub is None:
+            scale.check_semantics(rt, new, old)
         if rt is self.pod_rt and sub is None:
             self._check_pod_update(old, new)
         if new == old:
@@ -800,6 +807,42 @@ class Handlers:
             result = await self.commit(write)
         return self.respond(request, rt, result, 200, warnings)
 
+    async def scale(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``GET``/``PUT``/``PATCH`` of the ``autoscaling/v1`` Scale: only ``spec.replicas`` is written."""
+        rt, name = target.rt, target.name
+        assert name is not None
+        await self.store.barrier()
+        current = self.get_entry(rt, target.namespace, name)
+        if request.method == "GET":
+            return web.Response(body=encode(scale.scale_of(current.obj)), content_type=JSON)
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed(f"{request.method} is not supported on {rt.plural}/scale")
+        body = await self.read_body(request)
+        wanted: Any = body
+        if request.method == "PATCH":
+            try:
+                if request.content_type == "application/json-patch+json":
+                    wanted = patch.json_patch(scale.scale_of(current.obj), body)
+                elif isinstance(body, dict):
+                    wanted = patch.merge_patch(scale.scale_of(current.obj), body)
+                else:
+                    raise patch.PatchError("a patch of a Scale must be a JSON object")
+            except patch.PatchError as exc:
+                raise bad_request(str(exc)) from None
+        replicas = scale.replicas_of_scale(rt, name, wanted)
+        expected = ((wanted.get("metadata") or {}) if isinstance(wanted, dict) else {}).get("resourceVersion")
+        if request.method == "PATCH" and not (isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")):
+            expected = None  # a patch without its own precondition applies to whatever is stored
+        updated = current.copy()
+        updated.setdefault("spec", {})["replicas"] = replicas
+        result, _warnings, write = self.finish_update(rt, current, updated, None, mode="Ignore",
+                                                      expected_rv=str(expected) if expected is not None else None,
+                                                      dry_run=bool(request.query.get("dryRun")))
+        if write is not None:
+            result = await self.commit(write)
+        obj = result.obj if isinstance(result, Entry) else result
+        return web.Response(body=encode(scale.scale_of(obj)), content_type=JSON)
+
     async def apply(self, request: web.Request, target: Target, body: Any, current: Entry | None, *,
                     mode: FieldValidation, dry_run: bool) -> web.StreamResponse:
         rt = target.rt
@@ -823,6 +866,7 @@ class Handlers:
             obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
             self.prepare_new(rt, obj, target.namespace)
             warnings = validate(rt, obj, mode)
+            scale.check_semantics(rt, obj, None)
             if dry_run:
                 return self.respond(request, rt, obj, 201, warnings)
             self.check_namespace(rt, obj["metadata"].get("namespace"))

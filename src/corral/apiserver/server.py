@@ -390,10 +390,14 @@ class ApiServer:
                 entry["categories"] = list(rt.categories)
             resources.append(entry)
             for sub in sorted(rt.subresources):
-                verbs = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"]}.get(sub, ["get"])
-                kind = {"binding": "Binding", "log": "Pod"}.get(sub, rt.kind)
-                resources.append({"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                                  "kind": kind, "verbs": verbs})
+                verbs = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"],
+                         "scale": ["get", "patch", "update"]}.get(sub, ["get"])
+                kind = {"binding": "Binding", "log": "Pod", "scale": "Scale"}.get(sub, rt.kind)
+                sub_entry: dict[str, Any] = {"name": f"{rt.plural}/{sub}", "singularName": "",
+                                             "namespaced": rt.namespaced, "kind": kind, "verbs": verbs}
+                if sub == "scale":
+                    sub_entry.update(group="autoscaling", version="v1")
+                resources.append(sub_entry)
         if group == "":
             resources.append({"name": "bindings", "singularName": "binding", "namespaced": True, "kind": "Binding",
                               "verbs": ["create"]})

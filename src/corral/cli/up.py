@@ -29,6 +29,7 @@ from corral.apiserver.server import ApiServer, ServerConfig
 from corral.cli.agent import validate_simulated
 from corral.controllers.gc import GarbageCollectorComponent
 from corral.controllers.trainingjob.controller import TrainingJobComponent
+from corral.controllers.workloads import WorkloadsComponent
 from corral.gateway.component import InferenceComponent
 from corral.util.clock import Clock, SystemClock
 
@@ -66,6 +67,7 @@ def extra_components(context: UpContext) -> list[Component]:
         components.append(InferenceComponent(context.kubeconfig, port=context.gateway_port, clock=context.clock))
     components.append(GarbageCollectorComponent(context.kubeconfig))
     components.append(TrainingJobComponent(context.kubeconfig, data_dir=context.data_dir, clock=context.clock))
+    components.append(WorkloadsComponent(context.kubeconfig, clock=context.clock))
     return components
 
 

@@ -1,0 +1,60 @@
+"""The ReplicaSet reconciler: read the set and its namespace's pods, ask :mod:`plan`, apply.
+
+Pods are read fresh from the API on each reconcile (not from the informer's cache), so a pod
+this controller has just created is always counted and never made twice; informers only
+enqueue keys (the set's changes and those of the pods it controls).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from corral.client import ApiClient, EventRecorder, InformerFactory, split_key
+from corral.controllers.podutil import apply
+from corral.controllers.replicaset.plan import plan
+from corral.controllers.runtime import Controller, Result
+from corral.util.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "replicaset-controller"
+
+
+class ReplicaSetReconciler:
+    def __init__(self, client: ApiClient, *, clock: Clock | None = None, recorder: EventRecorder | None = None) -> None:
+        self.client = client
+        self.clock = clock or SystemClock()
+        self.recorder = recorder or EventRecorder(client, COMPONENT, clock=self.clock)
+
+    async def reconcile(self, key: str) -> Result | None:
+        namespace, name = split_key(key)
+        namespace = namespace or "default"
+        rs = await self.client.get_or_none("apps/v1", "replicasets", name, namespace)
+        if rs is None:
+            return None
+        pods = list((await self.client.list("v1", "pods", namespace)).get("items") or [])
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        todo = plan(rs, pods, self.clock.now())
+        for pod_name in todo.adopt:
+            await apply.set_controller(self.client, "v1", "pods", by_name[pod_name], rs)
+        for pod_name in todo.release:
+            await apply.set_controller(self.client, "v1", "pods", by_name[pod_name], None)
+        for pod in todo.create:
+            created = await apply.create(self.client, pod)
+            if created is not None:
+                await self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
+        for pod_name in todo.delete:
+            await self.client.delete_if_exists("v1", "pods", pod_name, namespace)
+            await self.recorder.record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod_name}")
+        if todo.status != (rs.get("status") or {}):
+            await self.client.update_status({**rs, "status": todo.status})
+        return Result(requeue_after=todo.requeue_after) if todo.requeue_after is not None else None
+
+
+def replicaset_controller(client: ApiClient, factory: InformerFactory, *, clock: Clock | None = None,
+                          workers: int = 2, resync_seconds: float = 30.0) -> Controller:
+    controller = Controller(COMPONENT, ReplicaSetReconciler(client, clock=clock), workers=workers,
+                            resync_seconds=resync_seconds)
+    controller.watch(factory.informer("apps/v1", "replicasets"))
+    controller.watch_owned(factory.informer("v1", "pods"), "ReplicaSet")
+    return controller

@@ -265,7 +265,8 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> Plan:
         if completions is not None:
             wanted = min(parallelism, max(int(completions) - succeeded, 0))
         else:
-            wanted = 0 if succeeded > 0 else parallelism
+            # a work queue: after the first success no new pod starts, the running ones finish
+            wanted = min(len(active), parallelism) if succeeded > 0 else parallelism
         if len(active) > wanted:
             result.delete = [podutil.name(p) for p in _ranked_for_deletion(active, now)[:len(active) - wanted]]
         elif len(active) < wanted:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from corral.api.workloads import default_deployment, int_or_percent
@@ -207,6 +207,8 @@ events = st.lists(st.one_of(
 
 
 @settings(max_examples=60, deadline=None)
+# found by a longer run: a set's status still counting the pods it was deleting let old sets shrink too far
+@example(replicas=3, surge=3, unavailable=1, steps=[("template", 0), ("ready", 0)])
 @given(replicas=st.integers(1, 6), surge=st.one_of(st.integers(0, 3), st.sampled_from(["0%", "25%", "50%", "100%"])),
        unavailable=st.one_of(st.integers(0, 3), st.sampled_from(["0%", "25%", "50%"])), steps=events)
 def test_rollout_bounds_hold_and_it_converges_to_the_newest_template(

@@ -291,7 +291,8 @@ def _rolling(deployment: Obj, new: Obj, olds: list[Obj], scaled: dict[str, int])
         cut = min(budget, unhealthy)
         scaled[set_name] -= cut
         budget -= cut
-    available = sum(_stat(rs, "availableReplicas") for rs in [new, *olds])
+    # a set's pods above its (new) size are about to go: never count them as available
+    available = sum(min(_stat(rs, "availableReplicas"), scaled[podutil.name(rs)]) for rs in [new, *olds])
     # then available old pods, while enough stay available
     removable = min(available - min_available, sum(scaled[podutil.name(rs)] for rs in olds))
     for rs in ordered:

@@ -70,7 +70,10 @@ def plan(rs: Obj, pods: list[Obj], now: datetime) -> Plan:
     elif not deleting and diff > 0:
         ranked = sorted(active, key=lambda p: deletion_rank(p, now))
         result.delete = [podutil.name(p) for p in ranked[:min(diff, BURST)]]
-    result.status, result.requeue_after = status(rs, active, now)
+    # the pods deleted now are terminating from now on: counting them would report availability
+    # that is about to go (and let a Deployment scale down further than maxUnavailable allows)
+    doomed = set(result.delete)
+    result.status, result.requeue_after = status(rs, [p for p in active if podutil.name(p) not in doomed], now)
     return result
 
 

@@ -10,7 +10,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from corral.api.workloads import default_deployment, int_or_percent
-from corral.controllers.deployment.plan import HASH_LABEL, REVISION, surge_and_unavailable, template_hash
+from corral.controllers.deployment.plan import (
+    HASH_LABEL,
+    REVISION,
+    plan,
+    surge_and_unavailable,
+    template_hash,
+)
 from tests.unit.workloads.sim import World
 
 Obj = dict[str, Any]
@@ -133,6 +139,19 @@ def test_rollback_to_an_old_template_reuses_its_set_with_the_next_revision() -> 
     assert world.sets[first]["metadata"]["annotations"][REVISION] == "3"
 
 
+def test_change_cause_follows_the_deployment_onto_its_new_set() -> None:
+    world, dep = World(), deployment(1)
+    dep["metadata"]["annotations"] = {"kubernetes.io/change-cause": "first",
+                                      "kubectl.kubernetes.io/last-applied-configuration": "{}"}
+    converge(world, dep)
+    (rs,) = world.sets.values()
+    assert rs["metadata"]["annotations"]["kubernetes.io/change-cause"] == "first"
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in rs["metadata"]["annotations"]
+    dep["metadata"]["annotations"]["kubernetes.io/change-cause"] = "renamed"
+    converge(world, dep)
+    assert next(iter(world.sets.values()))["metadata"]["annotations"]["kubernetes.io/change-cause"] == "renamed"
+
+
 def test_recreate_scales_old_to_zero_before_the_new_set_gets_pods() -> None:
     world, dep = World(), deployment(3, strategy="Recreate")
     converge(world, dep)
@@ -191,8 +210,6 @@ def test_orphan_sets_matching_the_selector_are_adopted_and_foreign_ones_left() -
     orphan = {"metadata": {"name": "orphan", "labels": {"app": "web"}, "uid": "o"}, "spec": {"replicas": 0}}
     foreign = {"metadata": {"name": "foreign", "labels": {"app": "web"}, "uid": "f",
                             "ownerReferences": [{"uid": "other", "controller": True, "kind": "Deployment"}]}}
-    from corral.controllers.deployment.plan import plan  # noqa: PLC0415
-
     todo = plan(dep, [orphan, foreign], World().now)
     assert todo.adopt == ["orphan"]
     assert todo.release == []

@@ -44,6 +44,9 @@ REVISION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
+# Annotations of the deployment that are not copied to its sets (Kubernetes' skipCopyAnnotation).
+NOT_COPIED = frozenset({"kubectl.kubernetes.io/last-applied-configuration", REVISION, DESIRED_REPLICAS, MAX_REPLICAS,
+                        "deployment.kubernetes.io/revision-history", "deprecated.deployment.rollback.to"})
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -125,11 +128,8 @@ def new_replicaset(deployment: Obj, revision: int, collision_count: int, replica
     selector = copy.deepcopy(spec.get("selector") or {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), HASH_LABEL: pod_hash}
     surge, _ = surge_and_unavailable(deployment)
-    annotations = {REVISION: str(revision), DESIRED_REPLICAS: str(spec_replicas(deployment)),
-                   MAX_REPLICAS: str(spec_replicas(deployment) + surge)}
-    cause = (podutil.metadata(deployment).get("annotations") or {}).get(CHANGE_CAUSE)
-    if cause:
-        annotations[CHANGE_CAUSE] = cause
+    annotations = {**copied_annotations(deployment), REVISION: str(revision),
+                   DESIRED_REPLICAS: str(spec_replicas(deployment)), MAX_REPLICAS: str(spec_replicas(deployment) + surge)}
     name = f"{podutil.name(deployment)}-{pod_hash}"
     return {
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -139,6 +139,13 @@ def new_replicaset(deployment: Obj, revision: int, collision_count: int, replica
         "spec": {"replicas": replicas, "minReadySeconds": int(spec.get("minReadySeconds") or 0),
                  "selector": selector, "template": template},
     }
+
+
+def copied_annotations(deployment: Obj) -> dict[str, str]:
+    """The deployment's annotations its new set carries too (``kubernetes.io/change-cause`` for
+    ``kubectl rollout history``), kept in step as they change, as Kubernetes does."""
+    annotations = podutil.metadata(deployment).get("annotations") or {}
+    return {str(k): str(v) for k, v in annotations.items() if k not in NOT_COPIED}
 
 
 def plan(deployment: Obj, replicasets: list[Obj], now: datetime) -> Plan:
@@ -188,10 +195,17 @@ def plan(deployment: Obj, replicasets: list[Obj], now: datetime) -> Plan:
             new = candidate
             scaled[podutil.name(candidate)] = new_replicas
             created = True
-    elif new is not None and not paused and revision_of(new) <= max_old_revision:
-        updated = _copy_set(new)
-        updated["metadata"].setdefault("annotations", {})[REVISION] = str(max_old_revision + 1)
-        _mark(result, updated)
+    elif new is not None:
+        wanted = copied_annotations(deployment)
+        current = podutil.metadata(new).get("annotations") or {}
+        stale_revision = not paused and revision_of(new) <= max_old_revision
+        if stale_revision or any(current.get(k) != v for k, v in wanted.items()):
+            updated = _copy_set(new)
+            annotations = updated["metadata"].setdefault("annotations", {})
+            annotations.update(wanted)
+            if stale_revision:
+                annotations[REVISION] = str(max_old_revision + 1)
+            _mark(result, updated)
 
     new_name = podutil.name(new) if new is not None else None
     if paused:

@@ -182,3 +182,35 @@ async def test_controllers_roll_out_a_deployment_and_run_a_job(client: ApiClient
         assert status["succeeded"] == 2 and status["completionTime"]
     finally:
         await manager.stop()
+
+
+async def test_a_replicaset_adopts_a_matching_orphan_when_it_appears(client: ApiClient) -> None:
+    manager = workload_manager(client, resync_seconds=300.0)  # no resync: the pod's own event must do it
+    await manager.start(sync_timeout=5)
+    try:
+        rs = await client.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "keep"},
+                                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "keep"}},
+                                           "template": {"metadata": {"labels": {"app": "keep"}},
+                                                        "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+                                 "default")
+
+        async def one_pod() -> bool:
+            return len((await client.list("v1", "pods", "default", label_selector="app=keep"))["items"]) == 1
+        await until(one_pod)
+        await client.patch("apps/v1", "replicasets", "keep", {"spec": {"replicas": 2}}, namespace="default")
+        await until(lambda: _count(client, "app=keep", 2))
+        # an orphan that matches: adopted, and (replicas 2, three pods) one pod goes
+        await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stray", "labels": {"app": "keep"}},
+                             "spec": {"containers": [{"name": "c", "image": "i"}]}}, "default")
+        await until(lambda: _count(client, "app=keep", 2))
+        pods = (await client.list("v1", "pods", "default", label_selector="app=keep"))["items"]
+        assert all(p["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"] for p in pods)
+        assert len(pods) == 2
+    finally:
+        await manager.stop()
+
+
+async def _count(client: ApiClient, selector: str, wanted: int) -> bool:
+    pods = (await client.list("v1", "pods", "default", label_selector=selector))["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    return len(live) == wanted and all(p["metadata"].get("ownerReferences") for p in live)

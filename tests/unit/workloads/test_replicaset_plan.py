@@ -6,7 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 from corral.api.workloads import check_replicaset, default_replicaset
-from corral.controllers.replicaset.plan import plan
+from corral.controllers.podutil import claimant_keys
+from corral.controllers.replicaset.plan import plan, with_create_failure
 from corral.util.clock import format_timestamp
 from tests.unit.workloads.sim import World
 
@@ -91,3 +92,25 @@ def test_validation_selector_must_match_template_and_replicas_non_negative() -> 
     moved = replicaset()
     moved["spec"]["selector"] = {"matchLabels": {"tier": "f"}}
     assert [f for f, _ in check_replicaset(moved, replicaset())] == ["spec.selector"]
+
+
+def test_replica_failure_condition_comes_and_goes() -> None:
+    now = World().now
+    failing = with_create_failure({"replicas": 0}, 'Error creating: pods "x" is forbidden', now)
+    (condition,) = failing["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == ("ReplicaFailure", "True", "FailedCreate")
+    assert with_create_failure(failing, None, now) == {"replicas": 0}
+
+
+def test_orphans_wake_the_sets_whose_selector_matches_and_owned_pods_their_owner() -> None:
+    sets = [replicaset(), {**replicaset(), "metadata": {"name": "db", "namespace": "default"},
+                           "spec": {"selector": {"matchLabels": {"app": "db"}}}},
+            {**replicaset(), "metadata": {"name": "web-other-ns", "namespace": "team"}}]
+    orphan = {"metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"}}}
+    assert claimant_keys(orphan, "ReplicaSet", sets) == ["default/web-abc"]
+    owned = {"metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"},
+                          "ownerReferences": [{"kind": "ReplicaSet", "name": "mine", "controller": True}]}}
+    assert claimant_keys(owned, "ReplicaSet", sets) == ["default/mine"]
+    by_job = {"metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"},
+                           "ownerReferences": [{"kind": "Job", "name": "j", "controller": True}]}}
+    assert claimant_keys(by_job, "ReplicaSet", sets) == []

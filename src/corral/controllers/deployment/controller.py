@@ -12,7 +12,7 @@ import logging
 
 from corral.client import ApiClient, EventRecorder, InformerFactory, split_key
 from corral.controllers.deployment.plan import REVISION, plan
-from corral.controllers.podutil import apply
+from corral.controllers.podutil import apply, claimant_keys
 from corral.controllers.runtime import Controller, Result
 from corral.util.clock import Clock, SystemClock
 
@@ -72,6 +72,8 @@ def deployment_controller(client: ApiClient, factory: InformerFactory, *, clock:
                           workers: int = 2, resync_seconds: float = 30.0) -> Controller:
     controller = Controller(COMPONENT, DeploymentReconciler(client, clock=clock), workers=workers,
                             resync_seconds=resync_seconds)
-    controller.watch(factory.informer("apps/v1", "deployments"))
-    controller.watch_owned(factory.informer("apps/v1", "replicasets"), "Deployment")
+    deployments = factory.informer("apps/v1", "deployments")
+    controller.watch(deployments)
+    controller.watch(factory.informer("apps/v1", "replicasets"),
+                     lambda rs: claimant_keys(rs, "Deployment", deployments.list()))
     return controller

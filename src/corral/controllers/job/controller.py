@@ -41,10 +41,10 @@ class JobReconciler:
         selector = _selector_text((job.get("spec") or {}).get("selector"))
         pods = list((await self.client.list("v1", "pods", namespace, label_selector=selector)).get("items") or [])
         todo = plan(job, pods, self.clock.now())
-        for pod in todo.create:
-            created = await apply.create(self.client, pod)
-            if created is not None:
-                await self.recorder.record(job, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
+        made, failure = await apply.create_pods(self.client, self.recorder, job, todo.create)
+        if failure is not None:  # the pods it could not create are not active
+            todo.status["active"] = max(int(todo.status.get("active") or 0) - (len(todo.create) - made), 0)
+            todo.requeue_after = apply.FAILED_CREATE_RETRY
         for pod_name in todo.delete:
             await self.client.delete_if_exists("v1", "pods", pod_name, namespace)
             await self.recorder.record(job, "Normal", "SuccessfulDelete", f"Deleted pod: {pod_name}")

@@ -136,6 +136,19 @@ def claims(owner: Obj, objects: list[Obj]) -> tuple[list[Obj], list[Obj], list[O
     return owned, adopt, release
 
 
+def claimant_keys(obj: Obj, owner_kind: str, candidates: list[Obj]) -> list[str]:
+    """Which controllers to wake for a change of ``obj``: its controller when it has one of kind
+    ``owner_kind``; when it has no controller, every candidate in its namespace whose selector
+    matches it (an orphan to adopt, as Kubernetes' ``getPodReplicaSets`` finds them)."""
+    namespace = metadata(obj).get("namespace")
+    reference = controller_of(obj)
+    if reference is not None:
+        return [f"{namespace}/{reference['name']}"] if reference.get("kind") == owner_kind else []
+    return [f"{namespace}/{name(owner)}" for owner in candidates
+            if metadata(owner).get("namespace") == namespace
+            and selector_matches((owner.get("spec") or {}).get("selector"), obj)]
+
+
 def pod_from_template(template: Any, owner: Obj, *, generate_name: str = "", pod_name: str = "",
                       labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> Obj:
     """A pod of ``owner`` made from its pod template (Kubernetes' ``GetPodFromTemplate``)."""

@@ -1,10 +1,14 @@
-"""The few writes the workload reconcilers share: create tolerating a previous try, adopt, release."""
+"""The few writes the workload reconcilers share: create tolerating a previous try, pods with their
+events (FailedCreate on a rejection), adopt, release."""
 
 from __future__ import annotations
 
 from corral.api.registry import Obj
-from corral.client import ApiClient, ApiError
+from corral.client import ApiClient, ApiError, EventRecorder
 from corral.controllers.podutil import controller_reference, metadata
+
+FAILED_CREATE_RETRY = 5.0
+"""Seconds before a controller whose pods were rejected tries again."""
 
 
 async def create(client: ApiClient, obj: Obj) -> Obj | None:
@@ -30,3 +34,23 @@ async def set_controller(client: ApiClient, api_version: str, plural: str, obj: 
     except ApiError as error:
         if error.code != 404:
             raise
+
+
+async def create_pods(client: ApiClient, recorder: EventRecorder, owner: Obj, pods: list[Obj]) -> tuple[int, str | None]:
+    """Create ``pods`` for ``owner`` (events SuccessfulCreate); on a rejection (4xx) stop, record
+    FailedCreate and return its message with the number created — the owner's controller looks
+    again after :data:`FAILED_CREATE_RETRY`."""
+    made = 0
+    for pod in pods:
+        try:
+            created = await create(client, pod)
+        except ApiError as error:
+            if error.code >= 500:
+                raise
+            message = f"Error creating: {error.message}"
+            await recorder.record(owner, "Warning", "FailedCreate", message)
+            return made, message
+        made += 1
+        if created is not None:
+            await recorder.record(owner, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
+    return made, None

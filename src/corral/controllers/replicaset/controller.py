@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from corral.client import ApiClient, EventRecorder, InformerFactory, split_key
-from corral.controllers.podutil import apply
-from corral.controllers.replicaset.plan import plan
+from corral.controllers.podutil import apply, claimant_keys
+from corral.controllers.replicaset.plan import plan, with_create_failure
 from corral.controllers.runtime import Controller, Result
 from corral.util.clock import Clock, SystemClock
 
@@ -39,15 +39,16 @@ class ReplicaSetReconciler:
             await apply.set_controller(self.client, "v1", "pods", by_name[pod_name], rs)
         for pod_name in todo.release:
             await apply.set_controller(self.client, "v1", "pods", by_name[pod_name], None)
-        for pod in todo.create:
-            created = await apply.create(self.client, pod)
-            if created is not None:
-                await self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
+        _, failure = await apply.create_pods(self.client, self.recorder, rs, todo.create)
         for pod_name in todo.delete:
             await self.client.delete_if_exists("v1", "pods", pod_name, namespace)
             await self.recorder.record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod_name}")
+        if todo.create or any(c.get("type") == "ReplicaFailure" for c in todo.status.get("conditions") or []):
+            todo.status = with_create_failure(todo.status, failure, self.clock.now())
         if todo.status != (rs.get("status") or {}):
             await self.client.update_status({**rs, "status": todo.status})
+        if failure is not None:
+            return Result(requeue_after=apply.FAILED_CREATE_RETRY)
         return Result(requeue_after=todo.requeue_after) if todo.requeue_after is not None else None
 
 
@@ -55,6 +56,7 @@ def replicaset_controller(client: ApiClient, factory: InformerFactory, *, clock:
                           workers: int = 2, resync_seconds: float = 30.0) -> Controller:
     controller = Controller(COMPONENT, ReplicaSetReconciler(client, clock=clock), workers=workers,
                             resync_seconds=resync_seconds)
-    controller.watch(factory.informer("apps/v1", "replicasets"))
-    controller.watch_owned(factory.informer("v1", "pods"), "ReplicaSet")
+    sets = factory.informer("apps/v1", "replicasets")
+    controller.watch(sets)
+    controller.watch(factory.informer("v1", "pods"), lambda pod: claimant_keys(pod, "ReplicaSet", sets.list()))
     return controller

@@ -16,6 +16,7 @@ from typing import Any
 
 from corral.api.registry import Obj
 from corral.controllers import podutil
+from corral.util.clock import format_timestamp
 
 BURST = 500
 """Most pods created or deleted in one reconcile (Kubernetes' ``burstReplicas``)."""
@@ -74,6 +75,19 @@ def plan(rs: Obj, pods: list[Obj], now: datetime) -> Plan:
     # that is about to go (and let a Deployment scale down further than maxUnavailable allows)
     doomed = set(result.delete)
     result.status, result.requeue_after = status(rs, [p for p in active if podutil.name(p) not in doomed], now)
+    return result
+
+
+def with_create_failure(status: dict[str, Any], message: str | None, now: datetime) -> dict[str, Any]:
+    """``status`` with the ``ReplicaFailure`` condition (reason FailedCreate) while pods cannot be
+    created, and without it once they can, as Kubernetes reports it."""
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
+    if message is not None:
+        conditions = podutil.set_condition(status.get("conditions") or [], "ReplicaFailure", "True", "FailedCreate",
+                                           message, now=format_timestamp(now))
+    result = {k: v for k, v in status.items() if k != "conditions"}
+    if conditions:
+        result["conditions"] = conditions
     return result
 
 

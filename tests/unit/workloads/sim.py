@@ -51,7 +51,8 @@ class World:
             {"type": "Ready", "status": "True", "lastTransitionTime": self.stamp()}]}
 
     def finish(self, name: str, phase: str) -> None:
-        self.pods[name]["status"] = {"phase": phase}
+        self.pods[name]["status"] = {"phase": phase, "containerStatuses": [{"name": "c", "state": {"terminated": {
+            "exitCode": 0 if phase == "Succeeded" else 1, "finishedAt": self.stamp()}}}]}
 
     def active_pods(self) -> list[Obj]:
         return [p for p in self.pods.values() if p["status"]["phase"] not in ("Succeeded", "Failed")]

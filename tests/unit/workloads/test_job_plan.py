@@ -57,6 +57,7 @@ def test_a_one_pod_job_succeeds_then_completes() -> None:
 def test_backoff_limit_fails_the_job_after_limit_plus_one_failures() -> None:
     world, obj = World(), job(backoffLimit=1)
     for _ in range(2):
+        world.tick(11)  # past the retry backoff
         world.sync_job(obj)
         assert "Failed" not in conditions(obj)
         for name, pod in list(world.pods.items()):
@@ -67,6 +68,24 @@ def test_backoff_limit_fails_the_job_after_limit_plus_one_failures() -> None:
     assert found["FailureTarget"]["reason"] == "BackoffLimitExceeded"
     assert found["Failed"]["reason"] == "BackoffLimitExceeded"
     assert obj["status"]["failed"] == 2 and "completionTime" not in obj["status"]
+
+
+def test_replacements_of_failed_pods_back_off_exponentially_and_reset_after_a_success() -> None:
+    world, obj = World(), job(completions=3, backoffLimit=10)
+    world.sync_job(obj)
+    world.finish(next(iter(world.pods)), "Failed")
+    todo = world.sync_job(obj)
+    assert not todo.create and todo.requeue_after is not None and 9.9 < todo.requeue_after <= 10.1
+    world.tick(10)
+    (replacement,) = world.sync_job(obj).create
+    world.finish(next(n for n, p in world.pods.items() if p["status"]["phase"] == "Pending"), "Failed")
+    todo = world.sync_job(obj)
+    assert not todo.create and todo.requeue_after is not None and 19.9 < todo.requeue_after <= 20.1  # doubled
+    world.tick(20)
+    assert len(world.sync_job(obj).create) == 1
+    world.finish(next(n for n, p in world.pods.items() if p["status"]["phase"] == "Pending"), "Succeeded")
+    world.tick()
+    assert len(world.sync_job(obj).create) == 1, "a success resets the backoff"
 
 
 def test_on_failure_counts_container_restarts() -> None:
@@ -192,7 +211,7 @@ def test_job_never_over_succeeds_or_over_runs(completions: int, parallelism: int
         if active and outcome != "sync":
             world.finish(sorted(active, key=lambda p: p["metadata"]["name"])[choice % len(active)]["metadata"]["name"],
                          outcome)
-        world.tick()
+        world.tick(400)  # past any retry backoff
     world.sync_job(obj)
     world.sync_job(obj)
     assert conditions(obj)["Complete"]["status"] == "True"

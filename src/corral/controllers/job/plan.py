@@ -14,7 +14,8 @@ and when to look again. As Kubernetes' job controller:
   ``status.completedIndexes`` lists the done indexes (``"0-2,5"``); extra pods of an index are
   deleted.
 - Failures: with ``restartPolicy: Never`` each failed pod counts; the job fails when the
-  count exceeds ``backoffLimit``. With ``OnFailure`` the agent restarts containers in place,
+  count exceeds ``backoffLimit``. A failed pod's replacement waits 10 s after the last failure,
+  doubling per failure since the last success, at most 6 minutes (Kubernetes' backoff). With ``OnFailure`` the agent restarts containers in place,
   and container restarts count too (the job fails once they reach ``backoffLimit``).
   ``activeDeadlineSeconds`` past ``startTime`` fails it too.
 - Finishing follows Kubernetes 1.31: first ``SuccessCriteriaMet`` (reason CompletionsReached)
@@ -40,6 +41,8 @@ from corral.util.clock import format_timestamp, parse_timestamp
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 INDEX_ENV = "JOB_COMPLETION_INDEX"
+RETRY_BASE_SECONDS = 10.0
+RETRY_MAX_SECONDS = 360.0
 
 
 @dataclass
@@ -124,6 +127,28 @@ def _finish_time(job: Obj) -> datetime | None:
         if condition is not None and condition.get("status") == "True" and condition.get("lastTransitionTime"):
             return parse_timestamp(str(condition["lastTransitionTime"]))
     return None
+
+
+def finished_at(pod: Obj) -> datetime | None:
+    """When a finished pod's last container ended (``terminated.finishedAt``), else its last condition change."""
+    status = pod.get("status") or {}
+    times = [str(((s.get("state") or {}).get("terminated") or {}).get("finishedAt") or "")
+             for s in status.get("containerStatuses") or [] if isinstance(s, dict)]
+    times += [str(c.get("lastTransitionTime") or "") for c in status.get("conditions") or [] if isinstance(c, dict)]
+    stamps = [parse_timestamp(t) for t in times if t]
+    return max(stamps) if stamps else None
+
+
+def retry_at(failed_pods: list[Obj], succeeded_pods: list[Obj]) -> datetime | None:
+    """When a replacement may start after failures (Kubernetes' pod failure backoff): 10 s after the
+    last failure, doubling per failure since the last success, at most 6 minutes."""
+    last_success = max((t for t in (finished_at(p) for p in succeeded_pods) if t is not None), default=None)
+    failures = [t for t in (finished_at(p) for p in failed_pods) if t is not None
+                and (last_success is None or t > last_success)]
+    if not failures:
+        return None
+    delay = min(RETRY_BASE_SECONDS * 2 ** (len(failures) - 1), RETRY_MAX_SECONDS)
+    return max(failures) + timedelta(seconds=delay)
 
 
 def _ranked_for_deletion(pods: list[Obj], now: datetime) -> list[Obj]:
@@ -242,7 +267,9 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> Plan:
         result.status = status
         return result
 
-    # running: bring the active pods to what is wanted
+    # running: bring the active pods to what is wanted; replacements of failed pods wait for the backoff
+    wait_until = retry_at(failed_pods, succeeded_pods)
+    may_create = wait_until is None or now >= wait_until
     if indexed:
         total = int(completions or 0)
         by_index: dict[int, list[Obj]] = {}
@@ -259,7 +286,7 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> Plan:
         if running > parallelism:
             surplus = _ranked_for_deletion([pods[0] for pods in by_index.values()], now)[:running - parallelism]
             result.delete.extend(podutil.name(p) for p in surplus)
-        room = max(parallelism - running, 0)
+        room = max(parallelism - running, 0) if may_create else 0
         result.create = [indexed_pod(job, index) for index in missing[:room]]
     else:
         if completions is not None:
@@ -269,9 +296,11 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> Plan:
             wanted = min(len(active), parallelism) if succeeded > 0 else parallelism
         if len(active) > wanted:
             result.delete = [podutil.name(p) for p in _ranked_for_deletion(active, now)[:len(active) - wanted]]
-        elif len(active) < wanted:
+        elif len(active) < wanted and may_create:
             result.create = [podutil.pod_from_template(spec.get("template"), job, generate_name=f"{podutil.name(job)}-")
                              for _ in range(wanted - len(active))]
+    if not may_create and wait_until is not None:
+        result.requeue_after = min(result.requeue_after or float("inf"), (wait_until - now).total_seconds() + 0.05)
     deleted = set(result.delete)
     still = [p for p in active if podutil.name(p) not in deleted]
     status.update(active=len(still) + len(result.create), ready=sum(1 for p in still if podutil.is_ready(p)),

@@ -77,7 +77,7 @@ def test_replacements_of_failed_pods_back_off_exponentially_and_reset_after_a_su
     todo = world.sync_job(obj)
     assert not todo.create and todo.requeue_after is not None and 9.9 < todo.requeue_after <= 10.1
     world.tick(10)
-    (replacement,) = world.sync_job(obj).create
+    assert len(world.sync_job(obj).create) == 1
     world.finish(next(n for n, p in world.pods.items() if p["status"]["phase"] == "Pending"), "Failed")
     todo = world.sync_job(obj)
     assert not todo.create and todo.requeue_after is not None and 19.9 < todo.requeue_after <= 20.1  # doubled

@@ -7,6 +7,7 @@ from typing import Any
 
 from corral.api.workloads import check_replicaset, default_replicaset
 from corral.controllers.podutil import claimant_keys
+from corral.controllers.podutil.apply import merge_difference
 from corral.controllers.replicaset.plan import plan, with_create_failure
 from corral.util.clock import format_timestamp
 from tests.unit.workloads.sim import World
@@ -114,3 +115,10 @@ def test_orphans_wake_the_sets_whose_selector_matches_and_owned_pods_their_owner
     by_job = {"metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"},
                            "ownerReferences": [{"kind": "Job", "name": "j", "controller": True}]}}
     assert claimant_keys(by_job, "ReplicaSet", sets) == []
+
+
+def test_merge_difference_removes_with_null_and_replaces_lists() -> None:
+    old = {"replicas": 2, "conditions": [{"type": "ReplicaFailure"}], "nested": {"a": 1, "b": 2}}
+    new = {"replicas": 3, "nested": {"a": 1, "c": 3}}
+    assert merge_difference(old, new) == {"replicas": 3, "conditions": None, "nested": {"b": None, "c": 3}}
+    assert merge_difference(old, old) == {}

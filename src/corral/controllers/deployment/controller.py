@@ -1,6 +1,6 @@
 """The Deployment reconciler: read the deployment and its namespace's ReplicaSets, ask :mod:`plan`, apply.
 
-Order of writes: adopt/release sets, create the new set, rescale sets (a guarded PUT each),
+Order of writes: adopt/release sets, create the new set, rescale sets (a merge patch each),
 record the revision on the deployment, delete sets beyond the history limit, then the
 status. Every step is idempotent, so a crash between two only leaves the next reconcile
 less to do.
@@ -48,7 +48,14 @@ class DeploymentReconciler:
                                            f"{created['spec']['replicas']}")
         for rs in todo.update:
             old = by_name.get(rs["metadata"]["name"]) or {}
-            await self.client.update(rs)
+            # a merge patch of what the plan changes (replicas, annotations): the set's controller
+            # writing its status meanwhile must not make this fail
+            await self.client.patch("apps/v1", "replicasets", rs["metadata"]["name"],
+                                    {"metadata": {"annotations": apply.merge_difference(
+                                        (old.get("metadata") or {}).get("annotations") or {},
+                                        rs["metadata"].get("annotations") or {})},
+                                     "spec": {"replicas": rs["spec"]["replicas"]}},
+                                    namespace=namespace)
             before, after = int((old.get("spec") or {}).get("replicas") or 0), int(rs["spec"]["replicas"])
             if before != after:
                 direction = "up" if after > before else "down"
@@ -64,7 +71,7 @@ class DeploymentReconciler:
         for rs_name in todo.delete:
             await self.client.delete_if_exists("apps/v1", "replicasets", rs_name, namespace)
         if todo.status != (deployment.get("status") or {}):
-            await self.client.update_status({**deployment, "status": todo.status})
+            await apply.write_status(self.client, "apps/v1", "deployments", deployment, todo.status)
         return Result(requeue_after=todo.requeue_after) if todo.requeue_after is not None else None
 
 

@@ -49,7 +49,7 @@ class JobReconciler:
             await self.client.delete_if_exists("v1", "pods", pod_name, namespace)
             await self.recorder.record(job, "Normal", "SuccessfulDelete", f"Deleted pod: {pod_name}")
         if todo.status != (job.get("status") or {}):
-            job = await self.client.update_status({**job, "status": todo.status})
+            job = await apply.write_status(self.client, "batch/v1", "jobs", job, todo.status)
         for event_type, reason, message in todo.events:
             await self.recorder.record(job, event_type, reason, message)  # type: ignore[arg-type]
         if todo.delete_job:

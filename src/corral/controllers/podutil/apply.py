@@ -3,6 +3,8 @@ events (FailedCreate on a rejection), adopt, release."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from corral.api.registry import Obj
 from corral.client import ApiClient, ApiError, EventRecorder
 from corral.controllers.podutil import controller_reference, metadata
@@ -19,6 +21,29 @@ async def create(client: ApiClient, obj: Obj) -> Obj | None:
         if error.code != 409:
             raise
         return None
+
+
+def merge_difference(old: Any, new: Any) -> Any:
+    """The JSON merge patch that turns ``old`` into ``new`` (``None`` for removed keys)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = merge_difference(old[key], value)
+    return patch
+
+
+async def write_status(client: ApiClient, api_version: str, plural: str, obj: Obj, status: dict[str, Any]) -> Obj:
+    """Write ``status`` as a merge patch of ``/status``, without a resourceVersion precondition:
+    one worker owns a key at a time, so nothing else writes this status, and a concurrent change
+    of the spec or metadata (another controller scaling a set) must not make the write fail."""
+    meta = metadata(obj)
+    body = {"status": merge_difference(obj.get("status") or {}, status)}
+    return await client.patch(api_version, plural, str(meta.get("name")), body, namespace=meta.get("namespace"),
+                              subresource="status")
 
 
 async def set_controller(client: ApiClient, api_version: str, plural: str, obj: Obj, owner: Obj | None) -> None:

@@ -46,7 +46,7 @@ class ReplicaSetReconciler:
         if todo.create or any(c.get("type") == "ReplicaFailure" for c in todo.status.get("conditions") or []):
             todo.status = with_create_failure(todo.status, failure, self.clock.now())
         if todo.status != (rs.get("status") or {}):
-            await self.client.update_status({**rs, "status": todo.status})
+            await apply.write_status(self.client, "apps/v1", "replicasets", rs, todo.status)
         if failure is not None:
             return Result(requeue_after=apply.FAILED_CREATE_RETRY)
         return Result(requeue_after=todo.requeue_after) if todo.requeue_after is not None else None

@@ -48,6 +48,24 @@ class Kubectl:
         return json.loads(self("get", *args, "-o", "json"))
 
 
+INDEXED_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: idx}
+spec:
+  completions: 3
+  parallelism: 2
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: w
+        image: python:3.12
+        command: ["python3", "-c", "import os; print('index', os.environ['JOB_COMPLETION_INDEX'])"]
+"""
+
+
 def pods_of(k: Kubectl, selector: str) -> list[dict]:
     return [p for p in k.json("pods", "-l", selector)["items"] if not p["metadata"].get("deletionTimestamp")]
 
@@ -130,6 +148,14 @@ def test_deployment_rollout_scale_undo_restart_and_a_job(kubectl: str, tmp_path:
             assert k("logs", "job/pi").strip() == "42"
             job = k.json("job", "pi")
             assert job["status"]["succeeded"] == 1 and job["status"]["completionTime"]
+
+            # Indexed: each pod reads its index from JOB_COMPLETION_INDEX (a downward-API fieldRef the agent resolves)
+            k("apply", "-f", "-", stdin=INDEXED_JOB)
+            assert "condition met" in k("wait", "--for=condition=complete", "job/idx", "--timeout=60s", timeout=70)
+            job = k.json("job", "idx")
+            assert job["status"]["completedIndexes"] == "0-2" and job["status"]["succeeded"] == 3
+            outputs = sorted(k("logs", p["metadata"]["name"]).strip() for p in pods_of(k, "job-name=idx"))
+            assert outputs == ["index 0", "index 1", "index 2"]
 
             k("delete", "deployment", "web")
             deadline = time.monotonic() + 30

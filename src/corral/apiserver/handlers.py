@@ -3,7 +3,8 @@
 Paths: ``/api/v1/...`` and ``/apis/GROUP/VERSION/...``, namespaced
 (``namespaces/NS/PLURAL[/NAME[/SUBRESOURCE]]``) and cluster-scoped
 (``PLURAL[/NAME[/SUBRESOURCE]]``). Verbs: get, list, watch, create, update, patch,
-delete, deletecollection; subresources ``status``, ``pods/binding``, ``pods/log``.
+delete, deletecollection; subresources ``status``, ``pods/binding``, ``pods/log``, ``scale``
+(:mod:`corral.apiserver.scale`).
 
 Semantics worth knowing
 -----------------------

@@ -11,6 +11,7 @@ from corral.api import columns as c
 from corral.api import core, crds, rules
 from corral.api.registry import PrinterColumn, Registry, ResourceType
 from corral.api.v1alpha1 import inferenceservice, podgroup, queue, trainingjob
+from corral.api.workloads import workload_kinds
 
 
 def core_kinds() -> list[ResourceType]:
@@ -24,7 +25,7 @@ def core_kinds() -> list[ResourceType]:
         ),
         ResourceType(
             group="", version="v1", kind="Node", plural="nodes", namespaced=False, model=core.Node,
-            short_names=("no",), checks=rules.node_problems, subresources=frozenset({"status"}),
+            short_names=("no",), value_rules=rules.node_problems, subresources=frozenset({"status"}),
             columns=(
                 PrinterColumn("Status", "string", c.node_status),
                 PrinterColumn("Roles", "string", c.node_roles),
@@ -40,7 +41,7 @@ def core_kinds() -> list[ResourceType]:
         ),
         ResourceType(
             group="", version="v1", kind="Pod", plural="pods", namespaced=True, model=core.Pod,
-            short_names=("po",), checks=rules.pod_problems, categories=("all",),
+            short_names=("po",), value_rules=rules.pod_problems, categories=("all",),
             subresources=frozenset({"status", "binding", "log", "exec", "attach", "portforward"}),
             columns=(
                 PrinterColumn("Ready", "string", c.pod_ready, description="Ready containers / containers."),
@@ -79,7 +80,7 @@ def core_kinds() -> list[ResourceType]:
         ),
         ResourceType(
             group="", version="v1", kind="Service", plural="services", namespaced=True, model=core.Service,
-            short_names=("svc",), checks=rules.service_problems, categories=("all",),
+            short_names=("svc",), value_rules=rules.service_problems, categories=("all",),
             columns=(
                 c.field_column("Type", "spec", "type"),
                 c.field_column("Cluster-IP", "spec", "clusterIP"),
@@ -121,7 +122,7 @@ def corral_kinds() -> list[ResourceType]:
 def default_registry() -> Registry:
     """Every kind the embedded API server serves, with ``customresourcedefinitions`` (corral's own
     kinds published as read-only CRDs; the API server adds each created CRD's resources)."""
-    registry = Registry([*core_kinds(), *corral_kinds()])
+    registry = Registry([*core_kinds(), *workload_kinds(), *corral_kinds()])
     published = {crd["metadata"]["name"]: crd for crd in crds.corral_crds(registry)}
     registry.register(crds.crd_resource_type(published))
     return registry

@@ -63,9 +63,14 @@ class ResourceType:
     # Spec-like fields whose change bumps metadata.generation ("spec" for most kinds;
     # kinds without a spec, like ConfigMap, list their data fields).
     generation_fields: tuple[str, ...] = ("spec",)
+    # Kubernetes' registry strategy for the kind: ``default(obj)`` fills in defaults on every
+    # write; ``check(new, old)`` returns semantic problems as (field, problem) pairs (``old`` is
+    # None on create). See corral.api.workloads.
+    default: Callable[[Obj], None] | None = None
+    check: Callable[[Obj, Obj | None], list[tuple[str, str]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # Value rules beyond the model's types (``corral.api.rules``): (field path, problem) pairs.
-    checks: Callable[[Obj], list[tuple[str, str]]] | None = None
+    value_rules: Callable[[Obj], list[tuple[str, str]]] | None = None
 
     @property
     def api_version(self) -> str:

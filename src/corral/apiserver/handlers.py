@@ -3,8 +3,9 @@
 Paths: ``/api/v1/...`` and ``/apis/GROUP/VERSION/...``, namespaced
 (``namespaces/NS/PLURAL[/NAME[/SUBRESOURCE]]``) and cluster-scoped
 (``PLURAL[/NAME[/SUBRESOURCE]]``). Verbs: get, list, watch, create, update, patch,
-delete, deletecollection; subresources ``status``, ``pods/binding``, ``pods/log``; ``pods/exec``,
-``pods/attach`` and ``pods/portforward`` are relayed to the node agent (:mod:`.streams`).
+delete, deletecollection; subresources ``status``, ``pods/binding``, ``pods/log``, ``scale``
+(:mod:`corral.apiserver.scale`); ``pods/exec``, ``pods/attach`` and ``pods/portforward`` are
+relayed to the node agent (:mod:`.streams`).
 
 Semantics worth knowing
 -----------------------
@@ -69,7 +70,7 @@ from corral.api.crds import STORE_KEY as CRD_KEY
 from corral.api.ownership import GC_FINALIZERS, GC_IGNORED_PLURALS, PROPAGATION_POLICIES
 from corral.api.registry import Obj, Registry, RegistryError, ResourceType
 from corral.api.selectors import SelectorError, equality_fields, matcher
-from corral.apiserver import errors, patch, protobuf, services, streams, tables
+from corral.apiserver import errors, patch, protobuf, scale, services, streams, tables
 from corral.apiserver.crds import CustomResources, is_custom, scale_of, with_replicas
 from corral.apiserver.errors import ApiError, bad_request
 from corral.apiserver.listoptions import (
@@ -416,8 +417,8 @@ class Handlers:
             if method != "POST":
                 raise errors.method_not_allowed("pods/binding only supports POST")
             return await self.bind(request, target, target.name)
-        if sub == "scale":
-            return await self.scale(request, target)
+        if sub == "scale":  # a custom resource's replicas live where its CRD says; built-in kinds' in spec.replicas
+            return await (self.custom_scale(request, target) if is_custom(rt) else self.scale(request, target))
         if sub == "log":
             if method != "GET":
                 raise errors.method_not_allowed("pods/log only supports GET")
@@ -728,6 +729,8 @@ class Handlers:
         elif rt is self.service_rt:
             used = services.used_cluster_ips(e.obj for e in self.store.iter_all(resource_key(rt)))
             services.default_new_service(obj, self.service_cidr, used, self._random)
+        elif rt.default is not None:
+            rt.default(obj)
 
     def _default_priority(self, spec: Obj) -> None:
         """Resolve ``priorityClassName`` (or the global default class) into ``spec.priority``."""
@@ -754,6 +757,7 @@ class Handlers:
         dry_run = bool(request.query.get("dryRun"))
         self.prepare_new(rt, obj, target.namespace)
         warnings = validate(rt, obj, mode)
+        scale.check_semantics(rt, obj, None)
         manager = request.query.get("fieldManager")
         if manager:
             obj["metadata"]["managedFields"] = [{"manager": manager, "operation": "Update", "apiVersion": rt.api_version,
@@ -812,7 +816,8 @@ class Handlers:
             new_meta["generation"] = old_meta.get("generation", 1)
             if self._generation_changed(rt, old, new):
                 new_meta["generation"] = int(new_meta["generation"] or 0) + 1
-            if (rt is self.pod_rt and isinstance(new.get("spec"), dict)) or rt is self.secret_rt:
+            if ((rt is self.pod_rt or rt.default is not None) and isinstance(new.get("spec"), dict)) \
+                    or rt is self.secret_rt:
                 self.default(rt, new)  # a Secret's stringData goes into data on every write, as in Kubernetes
             elif rt is self.service_rt:
                 services.keep_cluster_ips(old, new)
@@ -823,6 +828,8 @@ class Handlers:
         new.setdefault("kind", rt.kind)
         new["metadata"]["resourceVersion"] = old_meta.get("resourceVersion")
         warnings = validate_update(rt, new, old, mode)  # a stored object's old problems do not block edits
+        if sub is None:
+            scale.check_semantics(rt, new, old)
         if rt is self.pod_rt and sub is None:
             self._check_pod_update(old, new)
         if new == old:
@@ -916,6 +923,42 @@ class Handlers:
             result = await self.commit(write)
         return self.respond(request, rt, result, 200, warnings)
 
+    async def scale(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``GET``/``PUT``/``PATCH`` of the ``autoscaling/v1`` Scale: only ``spec.replicas`` is written."""
+        rt, name = target.rt, target.name
+        assert name is not None
+        await self.store.barrier()
+        current = self.get_entry(rt, target.namespace, name)
+        if request.method == "GET":
+            return web.Response(body=encode(scale.scale_of(current.obj)), content_type=JSON)
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed(f"{request.method} is not supported on {rt.plural}/scale")
+        body = await self.read_body(request)
+        wanted: Any = body
+        if request.method == "PATCH":
+            try:
+                if request.content_type == "application/json-patch+json":
+                    wanted = patch.json_patch(scale.scale_of(current.obj), body)
+                elif isinstance(body, dict):
+                    wanted = patch.merge_patch(scale.scale_of(current.obj), body)
+                else:
+                    raise patch.PatchError("a patch of a Scale must be a JSON object")
+            except patch.PatchError as exc:
+                raise bad_request(str(exc)) from None
+        replicas = scale.replicas_of_scale(rt, name, wanted)
+        expected = ((wanted.get("metadata") or {}) if isinstance(wanted, dict) else {}).get("resourceVersion")
+        if request.method == "PATCH" and not (isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")):
+            expected = None  # a patch without its own precondition applies to whatever is stored
+        updated = current.copy()
+        updated.setdefault("spec", {})["replicas"] = replicas
+        result, _warnings, write = self.finish_update(rt, current, updated, None, mode="Ignore",
+                                                      expected_rv=str(expected) if expected is not None else None,
+                                                      dry_run=bool(request.query.get("dryRun")))
+        if write is not None:
+            result = await self.commit(write)
+        obj = result.obj if isinstance(result, Entry) else result
+        return web.Response(body=encode(scale.scale_of(obj)), content_type=JSON)
+
     async def apply(self, request: web.Request, target: Target, body: Any, current: Entry | None, *,
                     mode: FieldValidation, dry_run: bool) -> web.StreamResponse:
         rt = target.rt
@@ -939,6 +982,7 @@ class Handlers:
             obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
             self.prepare_new(rt, obj, target.namespace)
             warnings = validate(rt, obj, mode)
+            scale.check_semantics(rt, obj, None)
             if dry_run:
                 return self.respond(request, rt, obj, 201, warnings)
             self.check_namespace(rt, obj["metadata"].get("namespace"))
@@ -1106,7 +1150,7 @@ class Handlers:
 
     # ---- the scale subresource of custom resources ----------------------------------
 
-    async def scale(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def custom_scale(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``GET``/``PUT``/``PATCH`` of ``.../scale``: the object's replicas as an ``autoscaling/v1`` Scale."""
         rt = target.rt
         assert target.name is not None

@@ -426,8 +426,8 @@ def validate(rt: ResourceType, obj: Obj, mode: FieldValidation) -> list[str]:
     causes = _causes(errors)
     if isinstance(metadata, dict):
         causes += rules.metadata_problems(metadata, name_rule(rt.kind))
-    if rt.checks is not None:
-        causes += rt.checks(obj)
+    if rt.value_rules is not None:
+        causes += rt.value_rules(obj)
     if causes:
         raise invalid(rt.kind, name, causes, rt.group)
     return warnings

@@ -37,6 +37,7 @@ from corral.cli.agent import validate_simulated
 from corral.cli.instance import choose_port, claim_data_dir, ready_lines, startup_errors
 from corral.controllers.gc import GarbageCollectorComponent
 from corral.controllers.trainingjob.controller import TrainingJobComponent
+from corral.controllers.workloads import WorkloadsComponent
 from corral.gateway.component import InferenceComponent
 from corral.util.clock import Clock, SystemClock
 from corral.util.datadir import pod_root
@@ -78,6 +79,7 @@ def extra_components(context: UpContext) -> list[Component]:
                                              fallback_port=not context.gateway_port_fixed))
     components.append(GarbageCollectorComponent(context.kubeconfig))
     components.append(TrainingJobComponent(context.kubeconfig, data_dir=pod_root(context.data_dir), clock=context.clock))
+    components.append(WorkloadsComponent(context.kubeconfig, clock=context.clock))
     return components
 
 

@@ -1,0 +1,1 @@
+"""The Deployment controller: rollouts through ReplicaSets, one per pod template (plan + reconciler)."""

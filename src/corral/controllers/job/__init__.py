@@ -1,0 +1,1 @@
+"""The Job controller: runs pods until ``completions`` succeed (plan + reconciler)."""

@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 # never resolves `torch` against an index and never pulls a multi-GB CUDA build.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-cp3*-manylinux*_x86_64.whl))
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench crds venv clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# corral's CRDs for the Helm chart (Helm installs crds/ before templates); a test fails when stale.
+CRDS_DIR := deploy/helm/corral/crds
+crds: $(STAMP)
+	rm -f $(CRDS_DIR)/*.yaml
+	$(VENV)/bin/corral crds --output-dir $(CRDS_DIR)
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b" >&2; $(PY) $$b || exit 1; done

@@ -24,7 +24,7 @@ def _get(obj: Obj, *path: str) -> Any:
 def age_column() -> PrinterColumn:
     """The ``AGE`` column every kind shows last."""
     return PrinterColumn("Age", "date", lambda o: _get(o, "metadata", "creationTimestamp"),
-                         description="Time since the object was created.")
+                         description="Time since the object was created.", json_path=".metadata.creationTimestamp")
 
 
 def field_column(name: str, *path: str, type: str = "string", priority: int = 0, description: str = "") -> PrinterColumn:

@@ -386,6 +386,25 @@ def _model_schema(model: type[BaseModel]) -> str:
     return json.dumps(_structural(raw, defs))
 
 
+def crd_printer_columns(rt: ResourceType) -> list[Obj]:
+    """The kind's columns that show one field (those with a ``json_path``), as
+    ``additionalPrinterColumns``; the table's own Name column and computed cells are left out,
+    since a CRD's column is a JSONPath and nothing else."""
+    columns = []
+    for column in rt.columns:
+        if not column.json_path or column.format == "name":
+            continue
+        entry: Obj = {"name": column.name, "type": column.type, "jsonPath": column.json_path}
+        if column.priority:
+            entry["priority"] = column.priority
+        if column.description:
+            entry["description"] = column.description
+        if column.format:
+            entry["format"] = column.format
+        columns.append(entry)
+    return columns
+
+
 def crd_manifest(rt: ResourceType) -> Obj:
     """One kind as a CRD, its schema generated from the model."""
     schema = json.loads(_model_schema(rt.model))
@@ -398,6 +417,9 @@ def crd_manifest(rt: ResourceType) -> Obj:
     version: Obj = {"name": rt.version, "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
     if "status" in rt.subresources:
         version["subresources"] = {"status": {}}
+    columns = crd_printer_columns(rt)
+    if columns:
+        version["additionalPrinterColumns"] = columns
     names: Obj = {"plural": rt.plural, "singular": rt.singular_name, "kind": rt.kind, "listKind": f"{rt.kind}List"}
     if rt.short_names:
         names["shortNames"] = list(rt.short_names)
@@ -412,6 +434,8 @@ def crd_manifest(rt: ResourceType) -> Obj:
 
 
 def corral_crds(registry: Registry) -> list[Obj]:
-    """CRD manifests for every kind of corral's own groups (``*.corral.dev``) in the registry."""
-    return [crd_manifest(rt) for rt in registry.all()
-            if (rt.group == "corral.dev" or rt.group.endswith(".corral.dev")) and "crd" not in rt.extra]
+    """CRD manifests for every kind of corral's own groups (``*.corral.dev``) in the registry,
+    sorted by name (so the generated files are stable)."""
+    manifests = [crd_manifest(rt) for rt in registry.all()
+                 if (rt.group == "corral.dev" or rt.group.endswith(".corral.dev")) and "crd" not in rt.extra]
+    return sorted(manifests, key=lambda crd: str(crd["metadata"]["name"]))

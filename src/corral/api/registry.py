@@ -27,6 +27,9 @@ class PrinterColumn:
     """One column of the Table that ``kubectl get`` prints.
 
     ``value`` computes the cell from the object; ``priority`` 1 columns only show with ``-o wide``.
+    ``json_path`` (``.status.phase``) is set when the cell is one field of the object: such a column
+    is also one of the kind's CRD ``additionalPrinterColumns`` (``corral crds``), so ``kubectl get``
+    on a real cluster shows it too; computed cells (``2/4``, sums) have none.
     """
 
     name: str
@@ -35,6 +38,7 @@ class PrinterColumn:
     priority: int = 0
     description: str = ""
     format: str = ""
+    json_path: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import click
 
 from corral import __version__
 from corral.cli.agent import agent_command
+from corral.cli.crds import crds_command
 from corral.cli.demo import demo
 from corral.cli.explain import explain_command
 from corral.cli.gateway import gateway_command
@@ -33,6 +34,7 @@ cli.add_command(sim)
 cli.add_command(agent_command)
 cli.add_command(logs)
 cli.add_command(gateway_command)
+cli.add_command(crds_command)
 
 
 def main() -> None:

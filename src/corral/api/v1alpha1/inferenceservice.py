@@ -281,10 +281,11 @@ def resource_type() -> ResourceType:
         categories=("all", "corral"),
         strict=True,
         columns=(
-            PrinterColumn("URL", "string", lambda obj: _status(obj).get("url") or ""),
+            PrinterColumn("URL", "string", lambda obj: _status(obj).get("url") or "", json_path=".status.url"),
             PrinterColumn("Ready", "string", _ready),
             PrinterColumn("Replicas", "string", _replicas),
-            PrinterColumn("Latest", "string", lambda obj: _status(obj).get("latestRevision") or ""),
+            PrinterColumn("Latest", "string", lambda obj: _status(obj).get("latestRevision") or "",
+                          json_path=".status.latestRevision"),
             PrinterColumn("Canary%", "integer", _canary),
             age_column(),
         ),
@@ -304,10 +305,12 @@ def revision_resource_type() -> ResourceType:
         categories=("corral",),
         strict=True,
         columns=(
-            PrinterColumn("Service", "string", lambda obj: (obj.get("spec") or {}).get("service") or ""),
+            PrinterColumn("Service", "string", lambda obj: (obj.get("spec") or {}).get("service") or "",
+                          json_path=".spec.service"),
             PrinterColumn("Ready", "string",
                           lambda obj: f"{_status(obj).get('readyReplicas', 0)}/{_status(obj).get('replicas', 0)}"),
-            PrinterColumn("Failed", "string", lambda obj: _status(obj).get("failureReason") or ""),
+            PrinterColumn("Failed", "string", lambda obj: _status(obj).get("failureReason") or "",
+                          json_path=".status.failureReason"),
             age_column(),
         ),
     )

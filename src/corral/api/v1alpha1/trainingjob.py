@@ -188,10 +188,13 @@ def resource_type() -> ResourceType:
         categories=("all", "corral"),
         strict=True,
         columns=(
-            PrinterColumn("Queue", "string", lambda obj: (obj.get("spec") or {}).get("queue") or "<default>"),
+            PrinterColumn("Queue", "string", lambda obj: (obj.get("spec") or {}).get("queue") or "<default>",
+                          json_path=".spec.queue"),
             PrinterColumn("Workers", "string", _workers),
-            PrinterColumn("Phase", "string", lambda obj: (obj.get("status") or {}).get("phase") or "Pending"),
-            PrinterColumn("Restarts", "integer", lambda obj: (obj.get("status") or {}).get("restarts") or 0),
+            PrinterColumn("Phase", "string", lambda obj: (obj.get("status") or {}).get("phase") or "Pending",
+                          json_path=".status.phase"),
+            PrinterColumn("Restarts", "integer", lambda obj: (obj.get("status") or {}).get("restarts") or 0,
+                          json_path=".status.restarts"),
             age_column(),
         ),
     )

@@ -110,10 +110,10 @@ HELM = Path.home() / ".cache" / "corral-tools" / "bin" / "helm"
 @pytest.mark.skipif(not HELM.exists(), reason="helm 4 is not installed (tests/tools/install_kubectl35.sh)")
 def test_helm_lints_the_chart_and_renders_exactly_the_generated_crds() -> None:
     chart = str(ROOT / "deploy/helm/corral")
-    linted = subprocess.run([str(HELM), "lint", chart], capture_output=True, text=True, timeout=60)
+    linted = subprocess.run([str(HELM), "lint", chart], check=False, capture_output=True, text=True, timeout=60)
     assert linted.returncode == 0, linted.stdout + linted.stderr
     rendered = subprocess.run([str(HELM), "template", "corral", chart, "--include-crds"],
-                              capture_output=True, text=True, timeout=60)
+                              check=False, capture_output=True, text=True, timeout=60)
     assert rendered.returncode == 0, rendered.stderr
     documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
     assert documents == crd_manifests()

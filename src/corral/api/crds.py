@@ -236,18 +236,14 @@ def jsonpath(expression: str) -> Callable[[Any], Any]:
 
 
 def printer_columns(version: Obj) -> tuple[PrinterColumn, ...]:
-    """``additionalPrinterColumns`` as printer columns, with an ``Age`` column last unless one shows the
-    creation time already (kube's default columns are NAME and AGE)."""
-    columns = []
-    shows_age = False
-    for column in version.get("additionalPrinterColumns") or []:
-        path = str(column["jsonPath"])
-        shows_age = shows_age or path.strip("{}") == ".metadata.creationTimestamp"
-        columns.append(PrinterColumn(str(column["name"]), str(column.get("type") or "string"), jsonpath(path),
-                                     priority=int(column.get("priority") or 0),
-                                     description=str(column.get("description") or ""),
-                                     format=str(column.get("format") or "")))
-    if not shows_age:
+    """``additionalPrinterColumns`` as printer columns (after the implicit NAME); a CRD that
+    declares none gets a single ``Age`` column, as kube-apiserver does."""
+    columns = [PrinterColumn(str(column["name"]), str(column.get("type") or "string"), jsonpath(str(column["jsonPath"])),
+                             priority=int(column.get("priority") or 0),
+                             description=str(column.get("description") or ""),
+                             format=str(column.get("format") or ""))
+               for column in version.get("additionalPrinterColumns") or []]
+    if not columns:
         columns.append(PrinterColumn("Age", "date", jsonpath(".metadata.creationTimestamp"),
                                      description="Time since the object was created."))
     return tuple(columns)

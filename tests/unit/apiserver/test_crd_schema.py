@@ -147,15 +147,16 @@ def test_crd_essentials_are_checked_field_by_field() -> None:
     assert "spec.versions.0.schema.openAPIV3Schema.properties.spec.type" in crd_fields(untyped)
 
 
-def test_printer_columns_follow_jsonpaths_and_end_with_age() -> None:
+def test_printer_columns_follow_jsonpaths_and_only_a_crd_without_columns_gets_age() -> None:
     columns = crds.printer_columns({"additionalPrinterColumns": [
         {"name": "Size", "type": "string", "jsonPath": ".spec.size"},
         {"name": "First", "type": "integer", "jsonPath": ".spec.ports[0].port"},
         {"name": "Team", "type": "string", "jsonPath": ".metadata.labels['team']"}]})
     obj = widget(ports=[{"port": 8}])
     obj["metadata"]["labels"] = {"team": "ml"}
-    assert [c.name for c in columns] == ["Size", "First", "Team", "Age"]
-    assert [c.value(obj) for c in columns[:3]] == ["M", 8, "ml"]
+    assert [c.name for c in columns] == ["Size", "First", "Team"]  # NAME is implicit; no AGE added (kube)
+    assert [c.value(obj) for c in columns] == ["M", 8, "ml"]
+    assert [c.name for c in crds.printer_columns({})] == ["Age"]
 
 
 def test_versions_are_served_in_kube_priority_order() -> None:

@@ -104,7 +104,7 @@ def test_unrepresentable_values_are_refused_not_dropped() -> None:
 
 def test_every_served_builtin_kind_has_a_protobuf_form() -> None:
     for rt in default_registry().all():
-        if rt.group in ("", "coordination.k8s.io", "scheduling.k8s.io"):
+        if rt.group in ("", "coordination.k8s.io", "scheduling.k8s.io", "apps", "batch"):
             assert codec.message_name(rt.api_version, rt.kind) == rt.kind
             assert codec.message_name(rt.api_version, f"{rt.kind}List") == f"{rt.kind}List"
         else:
@@ -203,10 +203,12 @@ def canonical_message(name: str, depth: int = 0) -> st.SearchStrategy[dict[str, 
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.sampled_from(["Pod", "Node", "Service", "Secret", "ConfigMap", "Event", "Namespace", "Lease", "PriorityClass"])
+@given(st.sampled_from(["Pod", "Node", "Service", "Secret", "ConfigMap", "Event", "Namespace", "Lease", "PriorityClass",
+                        "Deployment", "ReplicaSet", "Job", "Scale"])
        .flatmap(lambda kind: canonical_message(kind).map(lambda body: (kind, body))))
 def test_decode_of_encode_is_the_json_object(kind_and_body: tuple[str, dict[str, Any]]) -> None:
     kind, body = kind_and_body
-    api_version = {"Lease": "coordination.k8s.io/v1", "PriorityClass": "scheduling.k8s.io/v1"}.get(kind, "v1")
+    api_version = {"Lease": "coordination.k8s.io/v1", "PriorityClass": "scheduling.k8s.io/v1", "Deployment": "apps/v1",
+                   "ReplicaSet": "apps/v1", "Job": "batch/v1", "Scale": "autoscaling/v1"}.get(kind, "v1")
     obj = {"apiVersion": api_version, "kind": kind, **body}
     assert codec.decode_object(codec.encode_object(obj)) == obj

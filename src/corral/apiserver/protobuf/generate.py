@@ -20,6 +20,7 @@ ROOTS = (
     "Namespace", "NamespaceList", "Pod", "PodList", "Node", "NodeList", "Event", "EventList",
     "ConfigMap", "ConfigMapList", "Secret", "SecretList", "Service", "ServiceList", "Binding", "List",
     "Lease", "LeaseList", "PriorityClass", "PriorityClassList", "SelfSubjectAccessReview", "SelfSubjectRulesReview",
+    "Deployment", "DeploymentList", "ReplicaSet", "ReplicaSetList", "Job", "JobList", "Scale",
     "meta.Status", "meta.DeleteOptions", "meta.WatchEvent", "runtime.Unknown",
 )
 SOURCES = (
@@ -28,12 +29,22 @@ SOURCES = (
     ("", 0, "coordination/v1/generated.proto", ("coordination/v1/types.go",)),
     ("", 0, "scheduling/v1/generated.proto", ("scheduling/v1/types.go",)),
     ("", 0, "authorization/v1/generated.proto", ("authorization/v1/types.go",)),
+    ("", 0, "apps/v1/generated.proto", ("apps/v1/types.go",)),
+    ("", 0, "batch/v1/generated.proto", ("batch/v1/types.go",)),
+    ("", 0, "autoscaling/v1/generated.proto", ("autoscaling/v1/types.go",)),
+    ("scheduling.v1alpha3.", 0, "scheduling/v1alpha3/generated.proto", ("scheduling/v1alpha3/types.go",)),
     ("meta.", 1, "pkg/apis/meta/v1/generated.proto", ("pkg/apis/meta/v1/types.go",)),
     ("runtime.", 1, "pkg/runtime/generated.proto", ("pkg/runtime/types.go",)),
     ("", 1, "pkg/api/resource/generated.proto", ()),
     ("", 1, "pkg/util/intstr/generated.proto", ()),
 )
 PACKAGES = {
+    # the k8s.io/api groups share one namespace of message names (parse refuses a clash)
+    "k8s.io.api.core.v1.": "",
+    "k8s.io.api.apps.v1.": "",
+    "k8s.io.api.batch.v1.": "",
+    "k8s.io.api.autoscaling.v1.": "",
+    "k8s.io.api.scheduling.v1alpha3.": "scheduling.v1alpha3.",  # batch/v1's pod-group policies
     "k8s.io.apimachinery.pkg.apis.meta.v1.": "meta.",
     "k8s.io.apimachinery.pkg.runtime.": "runtime.",
     "k8s.io.apimachinery.pkg.runtime.schema.": "schema.",

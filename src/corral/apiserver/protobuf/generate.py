@@ -1,7 +1,9 @@
 """Writes :mod:`corral.apiserver.protobuf.schema` from Kubernetes' own sources (a dev tool).
 
 Usage: ``python src/corral/apiserver/protobuf/generate.py API_REPO APIMACHINERY_REPO > schema.py``,
-with checkouts of ``k8s.io/api`` and ``k8s.io/apimachinery``. It reads the message layouts
+with checkouts of ``k8s.io/api`` and ``k8s.io/apimachinery`` (the table in the tree is from
+kubernetes/api 10b39a39bcee and kubernetes/apimachinery eed236ceee2c; regenerate from
+the same commits so a change only adds messages). It reads the message layouts
 (field numbers, types, repeated, maps) from their ``generated.proto`` files and, from the Go
 ``types.go`` next to them, the two facts the ``.proto`` files do not carry but the wire
 format depends on: which fields are Go pointers (a zero value sent on the wire is kept,

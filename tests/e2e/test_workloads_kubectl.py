@@ -1,9 +1,8 @@
 """Deployments and Jobs with kubectl against a real `corral up` (API server, scheduler, agent, controllers).
 
 The pods are host processes run by corral's agent: ``python3 -m http.server`` bound to the pod's
-loopback IP, and a Job printing 42. ``kubectl create deployment|job`` are run as
-``--dry-run=client -o json | kubectl create -f -``: the typed commands post protobuf, which this
-branch's API server decodes only for Namespace, ConfigMap and Secret (see docs/workloads.md).
+loopback IP, and a Job printing 42. The typed ``kubectl create deployment|job`` post protobuf
+bodies; the test runs with kubectl 1.32 and 1.35 (the latter installed as test_real_clients does).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
+from tests.e2e.corral_up import real_client_tools
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,10 +39,6 @@ class Kubectl:
                                 timeout=timeout, check=False)
         assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
         return result.stdout
-
-    def create(self, *args: str) -> str:
-        manifest = self("create", *args[:2], "--dry-run=client", "-o", "json", *args[2:])
-        return self("create", "-f", "-", stdin=manifest)
 
     def json(self, *args: str) -> dict:
         return json.loads(self("get", *args, "-o", "json"))
@@ -64,6 +60,11 @@ spec:
         image: python:3.12
         command: ["python3", "-c", "import os; print('index', os.environ['JOB_COMPLETION_INDEX'])"]
 """
+
+
+@pytest.fixture(params=["1.32", "1.35"])
+def kubectl(request: pytest.FixtureRequest) -> str:
+    return require_tool("kubectl") if request.param == "1.32" else str(real_client_tools() / "kubectl")
 
 
 def pods_of(k: Kubectl, selector: str) -> list[dict]:
@@ -95,8 +96,8 @@ def test_deployment_rollout_scale_undo_restart_and_a_job(kubectl: str, tmp_path:
             assert "deployments" in k("api-resources", "--api-group=apps")
             assert "jobs" in k("api-resources", "--api-group=batch")
 
-            assert "deployment.apps/web created" in k.create(
-                "deployment", "web", "--image=python:3.12", "--replicas=2", "--",
+            assert "deployment.apps/web created" in k(
+                "create", "deployment", "web", "--image=python:3.12", "--replicas=2", "--",
                 "python3", "-m", "http.server", "8080", "--bind", "$(POD_IP)")
             assert "successfully rolled out" in k("rollout", "status", "deployment/web", "--timeout=60s", timeout=70)
             assert len(pods_of(k, "app=web")) == 2
@@ -142,8 +143,8 @@ def test_deployment_rollout_scale_undo_restart_and_a_job(kubectl: str, tmp_path:
             table = k("get", "deployment", "web")
             assert table.split("\n")[1].split()[:4] == ["web", "3/3", "3", "3"]
 
-            assert "job.batch/pi created" in k.create("job", "pi", "--image=python:3.12", "--",
-                                                      "python3", "-c", "print(42)")
+            assert "job.batch/pi created" in k("create", "job", "pi", "--image=python:3.12", "--",
+                                                "python3", "-c", "print(42)")
             assert "condition met" in k("wait", "--for=condition=complete", "job/pi", "--timeout=60s", timeout=70)
             assert k("logs", "job/pi").strip() == "42"
             job = k.json("job", "pi")

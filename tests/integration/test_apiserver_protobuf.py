@@ -15,6 +15,7 @@ from corral.apiserver.openapi_v2 import PROTOBUF_V2
 from corral.apiserver.protobuf import codec
 from corral.apiserver.server import RunningServer
 from corral.testing.apiserver import running_apiserver, store_unvalidated
+from tests.unit.apiserver.test_protobuf_codec import KUBECTL_DEPLOYMENT, KUBECTL_JOB
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 CLIENT_GO_ACCEPT = "application/vnd.kubernetes.protobuf,application/json"
@@ -165,3 +166,28 @@ async def test_an_object_protobuf_cannot_hold_is_answered_in_json(server: Runnin
     status, content_type, response = await call(server, "GET", "/api/v1/namespaces/default/configmaps/odd")
     assert status == 200 and content_type == "application/json"  # rather than drop "extra"
     assert json.loads(response)["extra"] == {"kept": True}
+
+
+async def test_typed_kubectl_create_deployment_and_job_and_the_scale_subresource_in_protobuf(
+        server: RunningServer) -> None:
+    deployments = "/apis/apps/v1/namespaces/default/deployments"
+    status, response_type, body = await call(server, "POST", deployments, KUBECTL_DEPLOYMENT)
+    assert (status, response_type) == (201, PROTOBUF), body
+    created = codec.decode_object(body)
+    assert created["spec"]["template"]["spec"]["containers"][0]["command"] == ["python3", "-m", "http.server"]
+    assert created["spec"]["strategy"]["type"] == "RollingUpdate"  # defaulted as for a JSON body
+    status, response_type, body = await call(server, "POST", "/apis/batch/v1/namespaces/default/jobs", KUBECTL_JOB)
+    assert (status, response_type) == (201, PROTOBUF), body
+    assert codec.decode_object(body)["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+    status, response_type, body = await call(server, "GET", f"{deployments}/web/scale")
+    assert (status, response_type) == (200, PROTOBUF), body
+    scale = codec.decode_object(body)
+    assert (scale["apiVersion"], scale["kind"], scale["spec"]) == ("autoscaling/v1", "Scale", {"replicas": 1})
+    assert scale["status"]["selector"] == "app=web"
+    scale["spec"]["replicas"] = 4
+    status, response_type, body = await call(server, "PUT", f"{deployments}/web/scale", codec.encode_object(scale))
+    assert (status, response_type) == (200, PROTOBUF), body
+    assert codec.decode_object(body)["spec"] == {"replicas": 4}
+    status, _, body = await call(server, "GET", f"{deployments}/web", accept="application/json")
+    assert json.loads(body)["spec"]["replicas"] == 4

@@ -207,7 +207,8 @@ def read_protobuf(data: bytes, what: str) -> Obj:
     except protobuf.NotRepresentableError as exc:
         raise ApiError(415, "UnsupportedMediaType",
                        f"{exc}: corral reads protobuf bodies only for the built-in kinds (Namespace, Node, Pod, Event, "
-                       "ConfigMap, Secret, Service, Lease, PriorityClass, DeleteOptions); send this object as JSON "
+                       "ConfigMap, Secret, Service, Lease, PriorityClass, Deployment, ReplicaSet, Job, Scale, "
+                       "DeleteOptions); send this object as JSON "
                        "or YAML") from None
     except (protobuf.ProtobufError, UnicodeDecodeError) as exc:
         raise bad_request(f"the {what} is not a valid Kubernetes protobuf message: {exc}") from None
@@ -374,6 +375,14 @@ class Handlers:
             return response
         raw = entry_or_obj.raw if isinstance(entry_or_obj, Entry) else encode(obj)
         return web.Response(body=raw, status=status, content_type=JSON, headers=headers)
+
+    @staticmethod
+    def respond_scale(request: web.Request, obj: Obj, headers: dict[str, str] | None = None) -> web.Response:
+        """An ``autoscaling/v1`` Scale in protobuf when the client prefers it (as kubectl does), else JSON."""
+        if parse_accept(request.headers.get("Accept", "")).protobuf and (
+                response := protobuf_response(obj, headers=headers)) is not None:
+            return response
+        return web.Response(body=encode(obj), content_type=JSON, headers=headers)
 
     def get_entry(self, rt: ResourceType, namespace: str | None, name: str) -> Entry:
         entry = self.store.get(resource_key(rt), namespace or "", name)
@@ -930,7 +939,7 @@ class Handlers:
         await self.store.barrier()
         current = self.get_entry(rt, target.namespace, name)
         if request.method == "GET":
-            return web.Response(body=encode(scale.scale_of(current.obj)), content_type=JSON)
+            return self.respond_scale(request, scale.scale_of(current.obj))
         if request.method not in ("PUT", "PATCH"):
             raise errors.method_not_allowed(f"{request.method} is not supported on {rt.plural}/scale")
         body = await self.read_body(request)
@@ -957,7 +966,7 @@ class Handlers:
         if write is not None:
             result = await self.commit(write)
         obj = result.obj if isinstance(result, Entry) else result
-        return web.Response(body=encode(scale.scale_of(obj)), content_type=JSON)
+        return self.respond_scale(request, scale.scale_of(obj))
 
     async def apply(self, request: web.Request, target: Target, body: Any, current: Entry | None, *,
                     mode: FieldValidation, dry_run: bool) -> web.StreamResponse:
@@ -1161,7 +1170,7 @@ class Handlers:
         current = self.get_entry(rt, target.namespace, target.name)
         scale = scale_of(rt, current.obj)
         if request.method == "GET":
-            return web.Response(body=encode(scale), content_type=JSON)
+            return self.respond_scale(request, scale)
         body = await self.read_body(request)
         try:
             if request.content_type == "application/json-patch+json":
@@ -1179,7 +1188,7 @@ class Handlers:
             result = await self.commit(write)
         shown = result.obj if isinstance(result, Entry) else result
         headers = {"Warning": ", ".join(warning_value(w) for w in warnings)} if warnings else None
-        return web.Response(body=encode(scale_of(rt, shown)), content_type=JSON, headers=headers)
+        return self.respond_scale(request, scale_of(rt, shown), headers)
 
     # ---- pods/binding and pods/log --------------------------------------------------
 

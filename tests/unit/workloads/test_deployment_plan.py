@@ -139,6 +139,23 @@ def test_rollback_to_an_old_template_reuses_its_set_with_the_next_revision() -> 
     assert world.sets[first]["metadata"]["annotations"][REVISION] == "3"
 
 
+
+def test_rollback_whose_template_spells_zero_values_as_null_reuses_the_old_set() -> None:
+    # `kubectl rollout undo` (1.32) copies the old set's template through Go, which writes its zero
+    # metadata.creationTimestamp as null; the set, created from a typed (protobuf) `kubectl create`, has none.
+    # In Go null and absent are the same value, so it is the same template.
+    world, dep = World(), deployment(2)
+    converge(world, dep)
+    first = next(iter(world.sets))
+    change_template(dep, "2")
+    converge(world, dep)
+    change_template(dep, "")
+    dep["spec"]["template"]["spec"]["containers"][0]["env"] = []
+    dep["spec"]["template"]["metadata"]["creationTimestamp"] = None
+    converge(world, dep)
+    assert len(world.sets) == 2
+    assert world.sets[first]["spec"]["replicas"] == 2
+
 def test_change_cause_follows_the_deployment_onto_its_new_set() -> None:
     world, dep = World(), deployment(1)
     dep["metadata"]["annotations"] = {"kubernetes.io/change-cause": "first",

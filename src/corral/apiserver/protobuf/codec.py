@@ -459,6 +459,9 @@ SERVED: dict[str, frozenset[str]] = {
     "coordination.k8s.io/v1": frozenset({"Lease", "LeaseList"}),
     "scheduling.k8s.io/v1": frozenset({"PriorityClass", "PriorityClassList"}),
     "authorization.k8s.io/v1": frozenset({"SelfSubjectAccessReview", "SelfSubjectRulesReview"}),
+    "apps/v1": frozenset({"Deployment", "DeploymentList", "ReplicaSet", "ReplicaSetList"}),
+    "batch/v1": frozenset({"Job", "JobList"}),
+    "autoscaling/v1": frozenset({"Scale"}),
 }
 META = {"Status": "meta.Status", "DeleteOptions": "meta.DeleteOptions", "WatchEvent": "meta.WatchEvent"}
 META_VERSIONS = frozenset({"v1", "meta.k8s.io/v1"})

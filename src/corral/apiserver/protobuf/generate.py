@@ -1,7 +1,9 @@
 """Writes :mod:`corral.apiserver.protobuf.schema` from Kubernetes' own sources (a dev tool).
 
 Usage: ``python src/corral/apiserver/protobuf/generate.py API_REPO APIMACHINERY_REPO > schema.py``,
-with checkouts of ``k8s.io/api`` and ``k8s.io/apimachinery``. It reads the message layouts
+with checkouts of ``k8s.io/api`` and ``k8s.io/apimachinery`` (the table in the tree is from
+kubernetes/api 10b39a39bcee and kubernetes/apimachinery eed236ceee2c; regenerate from
+the same commits so a change only adds messages). It reads the message layouts
 (field numbers, types, repeated, maps) from their ``generated.proto`` files and, from the Go
 ``types.go`` next to them, the two facts the ``.proto`` files do not carry but the wire
 format depends on: which fields are Go pointers (a zero value sent on the wire is kept,
@@ -20,6 +22,7 @@ ROOTS = (
     "Namespace", "NamespaceList", "Pod", "PodList", "Node", "NodeList", "Event", "EventList",
     "ConfigMap", "ConfigMapList", "Secret", "SecretList", "Service", "ServiceList", "Binding", "List",
     "Lease", "LeaseList", "PriorityClass", "PriorityClassList", "SelfSubjectAccessReview", "SelfSubjectRulesReview",
+    "Deployment", "DeploymentList", "ReplicaSet", "ReplicaSetList", "Job", "JobList", "Scale",
     "meta.Status", "meta.DeleteOptions", "meta.WatchEvent", "runtime.Unknown",
 )
 SOURCES = (
@@ -28,12 +31,22 @@ SOURCES = (
     ("", 0, "coordination/v1/generated.proto", ("coordination/v1/types.go",)),
     ("", 0, "scheduling/v1/generated.proto", ("scheduling/v1/types.go",)),
     ("", 0, "authorization/v1/generated.proto", ("authorization/v1/types.go",)),
+    ("", 0, "apps/v1/generated.proto", ("apps/v1/types.go",)),
+    ("", 0, "batch/v1/generated.proto", ("batch/v1/types.go",)),
+    ("", 0, "autoscaling/v1/generated.proto", ("autoscaling/v1/types.go",)),
+    ("scheduling.v1alpha3.", 0, "scheduling/v1alpha3/generated.proto", ("scheduling/v1alpha3/types.go",)),
     ("meta.", 1, "pkg/apis/meta/v1/generated.proto", ("pkg/apis/meta/v1/types.go",)),
     ("runtime.", 1, "pkg/runtime/generated.proto", ("pkg/runtime/types.go",)),
     ("", 1, "pkg/api/resource/generated.proto", ()),
     ("", 1, "pkg/util/intstr/generated.proto", ()),
 )
 PACKAGES = {
+    # the k8s.io/api groups share one namespace of message names (parse refuses a clash)
+    "k8s.io.api.core.v1.": "",
+    "k8s.io.api.apps.v1.": "",
+    "k8s.io.api.batch.v1.": "",
+    "k8s.io.api.autoscaling.v1.": "",
+    "k8s.io.api.scheduling.v1alpha3.": "scheduling.v1alpha3.",  # batch/v1's pod-group policies
     "k8s.io.apimachinery.pkg.apis.meta.v1.": "meta.",
     "k8s.io.apimachinery.pkg.runtime.": "runtime.",
     "k8s.io.apimachinery.pkg.runtime.schema.": "schema.",

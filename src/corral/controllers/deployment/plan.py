@@ -74,9 +74,21 @@ def template_hash(template: Any, collision_count: int) -> str:
     return "".join(SAFE_ALPHABET[int(digit) % len(SAFE_ALPHABET)] for digit in str(value))
 
 
+def _without_nulls(value: Any) -> Any:
+    """``value`` without null members: Go reads a JSON null as the zero value, as it reads an
+    absent field, so ``"creationTimestamp": null`` (what Go clients write for a template's zero
+    time, e.g. ``kubectl rollout undo``) and no ``creationTimestamp`` are one template."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 def without_hash(template: Any) -> Any:
-    """The template with the ``pod-template-hash`` label removed (to compare sets' templates)."""
-    result = copy.deepcopy(template) if isinstance(template, dict) else {}
+    """The template with the ``pod-template-hash`` label and null members removed (to compare
+    sets' templates as Kubernetes' ``EqualIgnoreHash`` compares Go structs)."""
+    result = _without_nulls(template) if isinstance(template, dict) else {}
     labels = (result.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(HASH_LABEL, None)

@@ -20,6 +20,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,17 @@ from tests.e2e.test_real_clients import Cluster, name_for, ok, run
 cluster, kubectl, tools = real_clients.cluster, real_clients.kubectl, real_clients.tools
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def collect_client_sockets() -> Iterator[None]:
+    """The official client keeps some TLS sockets reachable until its module-level state goes:
+    collect them when this module ends, so none is finalised (an unraisable ResourceWarning,
+    an error under ``filterwarnings = error``) while another module's test runs."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 POD = """
 apiVersion: v1
@@ -239,13 +252,18 @@ def test_official_python_client_exec_and_port_forward(cluster: Cluster) -> None:
     assert nothing.recv(10) == b""
     nothing.close()
     closed.close()
+    error = closed.error(8009) or ""
     api.api_client.close()
-    # The client leaves sockets open (preloaded exec calls, port-forward's reader threads): wait for
-    # its threads, then collect here, so no socket is finalised (a warning) during another test.
+    # The client leaves sockets open (preloaded exec calls, port-forward's reader threads): drop
+    # every reference, wait for its threads, then collect here, so that no socket is finalised
+    # (an unraisable ResourceWarning) while another test runs.
+    del session, terminal, forward, connection, closed, nothing, api
     for thread in set(threading.enumerate()) - threads_before:
         thread.join(timeout=10)
-    gc.collect()
-    assert "error forwarding port 8009" in (closed.error(8009) or "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    assert "error forwarding port 8009" in error
 
 
 def test_unauthenticated_websocket_gets_401(cluster: Cluster) -> None:

@@ -91,3 +91,28 @@ async def test_watch_from_resource_version(server: RunningServer) -> None:
         assert seen == [("ADDED", "w1"), ("DELETED", "w0"), ("ADDED", "w2")]
     finally:
         api.api_client.close()
+
+
+async def test_error_bodies_are_kube_apiservers_bytes(server: RunningServer) -> None:
+    """The client prints Status bodies verbatim (``FailToCreateError``), and its own e2e suite
+    compares them as text: keys in Go's field order (``details`` before ``code``; ``name``,
+    ``group``, ``kind``) and a closing newline, as kube-apiserver's json.Encoder writes them."""
+    api_client = config.new_client_from_config(config_file=str(server.kubeconfig))
+    apps = client.AppsV1Api(api_client)
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "twice"},
+                  "spec": {"selector": {"matchLabels": {"app": "twice"}},
+                           "template": {"metadata": {"labels": {"app": "twice"}},
+                                        "spec": {"containers": [{"name": "main", "image": "busybox"}]}}}}
+    await blocking(apps.create_namespaced_deployment, "default", deployment)
+    with pytest.raises(ApiException) as error:
+        await blocking(apps.create_namespaced_deployment, "default", deployment)
+    assert error.value.body == (
+        '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        '"message":"deployments.apps \\"twice\\" already exists","reason":"AlreadyExists",'
+        '"details":{"name":"twice","group":"apps","kind":"deployments"},"code":409}\n')
+    with pytest.raises(ApiException) as error:
+        await blocking(core(server).read_namespaced_service, "absent", "default")
+    assert error.value.body == (
+        '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        '"message":"services \\"absent\\" not found","reason":"NotFound",'
+        '"details":{"name":"absent","kind":"services"},"code":404}\n')

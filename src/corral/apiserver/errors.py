@@ -22,19 +22,36 @@ class ApiError(Exception):
         self.details = details
 
     def status(self) -> dict[str, Any]:
+        """The ``Status`` body, its keys in kube-apiserver's order.
+
+        kube-apiserver writes Go struct fields in declaration order (``details`` before ``code``;
+        ``name``, ``group``, ``kind``, ``causes`` within ``details``), and clients compare error
+        bodies as text: the Kubernetes Python client's ``FailToCreateError`` prints them verbatim.
+        """
         body: dict[str, Any] = {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code,
+            "message": self.message, "reason": self.reason,
         }
         if self.details:
-            body["details"] = self.details
+            body["details"] = _in_go_order(self.details)
+        body["code"] = self.code
         return body
 
 
+# StatusDetails' fields in the order kube-apiserver's Go struct declares them.
+_DETAILS_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+
+
+def _in_go_order(details: dict[str, Any]) -> dict[str, Any]:
+    rank = {key: index for index, key in enumerate(_DETAILS_ORDER)}
+    return dict(sorted(details.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
 def _details(kind: str, name: str, group: str = "") -> dict[str, Any]:
-    details: dict[str, Any] = {"name": name, "kind": kind}
+    details: dict[str, Any] = {"name": name}
     if group:
         details["group"] = group
+    details["kind"] = kind
     return details
 
 

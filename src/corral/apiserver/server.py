@@ -137,7 +137,8 @@ def lean_eligible(method: str, path: str, query: str) -> bool:
 
 
 def _status_response(error: ApiError) -> web.Response:
-    return web.Response(body=encode(error.status()), status=error.code, content_type=JSON)
+    # A newline ends the body, as Go's json.Encoder ends kube-apiserver's: clients print it verbatim.
+    return web.Response(body=encode(error.status()) + b"\n", status=error.code, content_type=JSON)
 
 
 class ApiServer:

@@ -64,7 +64,7 @@ from corral.scheduler.queue import SchedulingQueue
 from corral.scheduler.sampling import SampledFramework
 from corral.util.clock import Clock, SystemClock, format_timestamp
 from corral.util.latest import LatestWriter
-from corral.util.supervise import HealthCheck, Supervisor
+from corral.util.supervise import HealthCheck, Supervisor, cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -298,11 +298,7 @@ class SchedulerService:
         self.scheduler.q.close()
         self._wake.set()
         await self.supervisor.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
         for informer in (self.pods, self.nodes, self.podgroups, self.classes):
             await informer.stop()

@@ -26,7 +26,6 @@ scheduler's pod informer when given one:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,7 +37,7 @@ from corral.scheduler.quota.live import QueueAdmission, group_key_of
 from corral.scheduler.quota.quota import Admitted, fmt_milli
 from corral.scheduler.quota.status import queue_status
 from corral.util.clock import Clock, SystemClock, format_timestamp
-from corral.util.supervise import HealthCheck, Supervisor
+from corral.util.supervise import HealthCheck, Supervisor, cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +131,7 @@ class QueueManager:
 
     async def stop(self) -> None:
         await self.supervisor.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         await self.queues.stop()
         if self._own_pods:
             await self.pods.stop()

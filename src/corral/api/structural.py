@@ -122,7 +122,8 @@ def prune(schema: Schema, value: Any) -> list[Loc]:
 
 # ---- validation -----------------------------------------------------------------------
 
-def _type_of(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a decoded JSON value (``null``, ``boolean``, ``integer`` …)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -139,7 +140,7 @@ def _type_of(value: Any) -> str:
 
 
 def _has_type(value: Any, wanted: str) -> bool:
-    actual = _type_of(value)
+    actual = json_type(value)
     return actual == wanted or (wanted == "number" and actual == "integer") or (
         wanted == "integer" and isinstance(value, float) and value.is_integer())
 
@@ -156,10 +157,10 @@ def value_problems(schema: Schema, value: Any, loc: Loc = ()) -> list[Problem]:
             return []
         return [Problem(loc, f"{where} in body must be of type {schema['type']}: \"null\"", value)]
     if schema.get("x-kubernetes-int-or-string"):
-        if _type_of(value) not in ("integer", "string"):
-            return [Problem(loc, f"{where} in body must be of type integer or string: {_quote(_type_of(value))}", value)]
+        if json_type(value) not in ("integer", "string"):
+            return [Problem(loc, f"{where} in body must be of type integer or string: {_quote(json_type(value))}", value)]
     elif schema.get("type") and not _has_type(value, schema["type"]):
-        return [Problem(loc, f"{where} in body must be of type {schema['type']}: {_quote(_type_of(value))}", value)]
+        return [Problem(loc, f"{where} in body must be of type {schema['type']}: {_quote(json_type(value))}", value)]
     problems: list[Problem] = []
     enum = schema.get("enum")
     if isinstance(enum, list) and value not in enum:

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from corral.api import rules
 from corral.api.registry import Obj, ResourceType
+from corral.api.structural import json_type
 from corral.apiserver import knownfields
 from corral.apiserver.errors import ApiError, bad_request, invalid
 
@@ -99,22 +100,6 @@ MAX_YAML_ALIAS_NODES = 10_000
 INT64_MAX = 2**63 - 1
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null" if value is None else type(value).__name__
-
-
 def _path_text(path: list[Any]) -> str:
     return _format_loc(tuple(path)) or "<root>"
 
@@ -158,7 +143,7 @@ def _check_values(value: Any, path: list[Any], depth: int) -> None:
             shown = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
             raise bad_request(f"{_path_text(path)}: Invalid value: {shown}: must be a finite number")
     elif kind not in (int, bool) and value is not None:
-        raise bad_request(f"{_path_text(path)}: Invalid value: {_json_type(value)}: must be a JSON string, number, "
+        raise bad_request(f"{_path_text(path)}: Invalid value: {json_type(value)}: must be a JSON string, number, "
                           "boolean, array, object or null")
 
 
@@ -366,7 +351,7 @@ def _problem(error: Any) -> str:
     if kind == "missing":
         return "Required value"
     if kind in _TYPE_NAMES:
-        return f'Invalid value: "{_json_type(value)}": must be {_TYPE_NAMES[kind]}'
+        return f'Invalid value: "{json_type(value)}": must be {_TYPE_NAMES[kind]}'
     if kind == "finite_number":
         return f"Invalid value: {value}: must be a finite number"
     if kind == "literal_error":
@@ -517,7 +502,7 @@ def grace_period(value: Any, field: str = "gracePeriodSeconds") -> int:
 def check_delete_options(body: Any) -> dict[str, Any]:
     """A DeleteOptions body, its fields type-checked as kube-apiserver's decoder does."""
     if not isinstance(body, dict):
-        raise bad_request(f"the DeleteOptions body must be an object, not {_json_type(body)}")
+        raise bad_request(f"the DeleteOptions body must be an object, not {json_type(body)}")
     options: dict[str, Any] = {}
     for field, value in body.items():
         if field not in _DELETE_FIELDS or value is None:

@@ -36,10 +36,7 @@ class DeploymentReconciler:
         sets = list((await self.client.list("apps/v1", "replicasets", namespace)).get("items") or [])
         by_name = {rs["metadata"]["name"]: rs for rs in sets}
         todo = plan(deployment, sets, self.clock.now())
-        for rs_name in todo.adopt:
-            await apply.set_controller(self.client, "apps/v1", "replicasets", by_name[rs_name], deployment)
-        for rs_name in todo.release:
-            await apply.set_controller(self.client, "apps/v1", "replicasets", by_name[rs_name], None)
+        await apply.claim(self.client, "apps/v1", "replicasets", deployment, sets, adopt=todo.adopt, release=todo.release)
         if todo.create is not None:
             created = await apply.create(self.client, todo.create)
             if created is not None:

@@ -61,6 +61,16 @@ async def set_controller(client: ApiClient, api_version: str, plural: str, obj: 
             raise
 
 
+async def claim(client: ApiClient, api_version: str, plural: str, owner: Obj, objects: list[Obj], *,
+                adopt: list[str], release: list[str]) -> None:
+    """Adopt the named ``objects`` for ``owner`` and release others, as the plan decided."""
+    by_name = {metadata(obj).get("name"): obj for obj in objects}
+    for name in adopt:
+        await set_controller(client, api_version, plural, by_name[name], owner)
+    for name in release:
+        await set_controller(client, api_version, plural, by_name[name], None)
+
+
 async def create_pods(client: ApiClient, recorder: EventRecorder, owner: Obj, pods: list[Obj]) -> tuple[int, str | None]:
     """Create ``pods`` for ``owner`` (events SuccessfulCreate); on a rejection (4xx) stop, record
     FailedCreate and return its message with the number created — the owner's controller looks

@@ -33,12 +33,8 @@ class ReplicaSetReconciler:
         if rs is None:
             return None
         pods = list((await self.client.list("v1", "pods", namespace)).get("items") or [])
-        by_name = {p["metadata"]["name"]: p for p in pods}
         todo = plan(rs, pods, self.clock.now())
-        for pod_name in todo.adopt:
-            await apply.set_controller(self.client, "v1", "pods", by_name[pod_name], rs)
-        for pod_name in todo.release:
-            await apply.set_controller(self.client, "v1", "pods", by_name[pod_name], None)
+        await apply.claim(self.client, "v1", "pods", rs, pods, adopt=todo.adopt, release=todo.release)
         _, failure = await apply.create_pods(self.client, self.recorder, rs, todo.create)
         for pod_name in todo.delete:
             await self.client.delete_if_exists("v1", "pods", pod_name, namespace)
